@@ -1,0 +1,180 @@
+"""Configs of a run: named presets, TOML files and dotted ``--set key=value`` overrides.
+
+A run's config is two frozen dataclasses: the model's (``VQVAEConfig``, saved as
+``config.json`` with the weights) and the training loop's (``TrainConfig``). Presets are a
+small explicit registry, in the manner of timm's ``create_model("name")``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from vqvae.models import QuantizerConfig, VQVAEConfig
+from vqvae.nets import NetConfig
+from vqvae.pretrained import config_from_dict, config_to_dict
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 1000
+    batch_size: int = 128
+    lr: float = 2e-4  # the paper's Adam learning rate
+    seed: int = 0
+    checkpoint_every: int = 500
+    eval_every: int = 250  # held-out evaluation and a reconstruction grid
+    log_every: int = 10
+    eval_limit: int = 2000  # held-out images used by the periodic evaluation
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "checkpoint_every", "eval_every", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"expected {name} >= 1, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise ValueError(f"expected lr > 0, got {self.lr}")
+
+
+# -- presets ------------------------------------------------------------------------------
+def _digits() -> VQVAEConfig:
+    """8x8 grey digits (scikit-learn): a 4x4 grid of 64 codes; the demo's model."""
+    return VQVAEConfig(
+        in_channels=1,
+        image_size=(8, 8),
+        net=NetConfig(hidden_channels=64, residual_channels=32, num_downsamples=1),
+        quantizer=QuantizerConfig(kind="ema", num_codes=64, code_dim=16),
+    )
+
+
+def _mnist() -> VQVAEConfig:
+    """28x28 grey (MNIST, Fashion-MNIST): a 7x7 grid, K=512; narrowed to train on a CPU."""
+    return VQVAEConfig(
+        in_channels=1,
+        image_size=(28, 28),
+        net=NetConfig(hidden_channels=64, residual_channels=32, num_downsamples=2),
+        quantizer=QuantizerConfig(kind="ema", num_codes=512, code_dim=64),
+    )
+
+
+def _cifar10() -> VQVAEConfig:
+    """32x32 colour with the paper's sizes: 256 hidden units, K=512, D=64, an 8x8 grid."""
+    return VQVAEConfig(
+        in_channels=3,
+        image_size=(32, 32),
+        net=NetConfig(hidden_channels=256, residual_channels=256, num_downsamples=2),
+        quantizer=QuantizerConfig(num_codes=512, code_dim=64),
+    )
+
+
+PRESETS: dict[str, Callable[[], VQVAEConfig]] = {
+    "digits": _digits,
+    "mnist": _mnist,
+    "cifar10": _cifar10,
+}
+
+
+def get_preset(name: str) -> VQVAEConfig:
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; expected one of {sorted(PRESETS)}")
+    return PRESETS[name]()
+
+
+def choose_preset(in_channels: int, image_size: tuple[int, int]) -> tuple[str, VQVAEConfig]:
+    """The preset that fits data of this shape, resized to its image size where needed."""
+    h, w = image_size
+    if max(h, w) <= 16:
+        name = "digits"
+    elif in_channels == 1 and max(h, w) <= 28:
+        name = "mnist"
+    else:
+        name = "mnist" if in_channels == 1 else "cifar10"
+    config = replace(get_preset(name), in_channels=in_channels, image_size=(h, w))
+    return name, config
+
+
+# -- overrides ----------------------------------------------------------------------------
+def parse_value(text: str) -> Any:
+    """``--set`` values: JSON where it parses (numbers, true/false, lists), else the string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        lowered = text.lower()
+        if lowered in ("true", "false"):
+            return lowered == "true"
+        return text
+
+
+def _set_path(config: Any, path: list[str], value: Any, full: str) -> Any:
+    names = {f.name for f in dataclasses.fields(config)}
+    head = path[0]
+    if head not in names:
+        raise ValueError(
+            f"--set {full}: {type(config).__name__} has no field {head!r}; it has {sorted(names)}"
+        )
+    if len(path) == 1:
+        data = config_to_dict(config)
+        data[head] = value
+        return config_from_dict(type(config), data)
+    child = getattr(config, head)
+    if not dataclasses.is_dataclass(child):
+        raise ValueError(f"--set {full}: {head!r} is not a section")
+    return replace(config, **{head: _set_path(child, path[1:], value, full)})
+
+
+def apply_overrides(
+    model: VQVAEConfig, train: TrainConfig, pairs: Iterable[str]
+) -> tuple[VQVAEConfig, TrainConfig]:
+    """Apply ``key=value`` pairs; keys are dotted paths, optionally under ``model.``/``train.``.
+
+    Without a prefix a key is looked up in the model config first, then the train config.
+    """
+    for pair in pairs:
+        if "=" not in pair:
+            raise ValueError(f"--set {pair!r}: expected key=value")
+        key, text = pair.split("=", 1)
+        model, train = _apply_one(model, train, key.strip(), parse_value(text.strip()))
+    return model, train
+
+
+def _apply_one(model: VQVAEConfig, train: TrainConfig, key: str, value: Any):
+    path = key.split(".")
+    try:
+        if path[0] == "model":
+            return _set_path(model, path[1:], value, key), train
+        if path[0] == "train":
+            return model, _set_path(train, path[1:], value, key)
+        model_fields = {f.name for f in dataclasses.fields(model)}
+        if path[0] in model_fields:
+            return _set_path(model, path, value, key), train
+        return model, _set_path(train, path, value, key)
+    except TypeError as e:
+        raise ValueError(f"--set {key}: {e}") from None
+
+
+def load_toml(path: str | Path) -> list[str]:
+    """A TOML file as override pairs: ``[model.quantizer] num_codes = 256`` etc."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such config file")
+    try:
+        data = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: not valid TOML ({e})") from None
+
+    def flat(prefix: str, obj: Any) -> Iterable[str]:
+        if isinstance(obj, dict):
+            for k, v in obj.items():
+                yield from flat(f"{prefix}.{k}" if prefix else k, v)
+        else:
+            yield f"{prefix}={json.dumps(obj)}"
+
+    return list(flat("", data))

@@ -1,0 +1,188 @@
+"""``load_dataset(spec)``: a registered name or a path, turned into an ``ImageDataset``.
+
+Names (``DATASET_NAMES``) are looked up under the data root: the ``data_root`` argument, else
+``$VQVAE_DATA``, else ``~/.cache/vqvae/data``, laid out as ``<root>/mnist/``,
+``<root>/fashion-mnist/``, ``<root>/cifar10/cifar-10-batches-py/`` (or
+``<root>/cifar-10-batches-py/``), and downloaded there when missing unless ``download=False``.
+A name wins over a folder of the same name in the working directory; write ``./mnist`` for
+the folder.
+
+Paths: a ``.npy``/``.npz`` file, a CIFAR batches folder, a folder of idx files, or a folder
+of images. Data with no split of its own is split with a fixed seed: 10% test (``digits``:
+20%, as it has only 1,797 images), not stratified; the two splits partition the data.
+"""
+
+from __future__ import annotations
+
+import operator
+import os
+from pathlib import Path
+
+import numpy as np
+
+from . import download as _download
+from .base import DataError, ImageDataset, check_split, split_indices
+from .formats import find_idx, is_cifar_folder, read_array, read_cifar, read_idx_pair
+from .images import read_image_folder
+from .transforms import resize_images
+
+DATASET_NAMES: tuple[str, ...] = ("digits", "mnist", "fashion-mnist", "cifar10")
+_ALIASES = {"fashion_mnist": "fashion-mnist", "fashionmnist": "fashion-mnist",
+            "cifar-10": "cifar10", "cifar_10": "cifar10"}  # fmt: skip
+DATA_ENV = "VQVAE_DATA"
+DEFAULT_DATA_ROOT = "~/.cache/vqvae/data"
+TEST_FRACTION = 0.1  # for data with no split of its own
+SPLIT_SEED = 0
+
+FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                         "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")  # fmt: skip
+_DIGIT_CLASSES = tuple(str(i) for i in range(10))
+_IDX_SPLIT_PREFIXES = {"train": ("train",), "test": ("t10k", "test")}
+
+
+def resolve_data_root(data_root: str | os.PathLike | None = None) -> Path:
+    """``data_root`` if given, else ``$VQVAE_DATA``, else ``~/.cache/vqvae/data``."""
+    root = data_root or os.environ.get(DATA_ENV) or DEFAULT_DATA_ROOT
+    return Path(root).expanduser()
+
+
+def load_dataset(
+    spec: str,
+    split: str = "train",
+    data_root: str | None = None,
+    *,
+    download: bool = True,
+    resize: tuple[int, int] | None = None,
+) -> ImageDataset:
+    """Load split ``train`` or ``test`` of a registered data set or a path (see module doc).
+
+    ``resize=(H, W)`` resizes every image (bicubic); it also lets a folder of images of mixed
+    sizes load. Every problem with the input raises ``DataError`` with a one-line message."""
+    check_split(split)
+    if resize is not None:
+        try:
+            h, w = (operator.index(s) for s in resize)
+        except (TypeError, ValueError):
+            h = w = 0
+        if h <= 0 or w <= 0:
+            raise DataError(f"resize must be two positive integers (H, W), got {resize!r}")
+        resize = (h, w)
+    spec = str(spec)
+    name = _ALIASES.get(spec.lower(), spec.lower())
+    if name in DATASET_NAMES:
+        ds = _load_named(name, split, resolve_data_root(data_root), download)
+    else:
+        ds = _load_path(Path(spec).expanduser(), spec, split, resize)
+    if len(ds) == 0:
+        raise DataError(f"{ds.name}: the {split} split is empty (too few images to split)")
+    if resize is not None and ds.image_size != resize:
+        ds = ImageDataset(resize_images(ds.images, resize), ds.labels, ds.name, ds.class_names)
+    return ds
+
+
+# -- registered names -----------------------------------------------------------------------------
+
+
+def _load_named(name: str, split: str, root: Path, download: bool) -> ImageDataset:
+    if name == "digits":
+        return _load_digits(split)
+    if name == "cifar10":
+        folder = _find_cifar(root)
+        if folder is None and download:
+            _download.fetch(name, root)
+            folder = _find_cifar(root)
+        if folder is None:
+            raise DataError(f"{name} not found; {_download.where_to_put(name, root)}")
+        images, labels, class_names = read_cifar(folder, split)
+        return ImageDataset(images, labels, name, class_names)
+    # mnist, fashion-mnist: idx files
+    folder = root / name
+    prefixes = _IDX_SPLIT_PREFIXES[split]
+    images_path = find_idx(folder, "images", prefixes)
+    labels_path = find_idx(folder, "labels", prefixes)
+    if (images_path is None or labels_path is None) and download:
+        _download.fetch(name, root)
+        images_path = find_idx(folder, "images", prefixes)
+        labels_path = find_idx(folder, "labels", prefixes)
+    if images_path is None or labels_path is None:
+        raise DataError(f"{name} not found; {_download.where_to_put(name, root)}")
+    images, labels = read_idx_pair(images_path, labels_path)
+    classes = FASHION_MNIST_CLASSES if name == "fashion-mnist" else _DIGIT_CLASSES
+    return ImageDataset(images, labels, name, classes)
+
+
+def _find_cifar(root: Path) -> Path | None:
+    for folder in (root / "cifar10" / "cifar-10-batches-py", root / "cifar-10-batches-py"):
+        if folder.is_dir() and is_cifar_folder(folder):
+            return folder
+    return None
+
+
+def _load_digits(split: str) -> ImageDataset:
+    """scikit-learn's bundled 8x8 digits (UCI), 1,797 images: no network needed."""
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    # values are counts 0..16 of set pixels in 4x4 blocks -> 0..255
+    images = np.round(bunch.images * (255.0 / 16.0)).astype(np.uint8)[..., None]  # (N, 8, 8, 1)
+    labels = bunch.target.astype(np.int64)
+    idx = split_indices(len(images), split, test_fraction=0.2, seed=SPLIT_SEED)
+    return ImageDataset(images[idx], labels[idx], "digits", _DIGIT_CLASSES)
+
+
+# -- paths ----------------------------------------------------------------------------------------
+
+
+def _load_path(path: Path, name: str, split: str, resize: tuple[int, int] | None) -> ImageDataset:
+    if not path.exists():
+        known = ", ".join(DATASET_NAMES)
+        raise DataError(f"{name}: no such file or folder (and not a data set name: {known})")
+    if path.is_file():
+        if path.suffix.lower() not in (".npy", ".npz"):
+            raise DataError(
+                f"{path}: unsupported file; expected a .npy/.npz array or a folder "
+                "(of images, of idx files, or of CIFAR batches)"
+            )
+        images, labels = read_array(path)
+        return _seeded_split(images, labels, name, None, split)
+    for folder in (path, path / "cifar-10-batches-py"):
+        if folder.is_dir() and is_cifar_folder(folder):
+            images, labels, class_names = read_cifar(folder, split)
+            return ImageDataset(images, labels, name, class_names)
+    if any(path.glob("*-idx3-ubyte*")):
+        return _load_idx_folder(path, name, split)
+    images, labels, class_names = read_image_folder(path, resize)
+    return _seeded_split(images, labels, name, class_names, split)
+
+
+def _load_idx_folder(folder: Path, name: str, split: str) -> ImageDataset:
+    """Train/test files (``train-*``, ``t10k-*`` or ``test-*``) if present, else one images
+    file (plus its labels file, if any) split with a fixed seed."""
+    train = find_idx(folder, "images", _IDX_SPLIT_PREFIXES["train"])
+    test = find_idx(folder, "images", _IDX_SPLIT_PREFIXES["test"])
+    if train is not None and test is not None:
+        prefixes = _IDX_SPLIT_PREFIXES[split]
+        images_path = train if split == "train" else test
+        images, labels = read_idx_pair(images_path, find_idx(folder, "labels", prefixes))
+        return ImageDataset(images, labels, name)
+    candidates = sorted(p for p in folder.glob("*-idx3-ubyte*") if p.suffix in ("", ".gz"))
+    if len(candidates) != 1:
+        names = ", ".join(p.name for p in candidates)
+        raise DataError(
+            f"{folder}: expected train-/t10k- idx files or a single images idx file, found {names}"
+        )
+    images_path = candidates[0]
+    labels_path = images_path.with_name(images_path.name.replace("images-idx3", "labels-idx1"))
+    images, labels = read_idx_pair(images_path, labels_path if labels_path.is_file() else None)
+    return _seeded_split(images, labels, name, None, split)
+
+
+def _seeded_split(
+    images: np.ndarray,
+    labels: np.ndarray | None,
+    name: str,
+    class_names: tuple[str, ...] | None,
+    split: str,
+) -> ImageDataset:
+    idx = split_indices(len(images), split, test_fraction=TEST_FRACTION, seed=SPLIT_SEED)
+    return ImageDataset(images[idx], None if labels is None else labels[idx], name, class_names)

@@ -1,0 +1,123 @@
+"""``save_pretrained`` / ``from_pretrained`` for every model and prior.
+
+A module is rebuilt from two files, as in diffusers: ``config.json`` (its frozen dataclass
+config, tagged with the class name) and ``model.safetensors`` (its state dict). No pickle.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import torch
+
+from vqvae._io import read_json, read_safetensors, write_json, write_safetensors
+
+C = TypeVar("C")
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """A dataclass config as plain JSON types (tuples become lists)."""
+    return dataclasses.asdict(config)
+
+
+def _convert(tp: Any, value: Any) -> Any:
+    """Turn a JSON value back into the annotated type: nested dataclasses, tuples, Optionals."""
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp) and isinstance(value, dict):
+        return config_from_dict(tp, value)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None:
+            return None
+        return _convert(args[0], value) if len(args) == 1 else value
+    if origin is tuple and isinstance(value, (list, tuple)):
+        args = typing.get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_convert(args[0], v) for v in value)
+        return tuple(_convert(a, v) for a, v in zip(args, value, strict=False))
+    if tp is float and isinstance(value, int):
+        return float(value)
+    return value
+
+
+def config_from_dict(cls: type[C], data: dict[str, Any]) -> C:
+    """Rebuild a (nested) frozen dataclass config; unknown keys are a ``ValueError``."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{cls.__name__}: expected a JSON object, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ValueError(f"{cls.__name__}: unknown config keys {unknown}")
+    kwargs = {k: _convert(hints[k], v) for k, v in data.items()}
+    return cls(**kwargs)
+
+
+class PretrainedMixin:
+    """Mix into an ``nn.Module`` whose ``__init__`` takes one ``config`` dataclass."""
+
+    config_class: ClassVar[type]
+    config: Any
+
+    def save_pretrained(self, directory: str | os.PathLike) -> Path:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        assert isinstance(self, torch.nn.Module)
+        write_safetensors(directory / WEIGHTS_FILE, self.state_dict())
+        write_json(
+            directory / CONFIG_FILE,
+            {"class": type(self).__name__, "config": config_to_dict(self.config)},
+        )
+        return directory
+
+    @classmethod
+    def read_config(cls, directory: str | os.PathLike) -> Any:
+        path = Path(directory) / CONFIG_FILE
+        meta = read_json(path)
+        if not isinstance(meta, dict) or "config" not in meta:
+            raise ValueError(f"{path}: not a vqvae config (no 'config' key)")
+        if meta.get("class") != cls.__name__:
+            raise ValueError(f"{path}: holds a {meta.get('class')!r}, not a {cls.__name__}")
+        try:
+            return config_from_dict(cls.config_class, meta["config"])
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{path}: {e}") from None
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike, map_location: str = "cpu"):
+        directory = Path(directory)
+        if not directory.is_dir():
+            raise FileNotFoundError(f"{directory}: no such folder")
+        model = cls(cls.read_config(directory))
+        state = read_safetensors(directory / WEIGHTS_FILE)
+        load_state_checked(model, state, directory / WEIGHTS_FILE)
+        return model.to(map_location)
+
+
+def load_state_checked(
+    module: torch.nn.Module, state: dict[str, torch.Tensor], where: Any
+) -> None:
+    """``load_state_dict`` that names a mismatch in one line instead of a wall of text."""
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state))
+    extra = sorted(set(state) - set(own))
+    if missing or extra:
+        raise ValueError(
+            f"{where}: weights are from another model (missing {missing[:3]}, unexpected {extra[:3]})"
+        )
+    for name, tensor in state.items():
+        if own[name].shape != tensor.shape:
+            raise ValueError(
+                f"{where}: weights are from another model config ({name} has shape "
+                f"{tuple(tensor.shape)}, this config expects {tuple(own[name].shape)})"
+            )
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise ValueError(f"{where}: weights hold NaN or infinite values ({name})")
+    module.load_state_dict(state)

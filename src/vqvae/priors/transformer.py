@@ -1,0 +1,226 @@
+"""Transformer prior over VQ-VAE code grids.
+
+A decoder-only, pre-LayerNorm Transformer with causal self-attention (Vaswani et al. 2017,
+"Attention Is All You Need", arXiv:1706.03762; the GPT-2 layout of Radford et al. 2019,
+as in nanoGPT's ``model.py``) over the raster-scanned grid, the prior used on VQ-VAE codes
+by VQGAN (Esser, Rombach, Ommer 2021, arXiv:2012.09841, section 3.2). It stands beside the
+gated PixelCNN of the VQ-VAE paper (van den Oord et al. 2017, arXiv:1711.00937, section 4.2).
+
+- Positions are 2-D: a learned row embedding plus a learned column embedding, so that the
+  model knows that code t and code t + w are neighbours in the image.
+- A start token opens the sequence (one learned vector when unconditional, one per class
+  when conditional), so that the first code is predicted too and the class is a token the
+  whole grid attends to.
+- Sampling keeps a key/value cache: each new code runs one token through the network
+  instead of the whole prefix (``use_cache=False`` keeps the prefix recomputation, to
+  compare against).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vqvae.priors.base import Draw, Prior, PriorConfig
+
+
+@dataclass(frozen=True)
+class TransformerConfig(PriorConfig):
+    # Defaults sized for MNIST's 7x7 grids with K=512 on a laptop CPU (a few hundred
+    # milliseconds per batch of 64 on 2 cores); scale d_model / num_layers up on a GPU.
+    d_model: int = 128
+    num_layers: int = 6
+    num_heads: int = 4
+    mlp_ratio: int = 4
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("d_model", "num_layers", "num_heads", "mlp_ratio"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: expected a positive int, got {getattr(self, name)}")
+        if self.d_model % self.num_heads:
+            raise ValueError(
+                f"d_model: expected a multiple of num_heads={self.num_heads}, got {self.d_model}"
+            )
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout: expected a probability in [0, 1), got {self.dropout}")
+
+
+@dataclass
+class KVCache:
+    """Keys and values of one attention layer for every position so far: (B, H, T, d_head)."""
+
+    k: torch.Tensor
+    v: torch.Tensor
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, d_model: int, num_heads: int, dropout: float) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.dropout = dropout
+        self.qkv = nn.Linear(d_model, 3 * d_model)
+        self.proj = nn.Linear(d_model, d_model)
+
+    def forward(
+        self, x: torch.Tensor, cache: KVCache | None = None, start: int = 0
+    ) -> torch.Tensor:
+        """``x`` (B, S, d) holds positions ``start .. start + S``; with a cache, their keys
+        and values are written into it and the queries attend to every cached position."""
+        b, s, d = x.shape
+        q, k, v = self.qkv(x).split(d, dim=2)
+        # (B, S, d) -> (B, H, S, d/H)
+        q, k, v = (
+            t.view(b, s, self.num_heads, d // self.num_heads).transpose(1, 2) for t in (q, k, v)
+        )
+        if cache is not None:
+            if s > 1 and start > 0:
+                raise ValueError("KV cache: expected one new token at a time after the first chunk")
+            cache.k[:, :, start : start + s] = k
+            cache.v[:, :, start : start + s] = v
+            k, v = cache.k[:, :, : start + s], cache.v[:, :, : start + s]
+        # a single new query may see every cached key: no mask needed then
+        y = F.scaled_dot_product_attention(
+            q, k, v, is_causal=s > 1, dropout_p=self.dropout if self.training else 0.0
+        )
+        y = y.transpose(1, 2).reshape(b, s, d)  # (B, H, S, d/H) -> (B, S, d)
+        return self.proj(y)
+
+
+class Block(nn.Module):
+    """Pre-LayerNorm block: ``x + attn(ln(x))``, then ``x + mlp(ln(x))`` (GPT-2)."""
+
+    def __init__(self, d_model: int, num_heads: int, mlp_ratio: int, dropout: float) -> None:
+        super().__init__()
+        self.ln1 = nn.LayerNorm(d_model)
+        self.attn = CausalSelfAttention(d_model, num_heads, dropout)
+        self.ln2 = nn.LayerNorm(d_model)
+        self.mlp = nn.Sequential(
+            nn.Linear(d_model, mlp_ratio * d_model),
+            nn.GELU(),
+            nn.Linear(mlp_ratio * d_model, d_model),
+            nn.Dropout(dropout),
+        )
+
+    def forward(
+        self, x: torch.Tensor, cache: KVCache | None = None, start: int = 0
+    ) -> torch.Tensor:
+        x = x + self.attn(self.ln1(x), cache, start)
+        return x + self.mlp(self.ln2(x))
+
+
+class TransformerPrior(Prior):
+    """GPT-style prior over ``(B, h, w)`` code grids, optionally class-conditional.
+
+    Step t of the sequence reads the code at raster position t - 1 (the start token at
+    t = 0) and predicts the code at position t.
+    """
+
+    config_class = TransformerConfig
+    config: TransformerConfig
+
+    def __init__(self, config: TransformerConfig | None = None, **kwargs) -> None:
+        super().__init__(config, **kwargs)
+        c = self.config
+        h, w = c.grid_size
+        self.tok = nn.Embedding(c.num_codes, c.d_model)
+        self.start = nn.Embedding(max(c.num_classes, 1), c.d_model)  # one start token per class
+        self.row = nn.Embedding(h, c.d_model)
+        self.col = nn.Embedding(w, c.d_model)
+        self.drop = nn.Dropout(c.dropout)
+        self.blocks = nn.ModuleList(
+            Block(c.d_model, c.num_heads, c.mlp_ratio, c.dropout) for _ in range(c.num_layers)
+        )
+        self.ln_f = nn.LayerNorm(c.d_model)
+        self.head = nn.Linear(c.d_model, c.num_codes)
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(m: nn.Module) -> None:
+        # GPT-2's N(0, 0.02): PyTorch's default N(0, 1) embeddings would swamp the LayerNorms
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, std=0.02)
+        if isinstance(m, nn.Linear) and m.bias is not None:
+            nn.init.zeros_(m.bias)
+
+    def _positions(self) -> torch.Tensor:
+        """Row + column embedding of every raster position: (h*w, d)."""
+        h, w = self.config.grid_size
+        # (h, 1, d) + (1, w, d) -> (h, w, d) -> (h*w, d)
+        return (self.row.weight[:, None] + self.col.weight[None, :]).reshape(h * w, -1)
+
+    def _embed(self, prefix: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        """Input for steps 0 .. L: the start token, then the codes of ``prefix`` (B, L).
+
+        The position added at step t is that of the code predicted there (position t), so
+        every step knows where it writes; it carries no data, so causality is unchanged.
+        """
+        b, length = prefix.shape
+        start_ids = labels if labels is not None else prefix.new_zeros(b)
+        x = torch.cat([self.start(start_ids)[:, None], self.tok(prefix)], dim=1)  # (B, L+1, d)
+        return self.drop(x + self._positions()[: length + 1])
+
+    def _logits(self, codes: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        b, h, w = codes.shape
+        x = self._embed(codes.reshape(b, h * w)[:, :-1], labels)  # (B, h, w) -> (B, h*w - 1)
+        for block in self.blocks:
+            x = block(x)
+        logits = self.head(self.ln_f(x))  # (B, h*w, K)
+        return logits.transpose(1, 2).reshape(b, -1, h, w)  # (B, h*w, K) -> (B, K, h, w)
+
+    def sample(
+        self,
+        n: int,
+        labels: torch.Tensor | int | None = None,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        generator: torch.Generator | None = None,
+        use_cache: bool = True,
+    ) -> torch.Tensor:
+        """``n`` grids ``(n, h, w)`` int64, drawn position by position in raster order.
+
+        ``labels``: an int or ``(n,)`` tensor for a class-conditional prior, else None.
+        ``use_cache``: keep keys/values between steps (default) or recompute the prefix.
+        """
+        sampler = self._sample_cached if use_cache else self._sample_uncached
+        return self._run_sampler(sampler, n, labels, temperature, top_k, generator)
+
+    def _sample_uncached(self, n: int, labels: torch.Tensor | None, draw: Draw) -> torch.Tensor:
+        """Run the whole prefix through the network for every new code."""
+        h, w = self.config.grid_size
+        codes = torch.zeros(n, h * w, dtype=torch.long, device=self.device)
+        for t in range(h * w):
+            x = self._embed(codes[:, :t], labels)  # (n, t + 1, d)
+            for block in self.blocks:
+                x = block(x)
+            codes[:, t] = draw(self.head(self.ln_f(x[:, -1])))  # logits (n, K)
+        return codes.view(n, h, w)  # (n, h*w) -> (n, h, w)
+
+    def _sample_cached(self, n: int, labels: torch.Tensor | None, draw: Draw) -> torch.Tensor:
+        """Run one token per step; earlier keys and values come from the cache."""
+        c = self.config
+        h, w = c.grid_size
+        steps = h * w
+        d_head = c.d_model // c.num_heads
+        ref = self.tok.weight
+        caches = [
+            KVCache(
+                k=ref.new_zeros(n, c.num_heads, steps, d_head),
+                v=ref.new_zeros(n, c.num_heads, steps, d_head),
+            )
+            for _ in self.blocks
+        ]
+        positions = self._positions()  # (h*w, d)
+        codes = torch.zeros(n, steps, dtype=torch.long, device=ref.device)
+        x = self._embed(codes[:, :0], labels)  # the start token alone: (n, 1, d)
+        for t in range(steps):
+            for block, cache in zip(self.blocks, caches, strict=True):
+                x = block(x, cache, start=t)
+            codes[:, t] = draw(self.head(self.ln_f(x[:, -1])))  # logits (n, K)
+            if t + 1 < steps:
+                x = (self.tok(codes[:, t]) + positions[t + 1])[:, None]  # (n, d) -> (n, 1, d)
+        return codes.view(n, h, w)  # (n, h*w) -> (n, h, w)

@@ -1,0 +1,176 @@
+"""What every quantizer shares: the output type, shape checks, data-dependent
+initialization, dead-code restarts, and the code-space statistics.
+
+Notation follows the paper (section 3.1): ``z_e`` encoder output, ``e`` the codebook
+(K vectors of dimension D), ``z_q`` the nearest code vector, ``codes`` its index.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from vqvae.quantizers._nearest import nearest_code
+from vqvae.quantizers.kmeans import kmeans, sample_rows
+
+INIT_METHODS = ("kmeans", "random", "none")
+
+
+@dataclass(frozen=True)
+class QuantizerOutput:
+    z_q: torch.Tensor  # (B, D, *spatial), straight-through: d z_q / d z_e = identity
+    codes: torch.Tensor  # (B, *spatial) int64; (B, Q, *spatial) for residual quantizers
+    loss: torch.Tensor  # scalar: codebook term (if any) + beta * commitment term
+    perplexity: torch.Tensor  # scalar: exp(entropy) of the batch's code histogram
+    commitment_loss: torch.Tensor  # scalar: ||z_e - sg[e]||^2, before beta
+    codebook_loss: torch.Tensor  # scalar: ||sg[z_e] - e||^2 (zero for EMA codebooks)
+    num_restarted: int = 0  # dead codes re-seeded in this call
+
+
+def flatten(z_e: torch.Tensor, code_dim: int) -> torch.Tensor:
+    """(B, D, *spatial) -> (B * prod(spatial), D), checking the shape on the way."""
+    if z_e.dim() < 3:
+        raise ValueError(
+            f"expected z_e of shape (B, D, *spatial) with at least one spatial dim, "
+            f"got shape {tuple(z_e.shape)}"
+        )
+    if z_e.shape[1] != code_dim:
+        raise ValueError(
+            f"expected z_e with {code_dim} channels (code_dim) in dim 1, "
+            f"got shape {tuple(z_e.shape)}"
+        )
+    return z_e.movedim(1, -1).reshape(-1, code_dim)
+
+
+def unflatten(flat: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """(N, D) -> (B, D, *spatial) with the batch and spatial sizes of ``like``."""
+    b, d, *spatial = like.shape
+    return flat.reshape(b, *spatial, d).movedim(-1, 1)
+
+
+def perplexity(counts: torch.Tensor) -> torch.Tensor:
+    """exp(-sum p log p) of a histogram of code counts (K,)."""
+    p = counts.float() / counts.sum().clamp(min=1)
+    return torch.exp(-(p * torch.log(p.clamp(min=1e-10))).sum())
+
+
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
+    """Sum a statistic over processes (a no-op in one process)."""
+    if _distributed():
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t
+
+
+def broadcast_from_rank0(t: torch.Tensor) -> torch.Tensor:
+    """Random choices (init, restarts) are made on rank 0 and copied, so replicas agree."""
+    if _distributed():
+        dist.broadcast(t, src=0)
+    return t
+
+
+class Quantizer(nn.Module):
+    """Base of the single-codebook quantizers: subclasses say how the codebook learns."""
+
+    def __init__(
+        self,
+        num_codes: int,
+        code_dim: int,
+        beta: float,
+        init: str,
+        restart_dead_codes: bool,
+    ) -> None:
+        super().__init__()
+        if num_codes < 1 or code_dim < 1:
+            raise ValueError(
+                f"expected num_codes >= 1 and code_dim >= 1, got {num_codes}, {code_dim}"
+            )
+        if init not in INIT_METHODS:
+            raise ValueError(f"expected init in {INIT_METHODS}, got {init!r}")
+        self.num_codes = num_codes
+        self.code_dim = code_dim
+        self.beta = beta
+        self.init = init
+        self.restart_dead_codes = restart_dead_codes
+        # Saved with the weights, so a loaded model is never re-initialized from data.
+        self.register_buffer("initialized", torch.tensor(init == "none"))
+
+    # -- the codebook ------------------------------------------------------------------
+    @property
+    def codebook(self) -> torch.Tensor:
+        """The (K, D) code vectors."""
+        raise NotImplementedError
+
+    def _set_codes(
+        self, index: torch.Tensor, vectors: torch.Tensor, counts: torch.Tensor | None = None
+    ) -> None:
+        """Overwrite code vectors ``index`` and reset their statistics (``counts``: how many
+        encoder outputs each new vector stands for; None for a fresh restart)."""
+        raise NotImplementedError
+
+    def lookup(self, codes: torch.Tensor) -> torch.Tensor:
+        """codes (B, *spatial) int -> code vectors (B, D, *spatial)."""
+        check_codes(codes, self.num_codes)
+        return nn.functional.embedding(codes, self.codebook).movedim(-1, 1)
+
+    def nearest(self, flat: torch.Tensor) -> torch.Tensor:
+        return nearest_code(flat, self.codebook)
+
+    # -- data-dependent initialization and restarts (issue 2, items 3 and 4) ------------
+    @torch.no_grad()
+    def _maybe_initialize(self, flat: torch.Tensor) -> None:
+        if not self.training or bool(self.initialized):
+            return
+        if self.init == "kmeans":
+            vectors = kmeans(flat.detach(), self.num_codes)
+        else:
+            vectors = sample_rows(flat.detach().float(), self.num_codes)
+        vectors = broadcast_from_rank0(vectors.contiguous())
+        counts = code_counts(nearest_code(flat.detach(), vectors), self.num_codes).float()
+        counts = broadcast_from_rank0(counts)
+        self._set_codes(torch.arange(self.num_codes, device=flat.device), vectors, counts)
+        self.initialized.fill_(True)
+
+    @torch.no_grad()
+    def _restart(self, dead: torch.Tensor, flat: torch.Tensor) -> int:
+        """Re-seed the codes where ``dead`` (K,) bool from random encoder outputs."""
+        if not (self.training and self.restart_dead_codes):
+            return 0
+        dead = broadcast_from_rank0(dead.to(torch.uint8)).bool()
+        n = int(dead.sum())
+        if n == 0:
+            return 0
+        vectors = broadcast_from_rank0(sample_rows(flat.detach().float(), n).contiguous())
+        self._set_codes(dead.nonzero().squeeze(1), vectors)
+        return n
+
+
+def check_codes(codes: torch.Tensor, num_codes: int) -> None:
+    if codes.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
+        raise ValueError(f"expected integer codes, got dtype {codes.dtype}")
+    if codes.numel() and (int(codes.min()) < 0 or int(codes.max()) >= num_codes):
+        raise ValueError(
+            f"expected codes in [0, {num_codes}), got values in "
+            f"[{int(codes.min())}, {int(codes.max())}]"
+        )
+
+
+def code_counts(codes: torch.Tensor, num_codes: int) -> torch.Tensor:
+    """Histogram (K,) of a flat tensor of codes."""
+    return torch.bincount(codes.reshape(-1), minlength=num_codes)
+
+
+def straight_through(flat: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+    """z_e + sg[e - z_e]: the value of e with the gradient of z_e (paper, section 3.1)."""
+    return flat + (e - flat).detach()
+
+
+def nearest_and_counts(q: Quantizer, flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    codes = q.nearest(flat.detach())
+    return codes, code_counts(codes, q.num_codes)

@@ -1,0 +1,109 @@
+"""Vector quantizer whose codebook moves by exponential moving averages.
+
+van den Oord et al. 2017 (arXiv:1711.00937), appendix A.1: with N_i the number of encoder
+outputs assigned to code i in a batch and their sum sum_j z_{i,j},
+
+    N_i^(t) = gamma * N_i^(t-1) + (1 - gamma) * n_i^(t)
+    m_i^(t) = gamma * m_i^(t-1) + (1 - gamma) * sum_j z_{i,j}^(t)
+    e_i^(t) = m_i^(t) / N_i^(t)
+
+with N_i Laplace-smoothed, (N_i + eps) / (n + K eps) * n, so an unused code never divides
+by zero. The codebook is not a parameter; the loss is the commitment term alone.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from vqvae.quantizers.base import (
+    Quantizer,
+    QuantizerOutput,
+    all_reduce_sum,
+    flatten,
+    nearest_and_counts,
+    perplexity,
+    straight_through,
+    unflatten,
+)
+
+
+class EMAVectorQuantizer(Quantizer):
+    """Nearest-neighbour quantizer with an EMA codebook (appendix A.1).
+
+    Dead-code restart: a code whose EMA count N_i falls below ``dead_code_threshold`` is
+    re-seeded from a random encoder output, with N_i = 1 and m_i = that output. At the
+    data-dependent initialization, N_i is the number of first-batch outputs nearest to e_i.
+    """
+
+    def __init__(
+        self,
+        num_codes: int = 512,
+        code_dim: int = 64,
+        beta: float = 0.25,
+        decay: float = 0.99,
+        eps: float = 1e-5,
+        *,
+        init: str = "kmeans",
+        restart_dead_codes: bool = True,
+        dead_code_threshold: float = 1.0,
+    ) -> None:
+        super().__init__(num_codes, code_dim, beta, init, restart_dead_codes)
+        if not 0.0 <= decay < 1.0:
+            raise ValueError(f"expected decay in [0, 1), got {decay}")
+        self.decay = decay
+        self.eps = eps
+        self.dead_code_threshold = dead_code_threshold
+        embedding = torch.randn(num_codes, code_dim)
+        self.register_buffer("embedding", embedding)  # e: (K, D)
+        self.register_buffer("cluster_size", torch.ones(num_codes))  # N: (K,)
+        self.register_buffer("embed_sum", embedding.clone())  # m: (K, D)
+
+    @property
+    def codebook(self) -> torch.Tensor:
+        return self.embedding
+
+    def _set_codes(
+        self, index: torch.Tensor, vectors: torch.Tensor, counts: torch.Tensor | None = None
+    ) -> None:
+        # A restarted code starts as one observation of itself: N_i = 1, m_i = e_i.
+        n = torch.ones(len(index), device=vectors.device) if counts is None else counts.clamp(min=1)
+        self.embedding[index] = vectors
+        self.cluster_size[index] = n
+        self.embed_sum[index] = vectors * n.unsqueeze(1)
+
+    @torch.no_grad()
+    def _ema_update(self, flat: torch.Tensor, codes: torch.Tensor, counts: torch.Tensor) -> None:
+        sums = torch.zeros_like(self.embed_sum).index_add_(0, codes, flat.float())  # (K, D)
+        counts = all_reduce_sum(counts.float())
+        sums = all_reduce_sum(sums)
+        self.cluster_size.mul_(self.decay).add_(counts, alpha=1 - self.decay)
+        self.embed_sum.mul_(self.decay).add_(sums, alpha=1 - self.decay)
+        n = self.cluster_size.sum()
+        smoothed = (self.cluster_size + self.eps) / (n + self.num_codes * self.eps) * n  # (K,)
+        self.embedding.copy_(self.embed_sum / smoothed.unsqueeze(1))
+
+    def forward(self, z_e: torch.Tensor) -> QuantizerOutput:
+        flat = flatten(z_e, self.code_dim)  # (B, D, *S) -> (N, D)
+        self._maybe_initialize(flat)
+        codes, counts = nearest_and_counts(self, flat)  # (N,), (K,)
+        # The code vectors before this step's update, as in Sonnet's VectorQuantizerEMA.
+        e = F.embedding(codes, self.embedding).to(flat.dtype)  # (N, D), no gradient
+
+        commitment_loss = F.mse_loss(flat, e)
+        z_q = unflatten(straight_through(flat, e), z_e)  # (N, D) -> (B, D, *S)
+
+        restarted = 0
+        if self.training:
+            self._ema_update(flat.detach(), codes, counts)
+            restarted = self._restart(self.cluster_size < self.dead_code_threshold, flat)
+
+        return QuantizerOutput(
+            z_q=z_q,
+            codes=codes.reshape(z_e.shape[0], *z_e.shape[2:]),
+            loss=self.beta * commitment_loss,
+            perplexity=perplexity(counts),
+            commitment_loss=commitment_loss,
+            codebook_loss=torch.zeros((), device=z_e.device),
+            num_restarted=restarted,
+        )

@@ -1,0 +1,1 @@
+"""Training loop, checkpoints, run folders, distributed set-up and evaluation."""

@@ -1,0 +1,168 @@
+"""The training loop every model and prior shares.
+
+Exact resumption (issue 3): the batch of step s is a pure function of (seed, s), the
+random-number state is saved in every checkpoint, and evaluation draws no random numbers;
+so a run resumed from its last checkpoint takes the very same steps as one never stopped.
+Ctrl-C is caught between steps (never inside an optimizer update), saved, and reported.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from vqvae.config import TrainConfig
+from vqvae.train import distributed
+from vqvae.train.checkpoint import clean_partial, list_checkpoints, load_checkpoint, save_checkpoint
+
+
+class NonFiniteLoss(RuntimeError):
+    pass
+
+
+class Interrupted(RuntimeError):
+    def __init__(self, step: int) -> None:
+        super().__init__(f"interrupted; saved a checkpoint at step {step}")
+        self.step = step
+
+
+@dataclass(frozen=True)
+class StepOutput:
+    loss: torch.Tensor  # scalar to minimise
+    logs: dict[str, float] = field(default_factory=dict)  # shown and written to metrics
+
+
+@dataclass(frozen=True)
+class FitResult:
+    start_step: int  # 0 for a fresh run, the checkpoint's step when resumed
+    steps: int
+
+
+def batch_indices(step: int, num_examples: int, batch_size: int, seed: int) -> torch.Tensor:
+    """The examples of global step ``step``: a seeded permutation per epoch, last partial
+    batch dropped. A function of its arguments only, so resuming needs no data state."""
+    batch_size = min(batch_size, num_examples)
+    per_epoch = num_examples // batch_size
+    epoch, k = divmod(step, per_epoch)
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    perm = torch.randperm(num_examples, generator=generator)
+    return perm[k * batch_size : (k + 1) * batch_size]
+
+
+class _StopRequest:
+    """SIGINT sets a flag that the loop reads between steps; a second Ctrl-C aborts."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+
+    def __enter__(self) -> _StopRequest:
+        try:
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        except ValueError:  # not in the main thread: leave Ctrl-C alone
+            self._previous = None
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+def fit(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    config: TrainConfig,
+    *,
+    num_examples: int,
+    step_fn: Callable[[torch.Tensor], StepOutput],
+    checkpoints: Path,
+    log: Callable[[dict[str, Any]], None],
+    evaluate: Callable[[int], dict[str, Any]] | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    desc: str = "train",
+) -> FitResult:
+    """Train ``model`` for ``config.steps`` steps of ``step_fn(batch_indices)``."""
+    world = distributed.current()
+    start = 0
+    if world.is_main:
+        clean_partial(checkpoints)
+    found = list_checkpoints(checkpoints) if resume else []
+    if found:
+        start = int(load_checkpoint(found[-1], model, optimizer)["step"])
+    else:
+        torch.manual_seed(config.seed)
+    if start >= config.steps:
+        return FitResult(start, config.steps)
+
+    def checkpoint(step: int) -> None:
+        if world.is_main:
+            save_checkpoint(checkpoints, step, model, optimizer)
+        world.barrier()
+
+    bar = tqdm(
+        total=config.steps,
+        initial=start,
+        desc=desc,
+        # None: shown on a terminal, silent in a log file (CI)
+        disable=None if progress and world.is_main else True,
+        dynamic_ncols=True,
+    )
+    done = start
+    t0 = time.perf_counter()
+    with _StopRequest() as stop:
+        for step in range(start, config.steps):
+            idx = batch_indices(step, num_examples, config.batch_size, config.seed)
+            out = step_fn(world.shard(idx))
+            if not math.isfinite(out.loss.item()):
+                bar.close()
+                last = list_checkpoints(checkpoints)
+                kept = (
+                    f"the last good checkpoint is step {last[-1].step}"
+                    if last
+                    else "no checkpoint was written yet"
+                )
+                raise NonFiniteLoss(
+                    f"loss became {out.loss.item()} at step {step + 1}; {kept} (try a lower --lr)"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            out.loss.backward()
+            optimizer.step()
+            done = step + 1
+            bar.update(1)
+            if done % config.log_every == 0 or done == config.steps:
+                logs = {"loss": out.loss.item(), **out.logs}
+                bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items() if k in _SHOWN})
+                if world.is_main:
+                    elapsed = time.perf_counter() - t0
+                    log({"step": done, "split": "train", **logs, "seconds": round(elapsed, 3)})
+            if evaluate is not None and (done % config.eval_every == 0 or done == config.steps):
+                record = evaluate(done)
+                if world.is_main:
+                    log({"step": done, "split": "test", **record})
+            if done % config.checkpoint_every == 0 or done == config.steps:
+                checkpoint(done)
+            if stop.requested:
+                if done % config.checkpoint_every and done != config.steps:
+                    checkpoint(done)
+                bar.close()
+                raise Interrupted(done)
+    bar.close()
+    return FitResult(start, config.steps)
+
+
+_SHOWN = ("loss", "perplexity", "code_usage", "psnr", "bits_per_code")

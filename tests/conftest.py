@@ -1,0 +1,62 @@
+"""Shared fixtures: where the real data sets are, and builders for tiny files in real formats."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import pickle
+import struct
+import tarfile
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture
+def real_data_root() -> Path:
+    """``$VQVAE_DATA``: skip when it is unset, fail (never skip) when it is set but missing.
+
+    DESIGN.md: where VQVAE_DATA is set and the data is missing, tests fail rather than skip."""
+    root = os.environ.get("VQVAE_DATA")
+    if not root:
+        pytest.skip("VQVAE_DATA is not set")
+    if not Path(root).is_dir():
+        pytest.fail(f"VQVAE_DATA={root} is set but is not a folder")
+    return Path(root)
+
+
+def _idx_bytes(array: np.ndarray, gz: bool = True) -> bytes:
+    """An idx file of a uint8 array (http://yann.lecun.com/exdb/mnist/), gzipped if ``gz``."""
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    raw = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    raw += array.tobytes()
+    return gzip.compress(raw) if gz else raw
+
+
+def _cifar_batch_bytes(images: np.ndarray, labels: np.ndarray) -> bytes:
+    """A CIFAR-10 python batch: a pickled dict with bytes keys, rows stored plane by plane."""
+    data = images.transpose(0, 3, 1, 2).reshape(len(images), -1)  # (N, H, W, 3) -> (N, 3*H*W)
+    batch = {b"batch_label": b"test", b"labels": [int(x) for x in labels], b"data": data}
+    return pickle.dumps(batch, protocol=2)
+
+
+def _cifar_tar_bytes(batches: dict[str, bytes]) -> bytes:
+    """A cifar-10-python.tar.gz holding ``cifar-10-batches-py/<name>`` for each batch."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, payload in batches.items():
+            info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
+            info.size = len(payload)
+            tar.addfile(info, io.BytesIO(payload))
+    return buf.getvalue()
+
+
+@pytest.fixture
+def fake_data() -> SimpleNamespace:
+    """Builders of tiny files in the real formats (idx, CIFAR batches, CIFAR tar.gz)."""
+    return SimpleNamespace(
+        idx=_idx_bytes, cifar_batch=_cifar_batch_bytes, cifar_tar=_cifar_tar_bytes
+    )
