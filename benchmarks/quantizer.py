@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 import torch
 
-from vqvae.quantizers import EMAVectorQuantizer, VectorQuantizer, nearest_code
+from vqvae.quantizers import EMAVectorQuantizer, VectorQuantizer
 
 THREADS = 2
 DECAY = 0.99
@@ -92,53 +92,43 @@ def matmul_floor(z_e: torch.Tensor, k: int) -> Callable[[], None]:
     return step
 
 
-def peak_rss_delta(fn: Callable[[], object]) -> int:
-    """Peak extra resident memory of ``fn()`` in bytes, sampled by a thread (psutil-free).
+MEMORY_PROBE = """
+import sys, torch
+from vqvae.quantizers import nearest_code
+torch.set_num_threads(int(sys.argv[1]))
+n = int(sys.argv[2])
+z, e = torch.randn(n, 64), torch.randn(n, 64)
+nearest_code(z[:4096], e[:1024])  # load the kernels before measuring
+def status(key):  # kB -> bytes
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith(key))
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")  # reset the peak resident set size (VmHWM) to the current size
+before = status("VmRSS:")
+codes = nearest_code(z, e)
+print(status("VmHWM:") - before)
+"""
 
-    torch's CPU allocator returns large blocks to the OS (mmap/munmap), so the process
-    RSS read from /proc at a fine interval tracks the tensors that are alive.
+
+def search_peak_memory(n: int) -> tuple[int, float]:
+    """Peak extra resident memory (bytes) of an n x n (D=64) nearest_code search, and seconds.
+
+    Measured in a fresh process: the high-water mark of its resident set (VmHWM, reset just
+    before the search through /proc/self/clear_refs) minus its resident size at that moment,
+    with the inputs already allocated. This
+    counts every allocation (torch's CPU allocator, BLAS workspaces), unlike tracemalloc.
     """
-    import threading
+    import subprocess
+    import sys
 
-    def rss() -> int:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * 4096
-
-    base = rss()
-    peak = base
-    done = threading.Event()
-
-    def sample() -> None:
-        nonlocal peak
-        while not done.is_set():
-            peak = max(peak, rss())
-            time.sleep(0.0005)
-
-    t = threading.Thread(target=sample)
-    t.start()
-    try:
-        fn()
-    finally:
-        done.set()
-        t.join()
-    return max(peak, rss()) - base
-
-
-def peak_profiler(fn: Callable[[], object]) -> int:
-    """Peak of the live CPU allocations during ``fn()``, from torch.profiler's memory events."""
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
-    events = []
-    for e in prof.events():
-        if e.cpu_memory_usage:
-            events.append((e.time_range.start, e.cpu_memory_usage))
-    live = peak = 0
-    for _, delta in sorted(events):
-        live += delta
-        peak = max(peak, live)
-    return peak
+    t0 = time.perf_counter()
+    out = subprocess.run(
+        [sys.executable, "-c", MEMORY_PROBE, str(THREADS), str(n)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return int(out.stdout.strip().splitlines()[-1]), time.perf_counter() - t0
 
 
 def main() -> None:
@@ -150,8 +140,10 @@ def main() -> None:
     torch.set_num_threads(THREADS)
     torch.manual_seed(0)
     peer_version = importlib.metadata.version("vector-quantize-pytorch")
-    print(f"torch {torch.__version__}, vector-quantize-pytorch {peer_version}, "
-          f"{torch.get_num_threads()} threads, {platform.processor() or platform.machine()}\n")
+    print(
+        f"torch {torch.__version__}, vector-quantize-pytorch {peer_version}, "
+        f"{torch.get_num_threads()} threads, {platform.processor() or platform.machine()}\n"
+    )
 
     def ours_out(o):
         return o.z_q, o.loss
@@ -167,10 +159,10 @@ def main() -> None:
         t = {}
         t["matmul"] = median_time(matmul_floor(z_e, k), args.warmup, reps)
         for label, make in [
-            ("VQ", lambda: ours(VectorQuantizer, k, d, False)),
-            ("VQ+init/restart", lambda: ours(VectorQuantizer, k, d, True)),
-            ("EMA", lambda: ours(EMAVectorQuantizer, k, d, False)),
-            ("EMA+init/restart", lambda: ours(EMAVectorQuantizer, k, d, True)),
+            ("VQ", lambda k=k, d=d: ours(VectorQuantizer, k, d, False)),
+            ("VQ+init/restart", lambda k=k, d=d: ours(VectorQuantizer, k, d, True)),
+            ("EMA", lambda k=k, d=d: ours(EMAVectorQuantizer, k, d, False)),
+            ("EMA+init/restart", lambda k=k, d=d: ours(EMAVectorQuantizer, k, d, True)),
         ]:
             t[label] = median_time(fwd_bwd(make(), z_e, ours_out), args.warmup, reps)
         t["peer EMA"] = median_time(fwd_bwd(peer(k, d, False), z_e, peer_out), args.warmup, reps)
@@ -190,24 +182,21 @@ def main() -> None:
             ("EMA", "peer EMA"),
             ("EMA+init/restart", "peer EMA"),
         ]:
-            print(f"| {name} | ours {label} | {t[label] * 1e3:.1f} | "
-                  f"{t[p] / t[label]:.2f} (vs {p}) | {t[label] / m:.2f} |")
+            print(
+                f"| {name} | ours {label} | {t[label] * 1e3:.1f} | "
+                f"{t[p] / t[label]:.2f} (vs {p}) | {t[label] / m:.2f} |"
+            )
         for p in ("peer EMA", "peer learnable"):
             print(f"| {name} | {p} | {t[p] * 1e3:.1f} | | {t[p] / m:.2f} |")
 
     if not args.skip_memory:
-        n = k = 65_536
-        z = torch.randn(n, 64)
-        e = torch.randn(k, 64)
-        inputs = z.numel() * 4 + e.numel() * 4
-        rss = peak_rss_delta(lambda: nearest_code(z, e))
-        prof = peak_profiler(lambda: nearest_code(z, e))
-        t0 = time.perf_counter()
-        nearest_code(z, e)
-        secs = time.perf_counter() - t0
-        print(f"\nnearest_code 65,536 x 65,536 (D=64): {secs:.2f} s; inputs {inputs / 2**20:.0f} MiB; "
-              f"peak extra memory: {rss / 2**20:.0f} MiB (RSS), {prof / 2**20:.0f} MiB "
-              f"(torch.profiler); the full distance matrix would be {n * k * 4 / 2**30:.0f} GiB")
+        n = 65_536
+        extra, secs = search_peak_memory(n)
+        print(
+            f"\nnearest_code {n:,} x {n:,} codes (D=64): peak memory beyond the inputs "
+            f"{extra / 2**20:.0f} MiB (inputs {2 * n * 64 * 4 / 2**20:.0f} MiB; the full "
+            f"distance matrix would be {n * n * 4 / 2**30:.0f} GiB); {secs:.1f} s"
+        )
 
 
 if __name__ == "__main__":

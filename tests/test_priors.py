@@ -25,6 +25,16 @@ TINY = {
 PRIORS = list(TINY)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # the tensors here are tiny: a second thread only adds synchronisation, which costs
+    # tens of milliseconds per op when the machine's cores are busy with other work
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def make(cls, num_codes=5, grid_size=(3, 4), num_classes=0, seed=0, sharpen=True, **kw) -> Prior:
     """A tiny prior. ``sharpen`` scales the weights up so that the conditionals are far from
     uniform and depend strongly on the context (untrained nets are almost uniform, which

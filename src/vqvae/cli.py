@@ -181,6 +181,31 @@ def cmd_reconstruct(args) -> int:
     return 0
 
 
+def cmd_prior_train(args) -> int:
+    from vqvae.train.prior_trainer import prior_train_command
+
+    return prior_train_command(args)
+
+
+def cmd_sample(args) -> int:
+    from vqvae.train.prior_trainer import sample_command
+
+    return sample_command(args)
+
+
+def cmd_report(args) -> int:
+    from vqvae.report import write_report
+
+    print(f"wrote {write_report(args.run, args.data_root, data=args.data)}")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from vqvae.train.compare import compare_command
+
+    return compare_command(args)
+
+
 # -- the parser ----------------------------------------------------------------------------
 def _add_data(p: argparse.ArgumentParser, split: str = "test") -> None:
     p.add_argument("--data", required=True, help="a registered name (digits, mnist, ...) or a path")
@@ -253,6 +278,64 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--force", action="store_true")
     p.set_defaults(func=cmd_reconstruct)
+
+    prior = sub.add_parser("prior", help="autoregressive priors over a run's codes")
+    prior_sub = prior.add_subparsers(dest="prior_command", metavar="COMMAND", required=True)
+    p = prior_sub.add_parser("train", help="fit a PixelCNN or Transformer prior to the codes")
+    p.add_argument("run")
+    p.add_argument("--kind", choices=("pixelcnn", "transformer"), default="pixelcnn")
+    p.add_argument("--class-conditional", action="store_true", help="condition on the labels")
+    p.add_argument("--data", help="data spec to encode (default: the one the run trained on)")
+    p.add_argument("--data-root")
+    p.add_argument("--codes", help="train on a `vqvae encode` .npz instead of encoding")
+    p.add_argument("--test-codes", help="held-out .npz for the reported NLL")
+    p.add_argument("--steps", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--force", action="store_true")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_prior_train)
+
+    p = sub.add_parser("sample", help="sample code grids from the prior and decode them")
+    p.add_argument("run")
+    p.add_argument("--n", type=int, default=64)
+    p.add_argument("--label", type=int, help="the class, for a class-conditional prior")
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--top-k", type=int)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True)
+    p.add_argument("--force", action="store_true")
+    p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("report", help="write RUN/report/index.html: curves, codes, samples")
+    p.add_argument("run")
+    p.add_argument("--data", help="data spec of the held-out images (default: the run's)")
+    p.add_argument("--data-root", help="where named data sets live (default: $VQVAE_DATA)")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser(
+        "compare", help="bits/dim of VAE, VQ-VAE and VIMCO with one network (paper Table 1)"
+    )
+    p.add_argument("--data", required=True, help="a registered name (digits, mnist, ...) or a path")
+    p.add_argument("--data-root", help="where named data sets live (default: $VQVAE_DATA)")
+    p.add_argument("--out", required=True, help="the output folder (one sub-folder per model)")
+    p.add_argument("--steps", type=int, help="training steps per model (default 500)")
+    p.add_argument("--models", help="comma-separated subset of vae,vqvae,vimco (default: all)")
+    p.add_argument(
+        "--likelihood",
+        choices=("softmax256", "logistic_mixture"),
+        help="the decoder's discrete likelihood (default softmax256)",
+    )
+    p.add_argument("--num-samples", type=int, help="VIMCO's k (default 4; the paper: 50)")
+    p.add_argument("--prior-steps", type=int, help="PixelCNN prior steps; 0 = none (default 500)")
+    p.add_argument("--eval-limit", type=int, help="test images scored (default 500)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--resume", action="store_true", help="continue an interrupted comparison")
+    p.add_argument("--force", action="store_true", help="replace an existing output folder")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_compare)
     return parser
 
 

@@ -30,7 +30,9 @@ def config_to_dict(config: Any) -> dict[str, Any]:
 def _convert(tp: Any, value: Any) -> Any:
     """Turn a JSON value back into the annotated type: nested dataclasses, tuples, Optionals."""
     origin = typing.get_origin(tp)
-    if dataclasses.is_dataclass(tp) and isinstance(value, dict):
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ValueError(f"expected a section ({tp.__name__}), got {value!r}")
         return config_from_dict(tp, value)
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
@@ -42,8 +44,15 @@ def _convert(tp: Any, value: Any) -> Any:
         if len(args) == 2 and args[1] is Ellipsis:
             return tuple(_convert(args[0], v) for v in value)
         return tuple(_convert(a, v) for a, v in zip(args, value, strict=False))
-    if tp is float and isinstance(value, int):
+    # A wrong scalar type is refused here, not found later as a crash deep in a model.
+    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
+    if tp is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if tp in (bool, str) and isinstance(value, tp):
+        return value
+    if tp in (int, float, bool, str):
+        raise ValueError(f"expected {tp.__name__}, got {value!r}")
     return value
 
 
@@ -56,7 +65,12 @@ def config_from_dict(cls: type[C], data: dict[str, Any]) -> C:
     unknown = sorted(set(data) - names)
     if unknown:
         raise ValueError(f"{cls.__name__}: unknown config keys {unknown}")
-    kwargs = {k: _convert(hints[k], v) for k, v in data.items()}
+    kwargs = {}
+    for k, v in data.items():
+        try:
+            kwargs[k] = _convert(hints[k], v)
+        except ValueError as e:
+            raise ValueError(f"{cls.__name__}.{k}: {e}") from None
     return cls(**kwargs)
 
 
@@ -110,7 +124,8 @@ def load_state_checked(
     extra = sorted(set(state) - set(own))
     if missing or extra:
         raise ValueError(
-            f"{where}: weights are from another model (missing {missing[:3]}, unexpected {extra[:3]})"
+            f"{where}: weights are from another model "
+            f"(missing {missing[:3]}, unexpected {extra[:3]})"
         )
     for name, tensor in state.items():
         if own[name].shape != tensor.shape:

@@ -25,8 +25,7 @@ class QuantizerConfig:
     eps: float = 1e-5  # EMA only: Laplace smoothing of the counts
     init: str = "kmeans"  # data-dependent init: "kmeans", "random" (encoder outputs), "none"
     restart_dead_codes: bool = True
-    dead_code_steps: int = 20  # vq: restart a code unused for this many steps
-    dead_code_threshold: float = 1.0  # ema: restart a code whose EMA count falls below this
+    dead_code_steps: int = 20  # restart a code unused for this many training steps
     num_quantizers: int = 1  # > 1: residual VQ with this many levels
     quantizer_dropout: float = 0.0  # residual VQ: chance a batch uses a random number of levels
 
@@ -37,23 +36,24 @@ class QuantizerConfig:
             raise ValueError(f"expected num_quantizers >= 1, got {self.num_quantizers}")
 
     def build(self) -> nn.Module:
-        kwargs = {"init": self.init, "restart_dead_codes": self.restart_dead_codes}
+        kwargs = {
+            "init": self.init,
+            "restart_dead_codes": self.restart_dead_codes,
+            "dead_code_steps": self.dead_code_steps,
+        }
         if self.kind == "ema":
             kwargs |= {"decay": self.decay, "eps": self.eps}
-            kwargs["dead_code_threshold"] = self.dead_code_threshold
-        else:
-            kwargs["dead_code_steps"] = self.dead_code_steps
+        cls = EMAVectorQuantizer if self.kind == "ema" else VectorQuantizer
         if self.num_quantizers > 1:
             return ResidualVQ(
                 self.num_quantizers,
                 self.num_codes,
                 self.code_dim,
                 self.beta,
-                ema=self.kind == "ema",
+                quantizer=cls,
                 quantizer_dropout=self.quantizer_dropout,
                 **kwargs,
             )
-        cls = EMAVectorQuantizer if self.kind == "ema" else VectorQuantizer
         return cls(self.num_codes, self.code_dim, self.beta, **kwargs)
 
 
@@ -93,3 +93,22 @@ class VQVAEConfig(ImageModelConfig):
 @dataclass(frozen=True)
 class VAEConfig(ImageModelConfig):
     latent_dim: int = 64  # channels of the Gaussian latent per grid position
+
+
+@dataclass(frozen=True)
+class VIMCOConfig(ImageModelConfig):
+    """Categorical latents trained with VIMCO (Mnih and Rezende 2016), Table 1's third row."""
+
+    likelihood: str = "softmax256"  # VIMCO needs log p(x|h): a discrete likelihood
+    num_codes: int = 512  # K categories per latent position (as the VQ-VAE's codebook)
+    code_dim: int = 64  # D of the learned embedding the decoder reads
+    num_samples: int = 8  # k; the paper used 50, 8 fits a CPU budget (docs/bits-per-dim.md)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.num_codes < 2 or self.code_dim < 1:
+            raise ValueError(
+                f"expected num_codes >= 2 and code_dim >= 1, got {self.num_codes}, {self.code_dim}"
+            )
+        if self.num_samples < 2:
+            raise ValueError(f"VIMCO needs num_samples >= 2, got {self.num_samples}")

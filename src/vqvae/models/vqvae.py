@@ -50,7 +50,10 @@ class VQVAE(ImageModel):
         self.check_images(x)
         z_e = self.encoder(x)  # (B, C, H, W) -> (B, D, h, w)
         q = self.quantizer(z_e)
-        params = self.decoder(q.z_q)  # (B, D, h, w) -> (B, C', H, W)
+        # One memory layout for the decoder's input here and in decoder_params: convolutions
+        # round differently on channels-last and contiguous inputs, and decode_codes must
+        # equal this pass exactly (issue 2).
+        params = self.decoder(q.z_q.contiguous())  # (B, D, h, w) -> (B, C', H, W)
         recon_loss = self.likelihood.loss(params, x)
         return VQVAEOutput(
             x_hat=self.likelihood.mean(params),
@@ -82,4 +85,4 @@ class VQVAE(ImageModel):
         h, w = self.config.grid_size
         if codes.dim() < 3 or tuple(codes.shape[-2:]) != (h, w):
             raise ValueError(f"expected codes of shape (B, {h}, {w}), got {tuple(codes.shape)}")
-        return self.decoder(self.quantizer.lookup(codes))
+        return self.decoder(self.quantizer.lookup(codes).contiguous())

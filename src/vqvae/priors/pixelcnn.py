@@ -65,7 +65,7 @@ class GatedLayer(nn.Module):
     """One layer of both stacks (figure 2), cut into the pieces the fast sampler reuses.
 
     Every piece takes inputs that are already padded, so that the full forward pass and
-    the one-row / one-column sampling steps run the very same arithmetic.
+    the one-row sampling step run the same convolutions on different crops.
     """
 
     def __init__(self, channels: int, kernel_size: int, num_classes: int, first: bool) -> None:
@@ -112,6 +112,22 @@ class GatedLayer(nn.Module):
     def link(self, v_pre_above: torch.Tensor) -> torch.Tensor:
         """The vertical features of the row above -> the horizontal stack's extra input."""
         return self.v_to_h(v_pre_above)
+
+    def horizontal_column(self, window: torch.Tensor, link: torch.Tensor, h_bias):
+        """``horizontal`` for a single column, the sampler's inner loop, as matrix products
+        with the convolution weights reshaped (a k-tap convolution at one position is one
+        matrix product, and it skips the convolution set-up that dominates at this size).
+
+        window (n, C, p + 1) holds columns j - p .. j, link and h_bias are (n, 2C):
+        returns the next layer's input at column j and this layer's skip, both (n, C).
+        """
+        weight = (self.h_conv.weight * self.h_mask).flatten(1)  # (2C, C, 1, p+1) -> (2C, C*(p+1))
+        pre = F.linear(window.flatten(1), weight, self.h_conv.bias)  # (n, C*(p+1)) -> (n, 2C)
+        g = gate(pre + link + h_bias)  # (n, C)
+        out = F.linear(g, self.h_out.weight.flatten(1), self.h_out.bias)
+        if not self.first:
+            out = out + window[:, :, -1]
+        return out, F.linear(g, self.skip.weight.flatten(1), self.skip.bias)
 
 
 class PixelCNNPrior(Prior):
@@ -173,6 +189,11 @@ class PixelCNNPrior(Prior):
             raise ValueError(f"method: expected one of {sorted(samplers)}, got {method!r}")
         return self._run_sampler(samplers[method], n, labels, temperature, top_k, generator)
 
+    def _head_column(self, skip: torch.Tensor) -> torch.Tensor:
+        """``head`` at one position as matrix products: (n, C) -> (n, K) logits."""
+        hidden = F.linear(F.relu(skip), self.head[1].weight.flatten(1), self.head[1].bias)
+        return F.linear(F.relu(hidden), self.head[3].weight.flatten(1), self.head[3].bias)
+
     def _sample_fast(self, n: int, labels: torch.Tensor | None, draw: Draw) -> torch.Tensor:
         """Recompute only what a new code can change (see the module docstring)."""
         c = self.config
@@ -180,7 +201,11 @@ class PixelCNNPrior(Prior):
         dev = self.embed.weight.device
         dtype = self.embed.weight.dtype
         codes = torch.zeros(n, h, w, dtype=torch.long, device=dev)
-        biases = [layer.cond_biases(labels) for layer in self.layers]
+        v_biases, h_biases = [], []
+        for layer in self.layers:
+            v_bias, h_bias = layer.cond_biases(labels)  # (n, 2C, 1, 1) each, or 0.0
+            v_biases.append(v_bias)
+            h_biases.append(h_bias[:, :, 0, 0] if torch.is_tensor(h_bias) else h_bias)
         # v_in[l]: the vertical input of layer l over the whole grid, stored with the same
         # zero padding the full pass adds (p rows on top, p columns each side)
         v_in = [torch.zeros(n, ch, h + p, w + 2 * p, dtype=dtype, device=dev) for _ in self.layers]
@@ -188,25 +213,28 @@ class PixelCNNPrior(Prior):
         # the full pass's shift-down pads them
         above = [torch.zeros(n, 2 * ch, 1, w, dtype=dtype, device=dev) for _ in self.layers]
         for i in range(h):
-            # (n, 2C, 1, w) per layer: what row i's horizontal stack receives from above
-            links = [layer.link(a) for layer, a in zip(self.layers, above, strict=True)]
+            # what row i's horizontal stack receives from above, per layer:
+            # (n, 2C, 1, w) -> (n, w, 2C) so that column j is a contiguous (n, 2C) slice
+            links = [
+                layer.link(a)[:, :, 0].transpose(1, 2).contiguous()
+                for layer, a in zip(self.layers, above, strict=True)
+            ]
             # h_in[l]: the horizontal input of layer l on row i, left-padded with p zeros
-            h_in = [torch.zeros(n, ch, 1, w + p, dtype=dtype, device=dev) for _ in self.layers]
+            h_in = [torch.zeros(n, ch, w + p, dtype=dtype, device=dev) for _ in self.layers]
             for j in range(w):
                 skip = 0.0
                 for l, layer in enumerate(self.layers):
-                    window = h_in[l][..., j : j + p + 1]  # columns j-p .. j: (n, C, 1, p + 1)
-                    out, s = layer.horizontal(window, links[l][..., j : j + 1], biases[l][1])
+                    window = h_in[l][:, :, j : j + p + 1]  # columns j-p .. j: (n, C, p + 1)
+                    out, s = layer.horizontal_column(window, links[l][:, j], h_biases[l])
                     if l + 1 < len(self.layers):
-                        h_in[l + 1][..., p + j : p + j + 1] = out  # (n, C, 1, 1)
+                        h_in[l + 1][:, :, p + j] = out  # (n, C)
                     skip = skip + s
-                logits = self.head(skip)[:, :, 0, 0]  # (n, K, 1, 1) -> (n, K)
-                codes[:, i, j] = draw(logits)
-                h_in[0][:, :, 0, p + j] = self.embed(codes[:, i, j])  # (n, C), seen from column j+1
+                codes[:, i, j] = draw(self._head_column(skip))  # logits (n, K)
+                h_in[0][:, :, p + j] = self.embed(codes[:, i, j])  # (n, C), seen from column j+1
             # row i is complete: run the vertical stack on it, one row per layer
             v_in[0][:, :, p + i, p : p + w] = self.embed(codes[:, i]).transpose(1, 2)  # (n, C, w)
             for l, layer in enumerate(self.layers):
-                v_pre = layer.vertical(v_in[l][:, :, i : i + p + 1], biases[l][0])  # (n, 2C, 1, w)
+                v_pre = layer.vertical(v_in[l][:, :, i : i + p + 1], v_biases[l])  # (n, 2C, 1, w)
                 above[l] = v_pre
                 if l + 1 < len(self.layers):
                     v_in[l + 1][:, :, p + i, p : p + w] = gate(v_pre)[:, :, 0]

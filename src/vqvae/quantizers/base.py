@@ -85,6 +85,7 @@ class Quantizer(nn.Module):
         beta: float,
         init: str,
         restart_dead_codes: bool,
+        dead_code_steps: int,
     ) -> None:
         super().__init__()
         if num_codes < 1 or code_dim < 1:
@@ -98,6 +99,11 @@ class Quantizer(nn.Module):
         self.beta = beta
         self.init = init
         self.restart_dead_codes = restart_dead_codes
+        if dead_code_steps < 1:
+            raise ValueError(f"expected dead_code_steps >= 1, got {dead_code_steps}")
+        self.dead_code_steps = dead_code_steps
+        # Training steps since each code was last chosen; a restart resets it.
+        self.register_buffer("steps_unused", torch.zeros(num_codes, dtype=torch.long))
         # Saved with the weights, so a loaded model is never re-initialized from data.
         self.register_buffer("initialized", torch.tensor(init == "none"))
 
@@ -135,19 +141,28 @@ class Quantizer(nn.Module):
         counts = code_counts(nearest_code(flat.detach(), vectors), self.num_codes).float()
         counts = broadcast_from_rank0(counts)
         self._set_codes(torch.arange(self.num_codes, device=flat.device), vectors, counts)
+        self.steps_unused.zero_()
         self.initialized.fill_(True)
 
     @torch.no_grad()
-    def _restart(self, dead: torch.Tensor, flat: torch.Tensor) -> int:
-        """Re-seed the codes where ``dead`` (K,) bool from random encoder outputs."""
-        if not (self.training and self.restart_dead_codes):
+    def _restart_dead_codes(self, counts: torch.Tensor, flat: torch.Tensor) -> int:
+        """Count steps unused; re-seed codes unused for ``dead_code_steps`` training steps
+        from random encoder outputs of this batch. Returns how many were re-seeded."""
+        if not self.training:
             return 0
+        used = all_reduce_sum(counts.clone()) > 0
+        self.steps_unused.add_(1).masked_fill_(used, 0)
+        if not self.restart_dead_codes:
+            return 0
+        dead = self.steps_unused >= self.dead_code_steps
         dead = broadcast_from_rank0(dead.to(torch.uint8)).bool()
         n = int(dead.sum())
         if n == 0:
             return 0
+        index = dead.nonzero().squeeze(1)
         vectors = broadcast_from_rank0(sample_rows(flat.detach().float(), n).contiguous())
-        self._set_codes(dead.nonzero().squeeze(1), vectors)
+        self._set_codes(index, vectors)
+        self.steps_unused[index] = 0
         return n
 
 
@@ -167,8 +182,13 @@ def code_counts(codes: torch.Tensor, num_codes: int) -> torch.Tensor:
 
 
 def straight_through(flat: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
-    """z_e + sg[e - z_e]: the value of e with the gradient of z_e (paper, section 3.1)."""
-    return flat + (e - flat).detach()
+    """sg[e] + (z_e - sg[z_e]): the value of e with the gradient of z_e (paper, section 3.1).
+
+    Written this way round, not as z_e + sg[e - z_e], so the value is bit-exactly e
+    (z_e - sg[z_e] is exactly 0, z_e + (e - z_e) is not): decode_codes(encode(x)) must equal
+    the forward pass exactly (issue 2).
+    """
+    return e.detach() + (flat - flat.detach())
 
 
 def nearest_and_counts(q: Quantizer, flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -31,8 +31,9 @@ from vqvae.quantizers.base import (
 class EMAVectorQuantizer(Quantizer):
     """Nearest-neighbour quantizer with an EMA codebook (appendix A.1).
 
-    Dead-code restart: a code whose EMA count N_i falls below ``dead_code_threshold`` is
-    re-seeded from a random encoder output, with N_i = 1 and m_i = that output. At the
+    Dead-code restart: a code unused for ``dead_code_steps`` consecutive training steps is
+    re-seeded from a random encoder output, with N_i = 1 and m_i = that output. (A rule on
+    steps rather than on N_i reacts in tens of steps, where a decayed count takes hundreds.) At the
     data-dependent initialization, N_i is the number of first-batch outputs nearest to e_i.
     """
 
@@ -46,14 +47,13 @@ class EMAVectorQuantizer(Quantizer):
         *,
         init: str = "kmeans",
         restart_dead_codes: bool = True,
-        dead_code_threshold: float = 1.0,
+        dead_code_steps: int = 20,
     ) -> None:
-        super().__init__(num_codes, code_dim, beta, init, restart_dead_codes)
+        super().__init__(num_codes, code_dim, beta, init, restart_dead_codes, dead_code_steps)
         if not 0.0 <= decay < 1.0:
             raise ValueError(f"expected decay in [0, 1), got {decay}")
         self.decay = decay
         self.eps = eps
-        self.dead_code_threshold = dead_code_threshold
         embedding = torch.randn(num_codes, code_dim)
         self.register_buffer("embedding", embedding)  # e: (K, D)
         self.register_buffer("cluster_size", torch.ones(num_codes))  # N: (K,)
@@ -93,10 +93,9 @@ class EMAVectorQuantizer(Quantizer):
         commitment_loss = F.mse_loss(flat, e)
         z_q = unflatten(straight_through(flat, e), z_e)  # (N, D) -> (B, D, *S)
 
-        restarted = 0
         if self.training:
             self._ema_update(flat.detach(), codes, counts)
-            restarted = self._restart(self.cluster_size < self.dead_code_threshold, flat)
+        restarted = self._restart_dead_codes(counts, flat)
 
         return QuantizerOutput(
             z_q=z_q,

@@ -15,7 +15,6 @@ from torch import nn
 
 from vqvae.quantizers.base import Quantizer, QuantizerOutput, straight_through
 from vqvae.quantizers.ema import EMAVectorQuantizer
-from vqvae.quantizers.vq import VectorQuantizer
 
 # Marks a level that quantizer dropout switched off for a batch.
 DROPPED = -1
@@ -27,7 +26,11 @@ class ResidualQuantizerOutput(QuantizerOutput):
 
 
 class ResidualVQ(nn.Module):
-    """``num_quantizers`` quantizers (EMA by default) applied to successive residuals."""
+    """``num_quantizers`` quantizers applied to successive residuals.
+
+    ``quantizer`` is the class of every level (``EMAVectorQuantizer`` by default, or
+    ``VectorQuantizer``); ``quantizer_kwargs`` go to each level.
+    """
 
     def __init__(
         self,
@@ -36,7 +39,7 @@ class ResidualVQ(nn.Module):
         code_dim: int = 64,
         beta: float = 0.25,
         *,
-        ema: bool = True,
+        quantizer: type[Quantizer] = EMAVectorQuantizer,
         quantizer_dropout: float = 0.0,
         **quantizer_kwargs,
     ) -> None:
@@ -45,9 +48,8 @@ class ResidualVQ(nn.Module):
             raise ValueError(f"expected num_quantizers >= 1, got {num_quantizers}")
         if not 0.0 <= quantizer_dropout <= 1.0:
             raise ValueError(f"expected quantizer_dropout in [0, 1], got {quantizer_dropout}")
-        cls = EMAVectorQuantizer if ema else VectorQuantizer
         self.levels = nn.ModuleList(
-            cls(num_codes, code_dim, beta, **quantizer_kwargs) for _ in range(num_quantizers)
+            quantizer(num_codes, code_dim, beta, **quantizer_kwargs) for _ in range(num_quantizers)
         )
         self.num_quantizers = num_quantizers
         self.num_codes = num_codes
@@ -105,7 +107,7 @@ class ResidualVQ(nn.Module):
 
         Fewer levels give a coarser reconstruction at a lower bit rate.
         """
-        if codes.dim() < 2 or not 1 <= codes.shape[1] <= self.num_quantizers:
+        if codes.dim() < 3 or not 1 <= codes.shape[1] <= self.num_quantizers:
             raise ValueError(
                 f"expected codes of shape (B, q, *spatial) with 1 <= q <= {self.num_quantizers}, "
                 f"got {tuple(codes.shape)}"

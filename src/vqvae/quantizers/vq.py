@@ -17,7 +17,6 @@ from torch import nn
 from vqvae.quantizers.base import (
     Quantizer,
     QuantizerOutput,
-    all_reduce_sum,
     flatten,
     nearest_and_counts,
     perplexity,
@@ -43,13 +42,11 @@ class VectorQuantizer(Quantizer):
         restart_dead_codes: bool = True,
         dead_code_steps: int = 20,
     ) -> None:
-        super().__init__(num_codes, code_dim, beta, init, restart_dead_codes)
-        self.dead_code_steps = dead_code_steps
+        super().__init__(num_codes, code_dim, beta, init, restart_dead_codes, dead_code_steps)
         # Uniform in +-1/K, the common choice for the paper's random initialization.
         self.embedding = nn.Parameter(
             torch.empty(num_codes, code_dim).uniform_(-1 / num_codes, 1 / num_codes)
         )
-        self.register_buffer("steps_unused", torch.zeros(num_codes, dtype=torch.long))
 
     @property
     def codebook(self) -> torch.Tensor:
@@ -59,7 +56,6 @@ class VectorQuantizer(Quantizer):
         self, index: torch.Tensor, vectors: torch.Tensor, counts: torch.Tensor | None = None
     ) -> None:
         self.embedding.data[index] = vectors.to(self.embedding.dtype)
-        self.steps_unused[index] = 0
 
     def forward(self, z_e: torch.Tensor) -> QuantizerOutput:
         flat = flatten(z_e, self.code_dim)  # (B, D, *S) -> (N, D)
@@ -71,12 +67,7 @@ class VectorQuantizer(Quantizer):
         commitment_loss = F.mse_loss(flat, e.detach())  # keeps z_e near its code
         z_q = unflatten(straight_through(flat, e), z_e)  # (N, D) -> (B, D, *S)
 
-        restarted = 0
-        if self.training:
-            with torch.no_grad():
-                used = all_reduce_sum(counts.clone()) > 0
-                self.steps_unused.add_(1).masked_fill_(used, 0)
-                restarted = self._restart(self.steps_unused >= self.dead_code_steps, flat)
+        restarted = self._restart_dead_codes(counts, flat)
 
         return QuantizerOutput(
             z_q=z_q,

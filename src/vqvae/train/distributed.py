@@ -39,6 +39,11 @@ def current() -> World:
     return World()
 
 
+def launch_rank() -> int:
+    """This process's rank as torchrun set it, readable before the process group exists."""
+    return int(os.environ.get("RANK", "0"))
+
+
 def setup(device: str | None = None) -> tuple[World, torch.device]:
     """Join the process group when launched by torchrun; choose this process's device."""
     size = int(os.environ.get("WORLD_SIZE", "1"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +45,7 @@ def run_config(
 
 def check_resumable(saved: dict[str, Any], wanted: dict[str, Any], run: RunDir) -> None:
     """--resume must continue the same run: same model, same trajectory-shaping settings."""
+    wanted = json.loads(json.dumps(wanted))  # as config.json holds it: tuples become lists
     diffs = []
     if saved.get("config") != wanted["config"]:
         diffs += [
@@ -92,6 +94,9 @@ def train_vqvae(
     if world.is_main:
         write_json(run.config_file, wanted)
 
+    # The initial weights come from --seed too, not from whatever state the global generator
+    # happens to be in (a second run in one process would start elsewhere).
+    torch.manual_seed(train_config.seed)
     model = VQVAE(model_config).to(dev)
     trained = distributed.wrap(model, dev)
     optimizer = torch.optim.Adam(model.parameters(), lr=train_config.lr)

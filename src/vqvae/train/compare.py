@@ -1,0 +1,396 @@
+"""``vqvae compare``: the paper's Table 1 (bits/dim of VAE, VQ-VAE and VIMCO) on any data.
+
+van den Oord et al. 2017 (arXiv:1711.00937), section 4.1: on CIFAR-10 the continuous VAE
+reaches 4.51 bits/dim, the VQ-VAE 4.67 and VIMCO with independent categorical latents 5.14,
+"all with the same encoder and decoder". Here the three are trained with one NetConfig, one
+discrete likelihood (softmax256 by default), one batch size and one number of steps, each
+with the shared ``fit`` loop in its own sub-folder of the output folder (checkpoints, exact
+resume); a small PixelCNN prior gives the VQ-VAE's second figure. Results go to
+``results.json`` and ``table.md``; the estimators are in ``vqvae.bits`` and the definitions
+in docs/bits-per-dim.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vqvae import bits
+from vqvae._io import atomic_write, write_json, write_safetensors
+from vqvae.config import TrainConfig
+from vqvae.data import ImageDataset, load_dataset, to_model_input
+from vqvae.models import (
+    VAE,
+    VIMCO,
+    VQVAE,
+    QuantizerConfig,
+    VAEConfig,
+    VIMCOConfig,
+    VQVAEConfig,
+)
+from vqvae.nets import NetConfig
+from vqvae.pretrained import config_to_dict
+from vqvae.priors import PixelCNNConfig, PixelCNNPrior
+from vqvae.train.checkpoint import list_checkpoints
+from vqvae.train.loop import StepOutput, fit
+from vqvae.train.prior_trainer import CodeSet, train_prior
+from vqvae.train.run import RunDir, RunError
+
+MODELS = ("vae", "vqvae", "vimco")
+PAPER_CIFAR10 = {"vae": 4.51, "vqvae": 4.67, "vimco": 5.14}  # Table 1, bits/dim
+TITLES = {"vae": "VAE", "vqvae": "VQ-VAE", "vimco": "VIMCO"}
+
+
+@dataclass(frozen=True)
+class CompareConfig:
+    """One budget for all three models. The defaults finish on MNIST in about half an hour on
+    a 2-core CPU (docs/bits-per-dim.md); the paper's networks are wider and train longer."""
+
+    models: tuple[str, ...] = MODELS
+    likelihood: str = "softmax256"
+    hidden_channels: int = 64  # the paper: 256
+    residual_channels: int = 32  # the paper: 256
+    num_codes: int = 512  # K of the VQ-VAE's codebook and of VIMCO's categories
+    code_dim: int = 64  # D of the VQ-VAE's codes and of VIMCO's embedding
+    latent_dim: int = 64  # the VAE's Gaussian channels per grid position
+    num_samples: int = 4  # VIMCO's k in training and in its bound; the paper: 50
+    iwae_samples: int = 16  # k of the VAE's importance-weighted bound
+    steps: int = 500  # per model
+    batch_size: int = 32  # images per step, every model
+    lr: float = 1e-3  # Adam; the paper's 2e-4 is for 250k steps
+    seed: int = 0
+    eval_limit: int = 500  # test images scored (the first ones of the test split)
+    prior_steps: int = 500  # PixelCNN prior over the VQ-VAE's codes; 0 = no prior
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.models) - set(MODELS))
+        if unknown or not self.models:
+            raise ValueError(f"expected models among {', '.join(MODELS)}, got {self.models}")
+        for name in ("steps", "batch_size", "eval_limit", "num_samples", "iwae_samples"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"expected {name} >= 1, got {getattr(self, name)}")
+        if self.likelihood not in ("softmax256", "logistic_mixture"):
+            raise ValueError(
+                f"expected a discrete likelihood (softmax256, logistic_mixture), "
+                f"got {self.likelihood!r}"
+            )
+        if self.prior_steps < 0:
+            raise ValueError(f"expected prior_steps >= 0, got {self.prior_steps}")
+
+
+@dataclass(frozen=True)
+class CompareResult:
+    results: dict[str, dict[str, float]]  # model -> {"bits_per_dim": ..., other estimates}
+    table: str  # table.md's text
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def net_for(image_size: tuple[int, int], config: CompareConfig) -> NetConfig:
+    """x4 downsampling (the paper's) where the images allow it, x2 for tiny ones (8x8)."""
+    h, w = image_size
+    downsamples = 2 if min(h, w) >= 16 and h % 4 == 0 and w % 4 == 0 else 1
+    return NetConfig(
+        hidden_channels=config.hidden_channels,
+        residual_channels=config.residual_channels,
+        num_downsamples=downsamples,
+    )
+
+
+def build_model(name: str, data: ImageDataset, config: CompareConfig) -> torch.nn.Module:
+    shared = {
+        "in_channels": data.num_channels,
+        "image_size": data.image_size,
+        "net": net_for(data.image_size, config),
+        "likelihood": config.likelihood,
+    }
+    if name == "vae":
+        return VAE(VAEConfig(**shared, latent_dim=config.latent_dim))
+    if name == "vqvae":
+        quantizer = QuantizerConfig(
+            kind="ema", num_codes=config.num_codes, code_dim=config.code_dim
+        )
+        return VQVAE(VQVAEConfig(**shared, quantizer=quantizer))
+    return VIMCO(
+        VIMCOConfig(
+            **shared,
+            num_codes=config.num_codes,
+            code_dim=config.code_dim,
+            num_samples=config.num_samples,
+        )
+    )
+
+
+def _step_logs(name: str, out: Any, dims: int) -> dict[str, float]:
+    to_bits = 1.0 / (dims * math.log(2))
+    if name == "vae":
+        return {"recon_loss": out.recon_loss.item(), "kl": out.kl.item()}
+    if name == "vqvae":
+        return {"recon_loss": out.recon_loss.item(), "perplexity": out.perplexity.item()}
+    return {"bound_bits_per_dim": -out.bound.item() * to_bits}
+
+
+def train_one(
+    name: str,
+    run: RunDir,
+    x_train: torch.Tensor,
+    data: ImageDataset,
+    config: CompareConfig,
+    *,
+    resume: bool,
+    progress: bool,
+) -> torch.nn.Module:
+    """Train (or, on resume, finish or load) one model in its own run folder."""
+    torch.manual_seed(config.seed)  # the same initial weights for a fresh run and a resumed one
+    model = build_model(name, data, config)
+    if resume and run.weights_file.is_file():
+        return type(model).from_pretrained(run.path).eval()
+    run.path.mkdir(parents=True, exist_ok=True)
+    train = TrainConfig(
+        steps=config.steps,
+        batch_size=config.batch_size,
+        lr=config.lr,
+        seed=config.seed,
+        checkpoint_every=max(1, min(250, config.steps)),
+        eval_every=config.steps,
+        log_every=max(1, min(10, config.steps)),
+    )
+    write_json(
+        run.config_file,
+        {
+            "class": type(model).__name__,
+            "config": config_to_dict(model.config),
+            "train": config_to_dict(train),
+            "data": data.name,
+        },
+    )
+    optimizer = torch.optim.Adam(model.parameters(), lr=train.lr)
+    dims = x_train[0].numel()
+
+    def step_fn(idx: torch.Tensor) -> StepOutput:
+        model.train()
+        out = model(x_train[idx])
+        return StepOutput(out.loss, _step_logs(name, out, dims))
+
+    if resume:
+        last = list_checkpoints(run.checkpoints)
+        run.truncate_metrics(last[-1].step if last else 0)
+    fit(
+        model,
+        optimizer,
+        train,
+        num_examples=len(x_train),
+        step_fn=step_fn,
+        checkpoints=run.checkpoints,
+        log=run.log,
+        resume=resume,
+        progress=progress,
+        desc=f"compare {name}",
+    )
+    write_safetensors(run.weights_file, model.state_dict())
+    return model.eval()
+
+
+def fit_prior(
+    model: VQVAE,
+    folder: RunDir,
+    train_data: ImageDataset,
+    x_test: torch.Tensor,
+    config: CompareConfig,
+    *,
+    resume: bool,
+    progress: bool,
+) -> PixelCNNPrior:
+    """A small PixelCNN over the VQ-VAE's training codes (paper section 3.3)."""
+    from vqvae.train.evaluate import encode
+
+    torch.manual_seed(config.seed)
+    prior = PixelCNNPrior(
+        PixelCNNConfig(num_codes=model.num_codes, grid_size=model.config.grid_size)
+    )
+    if resume and folder.weights_file.is_file():
+        return PixelCNNPrior.from_pretrained(folder.path).eval()
+    folder.path.mkdir(parents=True, exist_ok=True)
+    train = TrainConfig(
+        steps=config.prior_steps,
+        batch_size=64,
+        lr=1e-3,
+        seed=config.seed,
+        checkpoint_every=max(1, min(250, config.prior_steps)),
+        eval_every=config.prior_steps,
+        log_every=max(1, min(20, config.prior_steps)),
+        eval_limit=len(x_test),
+    )
+    write_json(
+        folder.config_file,
+        {
+            "class": "PixelCNNPrior",
+            "config": config_to_dict(prior.config),
+            "train": config_to_dict(train),
+            "kind": "pixelcnn",
+        },
+    )
+    codes = torch.from_numpy(encode(model, train_data.images))
+    with torch.no_grad():
+        test_codes = torch.cat(
+            [model.encode(x_test[i : i + 256]) for i in range(0, len(x_test), 256)]
+        )
+    train_prior(
+        prior,
+        folder,
+        CodeSet(codes, None),
+        CodeSet(test_codes, None),
+        train,
+        resume=resume,
+        progress=progress,
+    )
+    return prior.eval()
+
+
+def estimate(
+    name: str, model: torch.nn.Module, x: torch.Tensor, config: CompareConfig, prior=None
+) -> dict[str, float]:
+    """Every bits/dim estimate of one model on the test images x; "bits_per_dim" is the main
+    one: the VAE's negative ELBO, the VQ-VAE's uniform-prior bound (as in the paper), and
+    VIMCO's k-sample bound."""
+    generator = torch.Generator().manual_seed(config.seed + 1)  # never the training stream
+    k = config.num_samples
+
+    def score(fn: bits.Estimator) -> float:
+        return round(bits.mean_bits_per_dim(fn, x), 5)
+
+    if name == "vae":
+        elbo = score(lambda b: bits.vae_negative_elbo(model, b, generator))
+        iwae = score(lambda b: bits.vae_iwae(model, b, config.iwae_samples, generator))
+        return {"bits_per_dim": elbo, "negative_elbo": elbo, f"iwae_k{config.iwae_samples}": iwae}
+    if name == "vqvae":
+        uniform = score(lambda b: bits.vqvae_uniform(model, b))
+        out = {"bits_per_dim": uniform, "uniform_prior": uniform}
+        if prior is not None:
+            out["pixelcnn_prior"] = score(lambda b: bits.vqvae_with_prior(model, prior, b))
+        return out
+    bound = score(lambda b: bits.vimco_bound(model, b, k, generator))
+    elbo = score(lambda b: bits.vimco_bound(model, b, 1, generator))
+    return {"bits_per_dim": bound, f"bound_k{k}": bound, "negative_elbo": elbo}
+
+
+def format_table(
+    results: dict[str, dict[str, float]], data_name: str, config: CompareConfig
+) -> str:
+    """Markdown in the paper's layout: one row per model, the paper's CIFAR-10 figure beside
+    ours, and our other estimates."""
+    lines = [
+        f"| Model | paper, CIFAR-10 (bits/dim) | ours, {data_name} (bits/dim) | other estimates |",
+        "|---|---|---|---|",
+    ]
+    for name in MODELS:
+        if name not in results:
+            continue
+        r = results[name]
+        others = ", ".join(f"{k} {v:.3f}" for k, v in r.items() if k != "bits_per_dim")
+        lines.append(
+            f"| {TITLES[name]} | {PAPER_CIFAR10[name]:.2f} | {r['bits_per_dim']:.3f} | {others} |"
+        )
+    lines += [
+        "",
+        f"Main estimate: VAE negative ELBO; VQ-VAE -log p(x|z_q) + h*w*log K (uniform prior); "
+        f"VIMCO {config.num_samples}-sample bound. {config.steps} steps of {config.batch_size} "
+        f"images per model, likelihood {config.likelihood}, hidden {config.hidden_channels}, "
+        f"K={config.num_codes}; the first {config.eval_limit} test images.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def run_compare(
+    spec: str,
+    out: str | Path,
+    config: CompareConfig,
+    *,
+    data_root: str | None = None,
+    force: bool = False,
+    resume: bool = False,
+    progress: bool = True,
+    say: Callable[[str], None] = _say,
+) -> CompareResult:
+    root = RunDir(out)
+    if root.path.exists() and not root.path.is_dir():
+        raise RunError(f"{root.path}: exists and is not a folder")
+    if resume:
+        if not root.config_file.is_file():
+            raise RunError(f"{root.path}: nothing to resume (no config.json)")
+        saved = json.loads(root.config_file.read_text())
+        if saved.get("compare") != json.loads(json.dumps(config_to_dict(config))):
+            raise RunError(f"{root.path}: --resume with different options than the first run")
+    else:
+        root.prepare(resume=False, force=force)
+    train_data = load_dataset(spec, "train", data_root)
+    test_data = load_dataset(spec, "test", data_root)
+    write_json(root.config_file, {"compare": config_to_dict(config), "data": spec})
+    x_train = to_model_input(train_data.images)  # (N, C, H, W) in [-1, 1]
+    x_test = to_model_input(test_data.images[: config.eval_limit])
+    say(
+        f"vqvae: comparing {', '.join(config.models)} on {train_data.name} "
+        f"({len(x_train)} train, {len(x_test)} test images)"
+    )
+    results: dict[str, dict[str, float]] = {}
+    for name in config.models:
+        t0 = time.perf_counter()
+        run = RunDir(root.path / name)
+        model = train_one(name, run, x_train, train_data, config, resume=resume, progress=progress)
+        prior = None
+        if name == "vqvae" and config.prior_steps:
+            prior = fit_prior(
+                model,
+                RunDir(run.path / "prior"),
+                train_data,
+                x_test,
+                config,
+                resume=resume,
+                progress=progress,
+            )
+        results[name] = estimate(name, model, x_test, config, prior)
+        seconds = round(time.perf_counter() - t0, 1)
+        run.log({"step": config.steps, "split": "test", **results[name], "seconds": seconds})
+        say(f"vqvae: {name}: {results[name]} ({seconds} s)")
+    table = format_table(results, train_data.name, config)
+    write_json(root.path / "results.json", results)
+    atomic_write(root.path / "table.md", lambda tmp: Path(tmp).write_text(table))
+    return CompareResult(results, table)
+
+
+def compare_command(args: Any) -> int:
+    fields = {f.name for f in dataclasses.fields(CompareConfig)}
+    flags = {
+        "steps": args.steps,
+        "likelihood": args.likelihood,
+        "eval_limit": args.eval_limit,
+        "prior_steps": args.prior_steps,
+        "num_samples": args.num_samples,
+        "seed": args.seed,
+    }
+    config = CompareConfig()
+    config = replace(config, **{k: v for k, v in flags.items() if v is not None and k in fields})
+    if args.models:
+        config = replace(config, models=tuple(m.strip() for m in args.models.split(",") if m))
+    result = run_compare(
+        args.data,
+        args.out,
+        config,
+        data_root=args.data_root,
+        force=args.force,
+        resume=args.resume,
+        progress=not args.no_progress,
+    )
+    print(result.table, end="")
+    return 0

@@ -1,0 +1,346 @@
+"""``vqvae prior train`` and ``vqvae sample``: the second and third stages of the system.
+
+Stage 2 (paper section 3.3): encode the training images with the trained VQ-VAE and fit an
+autoregressive prior to the integer grids by cross-entropy. Stage 3: sample grids from the
+prior and decode them with the VQ-VAE's decoder. The prior lives in ``RUN/prior/``.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from vqvae._io import write_json, write_npz, write_safetensors
+from vqvae.config import TrainConfig
+from vqvae.data import load_dataset, save_png_grid, to_uint8_images
+from vqvae.models import VQVAE
+from vqvae.pretrained import config_to_dict
+from vqvae.priors import PixelCNNConfig, PixelCNNPrior, Prior, TransformerConfig, TransformerPrior
+from vqvae.train.evaluate import encode
+from vqvae.train.loop import StepOutput, fit
+from vqvae.train.run import RunDir, RunError
+
+PRIORS: dict[str, tuple[type[Prior], type]] = {
+    "pixelcnn": (PixelCNNPrior, PixelCNNConfig),
+    "transformer": (TransformerPrior, TransformerConfig),
+}
+# Defaults that reach the quality bar on MNIST's 7x7 grids in minutes on a 2-core CPU.
+PRIOR_TRAIN = {
+    "pixelcnn": TrainConfig(
+        steps=3000,
+        batch_size=64,
+        lr=1e-3,
+        checkpoint_every=500,
+        eval_every=1000,
+        log_every=20,
+        eval_limit=2000,
+    ),
+    "transformer": TrainConfig(
+        steps=3000,
+        batch_size=64,
+        lr=5e-4,
+        checkpoint_every=500,
+        eval_every=1000,
+        log_every=20,
+        eval_limit=2000,
+    ),
+}
+
+
+@dataclass(frozen=True)
+class CodeSet:
+    codes: torch.Tensor  # (N, h, w) int64
+    labels: torch.Tensor | None  # (N,) int64
+
+
+@dataclass(frozen=True)
+class PriorEvaluation:
+    test_bits_per_code: float
+    uniform_bits_per_code: float
+    unigram_bits_per_code: float
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def load_run_model(run: RunDir) -> VQVAE:
+    if not run.weights_file.is_file():
+        raise RunError(f"{run.path}: no trained VQ-VAE (model.safetensors); train one first")
+    model = VQVAE.from_pretrained(run.path)
+    model.eval()
+    return model
+
+
+def code_sets(args: Any, run: RunDir, model: VQVAE) -> tuple[CodeSet, CodeSet]:
+    """The training and test code grids: encoded from the run's data, or read from .npz."""
+    if args.codes:
+        train = _read_code_file(Path(args.codes), model)
+        test = _read_code_file(Path(args.test_codes), model) if args.test_codes else train
+        return train, test
+    spec = args.data or run.read_config().get("data")
+    if not spec:
+        raise RunError(f"{run.path}: no data spec recorded; pass --data or --codes")
+    sets = []
+    for split in ("train", "test"):
+        data = load_dataset(spec, split, args.data_root)
+        _say(f"vqvae: encoding {len(data)} {split} images of {data.name}")
+        codes = torch.from_numpy(encode(model, data.images))
+        labels = torch.from_numpy(data.labels) if data.labels is not None else None
+        sets.append(CodeSet(codes, labels))
+    return sets[0], sets[1]
+
+
+def _read_code_file(path: Path, model: VQVAE) -> CodeSet:
+    if not path.is_file():
+        raise RunError(f"{path}: no such file")
+    with np.load(path, allow_pickle=False) as f:
+        if "codes" not in f:
+            raise RunError(f"{path}: no 'codes' array (write one with `vqvae encode`)")
+        codes = f["codes"]
+        labels = f["labels"] if "labels" in f else None  # noqa: SIM401 (an NpzFile, not a dict)
+    if codes.ndim != 3 or codes.shape[1:] != model.config.grid_size:
+        raise RunError(
+            f"{path}: expected codes (N, {model.config.grid_size[0]}, "
+            f"{model.config.grid_size[1]}), got {codes.shape}"
+        )
+    return CodeSet(
+        torch.from_numpy(codes.astype(np.int64)),
+        None if labels is None else torch.from_numpy(labels.astype(np.int64)),
+    )
+
+
+def unigram_bits(train: torch.Tensor, test: torch.Tensor, num_codes: int) -> float:
+    """Cross-entropy (bits per code) of test codes under the train codes' add-one unigram."""
+    counts = torch.bincount(train.reshape(-1), minlength=num_codes).double() + 1.0
+    logp = torch.log2(counts / counts.sum())
+    return float(-logp[test.reshape(-1)].mean())
+
+
+@torch.no_grad()
+def bits_per_code(prior: Prior, data: CodeSet, batch_size: int = 256) -> float:
+    was_training = prior.training
+    prior.eval()
+    total = 0.0
+    for start in range(0, len(data.codes), batch_size):
+        sl = slice(start, start + batch_size)
+        labels = data.labels[sl] if prior.config.num_classes else None
+        total += float(-prior.log_prob(data.codes[sl], labels).sum())
+    prior.train(was_training)
+    return total / (data.codes.numel() * math.log(2))
+
+
+def build_prior(kind: str, model: VQVAE, num_classes: int, overrides: dict[str, Any]) -> Prior:
+    cls, config_cls = PRIORS[kind]
+    config = config_cls(
+        num_codes=model.num_codes,
+        grid_size=model.config.grid_size,
+        num_classes=num_classes,
+        **overrides,
+    )
+    return cls(config)
+
+
+def prior_config(prior: Prior, train: TrainConfig, kind: str) -> dict[str, Any]:
+    """``RUN/prior/config.json``: what ``from_pretrained`` reads, plus the training config."""
+    return {
+        "class": type(prior).__name__,
+        "config": config_to_dict(prior.config),
+        "train": config_to_dict(train),
+        "kind": kind,
+    }
+
+
+def _kind(prior: Prior) -> str:
+    return next(k for k, (cls, _) in PRIORS.items() if isinstance(prior, cls))
+
+
+def prior_train_command(args: Any) -> int:
+    run = RunDir(args.run)
+    model = load_run_model(run)
+    folder = RunDir(run.path / "prior")
+    if args.resume and not folder.config_file.is_file():
+        raise RunError(f"{folder.path}: nothing to resume (no config.json)")
+    if not args.resume and not args.force and not folder.is_empty():
+        raise RunError(f"{folder.path}: already holds a prior; use --resume or --force")
+    train_set, test_set = code_sets(args, run, model)
+    num_classes = 0
+    if args.class_conditional:
+        if train_set.labels is None:
+            raise RunError("--class-conditional: the data has no labels")
+        num_classes = int(train_set.labels.max()) + 1
+    train_config = PRIOR_TRAIN[args.kind]
+    flags = {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed}
+    train_config = replace(train_config, **{k: v for k, v in flags.items() if v is not None})
+    prior = build_prior(args.kind, model, num_classes, {})
+    wanted = {
+        "class": type(prior).__name__,
+        "config": config_to_dict(prior.config),
+        "train": config_to_dict(train_config),
+        "kind": args.kind,
+    }
+    if args.resume:
+        saved = folder.read_config()
+        same = saved.get("config") == wanted["config"] and all(
+            saved.get("train", {}).get(k) == wanted["train"][k]
+            for k in ("batch_size", "lr", "seed")
+        )
+        if not same:
+            raise RunError(f"{folder.path}: --resume with a config that does not match the prior")
+    folder.prepare(resume=args.resume, force=args.force)
+    write_json(folder.config_file, wanted)
+    evaluation = train_prior(
+        prior,
+        folder,
+        train_set,
+        test_set,
+        train_config,
+        resume=args.resume,
+        progress=not args.no_progress,
+    )
+    print(
+        f"{folder.path}: test {evaluation.test_bits_per_code:.3f} bits/code "
+        f"(uniform {evaluation.uniform_bits_per_code:.3f}, "
+        f"unigram {evaluation.unigram_bits_per_code:.3f})"
+    )
+    return 0
+
+
+def train_prior(
+    prior: Prior,
+    folder: RunDir,
+    train_set: CodeSet,
+    test_set: CodeSet,
+    config: TrainConfig,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    write_config: bool = False,
+) -> PriorEvaluation:
+    """Fit ``prior`` in ``folder`` (``write_config``: start it afresh with its config.json)."""
+    if write_config:
+        folder.prepare(resume=False, force=True)
+        write_json(folder.config_file, prior_config(prior, config, kind=_kind(prior)))
+    optimizer = torch.optim.Adam(prior.parameters(), lr=config.lr)
+    conditional = prior.config.num_classes > 0
+    held_out = CodeSet(
+        test_set.codes[: config.eval_limit],
+        None if test_set.labels is None else test_set.labels[: config.eval_limit],
+    )
+
+    def step_fn(idx: torch.Tensor) -> StepOutput:
+        prior.train()
+        codes = train_set.codes[idx]
+        labels = train_set.labels[idx] if conditional else None
+        loss = F.cross_entropy(prior(codes, labels), codes)  # nats per code
+        return StepOutput(loss, {"bits_per_code": loss.item() / math.log(2)})
+
+    def evaluate(step: int) -> dict[str, Any]:
+        return {"test_bits_per_code": bits_per_code(prior, held_out)}
+
+    if resume:
+        from vqvae.train.checkpoint import list_checkpoints
+
+        last = list_checkpoints(folder.checkpoints)
+        folder.truncate_metrics(last[-1].step if last else 0)
+    fit(
+        prior,
+        optimizer,
+        config,
+        num_examples=len(train_set.codes),
+        step_fn=step_fn,
+        checkpoints=folder.checkpoints,
+        log=folder.log,
+        evaluate=evaluate,
+        resume=resume,
+        progress=progress,
+        desc=f"prior {type(prior).__name__}",
+    )
+    write_safetensors(folder.weights_file, prior.state_dict())
+    k = prior.config.num_codes
+    result = PriorEvaluation(
+        test_bits_per_code=bits_per_code(prior, test_set),
+        uniform_bits_per_code=math.log2(k),
+        unigram_bits_per_code=unigram_bits(train_set.codes, test_set.codes, k),
+    )
+    write_json(folder.path / "metrics.json", result.__dict__)
+    return result
+
+
+def load_prior(run: RunDir) -> Prior:
+    folder = run.path / "prior"
+    if not (folder / "model.safetensors").is_file():
+        raise RunError(f"{run.path}: no trained prior; run `vqvae prior train {run.path}` first")
+    meta = RunDir(folder).read_config()
+    for cls, _ in PRIORS.values():
+        if meta.get("class") == cls.__name__:
+            prior = cls.from_pretrained(folder)
+            prior.eval()
+            return prior
+    raise RunError(f"{folder}/config.json: unknown prior class {meta.get('class')!r}")
+
+
+def sample_command(args: Any) -> int:
+    run = RunDir(args.run)
+    out = Path(args.out)
+    if out.exists() and any(out.iterdir()) and not args.force:
+        raise RunError(f"{out}: already exists; use --force to overwrite it")
+    model = load_run_model(run)
+    prior = load_prior(run)
+    labels = None if args.label is None else torch.full((args.n,), args.label, dtype=torch.long)
+    images, codes = sample_images(
+        model,
+        prior,
+        labels,
+        n=args.n,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        seed=args.seed,
+    )
+    write_samples(out, images, codes, labels)
+    print(f"wrote {args.n} samples to {out}/grid.png and {out}/samples.npz")
+    return 0
+
+
+def sample_images(
+    model: VQVAE,
+    prior: Prior,
+    labels: torch.Tensor | None,
+    *,
+    n: int | None = None,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    seed: int = 0,
+) -> tuple[np.ndarray, torch.Tensor]:
+    """Stage 3: draw code grids from the prior and decode them -> uint8 (N, H, W, C), codes."""
+    n = len(labels) if labels is not None else n
+    generator = torch.Generator().manual_seed(seed)
+    codes = prior.sample(n, labels, temperature=temperature, top_k=top_k, generator=generator)
+    with torch.no_grad():
+        images = to_uint8_images(model.decode_codes(codes))
+    return images, codes
+
+
+def write_samples(
+    out: Path,
+    images: np.ndarray,
+    codes: torch.Tensor,
+    labels: torch.Tensor | None,
+    nrow: int | None = None,
+) -> None:
+    """``grid.png`` and ``samples.npz`` (images, codes, labels; -1 where unconditional)."""
+    out.mkdir(parents=True, exist_ok=True)
+    save_png_grid(images, out / "grid.png", nrow=nrow, scale=max(1, 64 // images.shape[1]))
+    write_npz(
+        out / "samples.npz",
+        images=images,
+        codes=codes.numpy(),
+        labels=(labels.numpy() if labels is not None else np.full(len(images), -1)),
+    )
