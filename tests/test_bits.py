@@ -25,8 +25,8 @@ def test_vqvae_uniform_prior_is_the_formula() -> None:
     model = VQVAE(VQVAEConfig(**SHARED, quantizer=QuantizerConfig(num_codes=16, code_dim=4)))
     model.eval()
     x = _images()
-    out = model(x)
-    nll = model.likelihood.nll(out.decoder_params, x)  # -log p(x|z_q)
+    with torch.no_grad():
+        nll = model.likelihood.nll(model(x).decoder_params, x)  # -log p(x|z_q)
     expected = nll + 4 * 4 * math.log(16)  # + h*w*log K
     torch.testing.assert_close(bits.vqvae_uniform(model, x), expected)
     want = float(expected.mean()) / (64 * math.log(2))
@@ -46,14 +46,14 @@ def test_iwae_is_tighter_than_the_elbo() -> None:
     model = VAE(VAEConfig(**SHARED, latent_dim=2)).eval()
     x = _images(4)
     g = torch.Generator().manual_seed(1)
-    draws = 200
-    elbo = torch.stack([bits.vae_negative_elbo(model, x, g) for _ in range(draws)])  # (200, B)
+    draws = 60
+    elbo = torch.stack([bits.vae_negative_elbo(model, x, g) for _ in range(draws)])  # (60, B)
     one = torch.stack([bits.vae_iwae(model, x, 1, g) for _ in range(draws)])
-    iwae = torch.stack([bits.vae_iwae(model, x, 64, g) for _ in range(10)]).mean(0)
+    iwae = torch.stack([bits.vae_iwae(model, x, 32, g) for _ in range(3)]).mean(0)
     se = elbo.std(0) / math.sqrt(draws)
     # k = 1 estimates the same negative ELBO (with a sampled KL instead of the analytic one)
     assert ((one.mean(0) - elbo.mean(0)).abs() < 5 * (se + one.std(0) / math.sqrt(draws))).all()
-    # the k = 64 bound on -log p(x) lies below the negative ELBO, beyond the noise
+    # the k = 32 bound on -log p(x) lies below the negative ELBO, beyond the noise
     assert (iwae < elbo.mean(0) - 3 * se).all()
 
 
@@ -62,8 +62,8 @@ def test_vimco_bound_k1_is_the_elbo_and_k_tightens_it() -> None:
     model = VIMCO(VIMCOConfig(**{**SHARED}, num_codes=4, code_dim=3)).eval()
     x = _images(3)
     g = torch.Generator().manual_seed(2)
-    elbo = torch.stack([bits.vimco_bound(model, x, 1, g) for _ in range(100)]).mean(0)
-    bound = torch.stack([bits.vimco_bound(model, x, 32, g) for _ in range(5)]).mean(0)
+    elbo = torch.stack([bits.vimco_bound(model, x, 1, g) for _ in range(40)]).mean(0)
+    bound = torch.stack([bits.vimco_bound(model, x, 32, g) for _ in range(2)]).mean(0)
     assert (bound <= elbo).all()
     # with k = 1, log w = log p(x|h) + log p(h) - log q(h|x), and its mean is the ELBO
     logits = model.logits(x)

@@ -42,7 +42,7 @@ def _one_thread():
 def _train_args(data: str, out: Path, *extra: str) -> list[str]:
     return [
         "train", "--data", data, "--out", str(out), *TINY,
-        "--steps", "10", "--batch-size", "16", "--no-progress", *extra,
+        "--steps", "10", "--batch-size", "16", "--no-progress", "--no-report", *extra,
     ]  # fmt: skip
 
 

@@ -296,3 +296,14 @@ def test_browser_flags_a_missing_image(reported: Path, tmp_path: Path):
     loaded, total = _images_seen(dom)
     assert (loaded, total) == (len(SECTIONS) - 1, len(SECTIONS))
     assert '<p class="note broken-image">Missing image: codes.png' in dom
+
+
+def test_train_writes_the_report_unless_told_not_to(tmp_path: Path, capsys):
+    tiny = ["--set", "net.hidden_channels=8", "--set", "net.residual_channels=4",
+            "--set", "quantizer.num_codes=16", "--set", "quantizer.code_dim=4"]  # fmt: skip
+    base = ["train", "--data", "digits", *tiny, "--steps", "2", "--batch-size", "16",
+            "--no-progress"]  # fmt: skip
+    assert cli.main([*base, "--out", str(tmp_path / "a")]) == 0
+    assert (tmp_path / "a" / "report" / "index.html").is_file()
+    assert cli.main([*base, "--out", str(tmp_path / "b"), "--no-report"]) == 0
+    assert not (tmp_path / "b" / "report").exists()

@@ -46,7 +46,7 @@ def _train_args(out: Path, steps: int = 20, every: int = 10, *extra: str) -> lis
     return [
         "train", "--data", "digits", "--out", str(out), *TINY,
         "--steps", str(steps), "--batch-size", "32", "--checkpoint-every", str(every),
-        "--no-progress", *extra,
+        "--no-progress", "--no-report", *extra,
     ]  # fmt: skip
 
 

@@ -3,6 +3,13 @@
 from vqvae.config import PRESETS, TrainConfig, get_preset
 from vqvae.models import VAE, VQVAE, QuantizerConfig, VAEConfig, VQVAEConfig
 from vqvae.nets import Decoder, Encoder, NetConfig
+from vqvae.priors import (
+    PixelCNNConfig,
+    PixelCNNPrior,
+    Prior,
+    TransformerConfig,
+    TransformerPrior,
+)
 from vqvae.quantizers import (
     EMAVectorQuantizer,
     QuantizerOutput,
@@ -21,6 +28,11 @@ __all__ = [
     "EMAVectorQuantizer",
     "Encoder",
     "NetConfig",
+    "PixelCNNConfig",
+    "PixelCNNPrior",
+    "Prior",
+    "TransformerConfig",
+    "TransformerPrior",
     "QuantizerConfig",
     "QuantizerOutput",
     "ResidualVQ",

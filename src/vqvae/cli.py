@@ -249,6 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     p.add_argument("--force", action="store_true", help="replace an existing run folder")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-report", action="store_true", help="skip RUN/report/ at the end")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", help="MSE, PSNR, perplexity, code usage of a trained run")

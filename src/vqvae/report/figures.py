@@ -21,6 +21,8 @@ import numpy as np  # noqa: E402
 from matplotlib import patheffects  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
 
+from vqvae._io import atomic_write  # noqa: E402
+
 DPI = 100
 MAX_WIDTH_INCHES = 12.0  # the page is about 1100 px wide: wider figures are shrunk
 # One palette for the whole page: the same quantity has the same colour in every figure.
@@ -28,8 +30,10 @@ TRAIN, TEST, ACCENT, MUTED = "#1f77b4", "#d62728", "#2ca02c", "#9a9a9a"
 
 
 def _save(fig: plt.Figure, path: Path) -> Path:
-    fig.savefig(path, dpi=DPI, bbox_inches="tight", facecolor="white")
-    plt.close(fig)  # figures are kept alive by pyplot until closed; a report draws several
+    try:
+        atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight"))
+    finally:
+        plt.close(fig)  # figures are kept alive by pyplot until closed; a report draws several
     return path
 
 
@@ -333,6 +337,6 @@ def rate_distortion(
     ax.set_ylabel("distortion: PSNR (dB)")
     ax.set_title("rate against distortion on the held-out images")
     ax.grid(alpha=0.3)
-    ax.legend(frameon=False, loc="lower right")
+    ax.legend(frameon=False, loc="best")
     fig.tight_layout()
     return _save(fig, path)

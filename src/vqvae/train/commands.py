@@ -107,7 +107,8 @@ def train_command(args: Any) -> int:
     )
     if distributed.current().is_main:
         _summarise(run, result)
-        _write_report(run, args.data_root)
+        if not args.no_report:
+            _write_report(run, args.data_root)
     return 0
 
 
