@@ -60,3 +60,23 @@ def fake_data() -> SimpleNamespace:
     return SimpleNamespace(
         idx=_idx_bytes, cifar_batch=_cifar_batch_bytes, cifar_tar=_cifar_tar_bytes
     )
+
+
+# `--set` pairs that make a VQ-VAE small enough to train in a second (CLI and training tests).
+TINY = [
+    "--set", "net.hidden_channels=16",
+    "--set", "net.residual_channels=8",
+    "--set", "quantizer.num_codes=16",
+    "--set", "quantizer.code_dim=8",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny convolutions on two threads crawl when the cores are shared; one is quicker."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

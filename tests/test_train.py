@@ -21,25 +21,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from conftest import TINY
 from vqvae.cli import main
 from vqvae.models import VQVAE
 from vqvae.train.checkpoint import list_checkpoints, load_checkpoint
 
-TINY = [
-    "--set", "net.hidden_channels=16",
-    "--set", "net.residual_channels=8",
-    "--set", "quantizer.num_codes=16",
-    "--set", "quantizer.code_dim=8",
-]  # fmt: skip
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny convolutions on two threads crawl when the cores are shared; one is quicker."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _train_args(out: Path, steps: int = 20, every: int = 10, *extra: str) -> list[str]:

@@ -53,6 +53,14 @@ def _load_model(run: str):
     return model
 
 
+def _model_and_data(args):
+    """The run's model and the data it is asked to work on, checked to fit each other."""
+    model = _load_model(args.run)
+    dataset = _load_data(args)
+    _check_fits(model, dataset)
+    return model, dataset
+
+
 def _check_fits(model, dataset) -> None:
     c, (h, w) = model.config.in_channels, model.config.image_size
     got = (dataset.num_channels, *dataset.image_size)
@@ -79,9 +87,7 @@ def cmd_demo(args) -> int:
 def cmd_eval(args) -> int:
     from vqvae.train.evaluate import evaluate
 
-    model = _load_model(args.run)
-    dataset = _load_data(args)
-    _check_fits(model, dataset)
+    model, dataset = _model_and_data(args)
     result = evaluate(model, dataset.images).to_dict()
     if args.json:
         print(json.dumps(result))
@@ -105,9 +111,7 @@ def cmd_encode(args) -> int:
 
     out = Path(args.out)
     _fail_if_exists(out, args.force)
-    model = _load_model(args.run)
-    dataset = _load_data(args)
-    _check_fits(model, dataset)
+    model, dataset = _model_and_data(args)
     codes = encode(model, dataset.images)
     arrays = {"codes": codes.astype(np.int64)}
     if dataset.labels is not None:
@@ -171,9 +175,7 @@ def cmd_reconstruct(args) -> int:
 
     out = Path(args.out)
     _fail_if_exists(out, args.force)
-    model = _load_model(args.run)
-    dataset = _load_data(args)
-    _check_fits(model, dataset)
+    model, dataset = _model_and_data(args)
     originals = dataset.images[: args.limit] if args.limit else dataset.images
     _, recons = reconstruct(model, originals)
     write_npz(out, originals=originals, reconstructions=recons)
