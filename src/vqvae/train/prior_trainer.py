@@ -7,6 +7,7 @@ prior and decode them with the VQ-VAE's decoder. The prior lives in ``RUN/prior/
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 from dataclasses import dataclass, replace
@@ -19,7 +20,7 @@ import torch.nn.functional as F
 
 from vqvae._io import write_json, write_npz, write_safetensors
 from vqvae.config import TrainConfig
-from vqvae.data import load_dataset, save_png_grid, to_uint8_images
+from vqvae.data import ImageDataset, load_dataset, save_png_grid, to_uint8_images
 from vqvae.models import VQVAE
 from vqvae.pretrained import config_to_dict
 from vqvae.priors import PixelCNNConfig, PixelCNNPrior, Prior, TransformerConfig, TransformerPrior
@@ -79,8 +80,11 @@ def load_run_model(run: RunDir) -> VQVAE:
     return model
 
 
-def code_sets(args: Any, run: RunDir, model: VQVAE) -> tuple[CodeSet, CodeSet]:
-    """The training and test code grids: encoded from the run's data, or read from .npz."""
+def code_sources(args: Any, run: RunDir, model: VQVAE) -> tuple[CodeSet | ImageDataset, ...]:
+    """Train and test sources: code grids read from .npz, or the run's images to encode.
+
+    Encoding is left to ``as_codes``, after every check has passed, so that a refusal is
+    quick and says one line."""
     if args.codes:
         train = _read_code_file(Path(args.codes), model)
         test = _read_code_file(Path(args.test_codes), model) if args.test_codes else train
@@ -88,14 +92,15 @@ def code_sets(args: Any, run: RunDir, model: VQVAE) -> tuple[CodeSet, CodeSet]:
     spec = args.data or run.read_config().get("data")
     if not spec:
         raise RunError(f"{run.path}: no data spec recorded; pass --data or --codes")
-    sets = []
-    for split in ("train", "test"):
-        data = load_dataset(spec, split, args.data_root)
-        _say(f"vqvae: encoding {len(data)} {split} images of {data.name}")
-        codes = torch.from_numpy(encode(model, data.images))
-        labels = torch.from_numpy(data.labels) if data.labels is not None else None
-        sets.append(CodeSet(codes, labels))
-    return sets[0], sets[1]
+    return tuple(load_dataset(spec, split, args.data_root) for split in ("train", "test"))
+
+
+def as_codes(source: CodeSet | ImageDataset, model: VQVAE) -> CodeSet:
+    if isinstance(source, CodeSet):
+        return source
+    _say(f"vqvae: encoding {len(source)} images of {source.name}")
+    labels = torch.from_numpy(source.labels) if source.labels is not None else None
+    return CodeSet(torch.from_numpy(encode(model, source.images)), labels)
 
 
 def _read_code_file(path: Path, model: VQVAE) -> CodeSet:
@@ -170,22 +175,20 @@ def prior_train_command(args: Any) -> int:
         raise RunError(f"{folder.path}: nothing to resume (no config.json)")
     if not args.resume and not args.force and not folder.is_empty():
         raise RunError(f"{folder.path}: already holds a prior; use --resume or --force")
-    train_set, test_set = code_sets(args, run, model)
+    sources = code_sources(args, run, model)
     num_classes = 0
     if args.class_conditional:
-        if train_set.labels is None:
+        labels = sources[0].labels
+        if labels is None:
             raise RunError("--class-conditional: the data has no labels")
-        num_classes = int(train_set.labels.max()) + 1
+        num_classes = int(labels.max()) + 1
     train_config = PRIOR_TRAIN[args.kind]
     flags = {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed}
     train_config = replace(train_config, **{k: v for k, v in flags.items() if v is not None})
+    torch.manual_seed(train_config.seed)  # the initial weights come from --seed too
     prior = build_prior(args.kind, model, num_classes, {})
-    wanted = {
-        "class": type(prior).__name__,
-        "config": config_to_dict(prior.config),
-        "train": config_to_dict(train_config),
-        "kind": args.kind,
-    }
+    # as config.json holds it (tuples become lists), so that it compares with the saved one
+    wanted = json.loads(json.dumps(prior_config(prior, train_config, kind=args.kind)))
     if args.resume:
         saved = folder.read_config()
         same = saved.get("config") == wanted["config"] and all(
@@ -194,6 +197,7 @@ def prior_train_command(args: Any) -> int:
         )
         if not same:
             raise RunError(f"{folder.path}: --resume with a config that does not match the prior")
+    train_set, test_set = (as_codes(source, model) for source in sources)
     folder.prepare(resume=args.resume, force=args.force)
     write_json(folder.config_file, wanted)
     evaluation = train_prior(
