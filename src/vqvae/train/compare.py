@@ -40,7 +40,6 @@ from vqvae.models import (
 from vqvae.nets import NetConfig
 from vqvae.pretrained import config_to_dict
 from vqvae.priors import PixelCNNConfig, PixelCNNPrior
-from vqvae.train.checkpoint import list_checkpoints
 from vqvae.train.loop import StepOutput, fit
 from vqvae.train.prior_trainer import CodeSet, train_prior
 from vqvae.train.run import RunDir, RunError
@@ -183,17 +182,13 @@ def train_one(
         out = model(x_train[idx])
         return StepOutput(out.loss, _step_logs(name, out, dims))
 
-    if resume:
-        last = list_checkpoints(run.checkpoints)
-        run.truncate_metrics(last[-1].step if last else 0)
     fit(
         model,
         optimizer,
         train,
         num_examples=len(x_train),
         step_fn=step_fn,
-        checkpoints=run.checkpoints,
-        log=run.log,
+        run=run,
         resume=resume,
         progress=progress,
         desc=f"compare {name}",

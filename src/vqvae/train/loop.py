@@ -13,7 +13,6 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -23,6 +22,7 @@ from tqdm.auto import tqdm
 from vqvae.config import TrainConfig
 from vqvae.train import distributed
 from vqvae.train.checkpoint import clean_partial, list_checkpoints, load_checkpoint, save_checkpoint
+from vqvae.train.run import RunDir
 
 
 class NonFiniteLoss(RuntimeError):
@@ -89,15 +89,16 @@ def fit(
     *,
     num_examples: int,
     step_fn: Callable[[torch.Tensor], StepOutput],
-    checkpoints: Path,
-    log: Callable[[dict[str, Any]], None],
+    run: RunDir,
     evaluate: Callable[[int], dict[str, Any]] | None = None,
     resume: bool = False,
     progress: bool = True,
     desc: str = "train",
 ) -> FitResult:
-    """Train ``model`` for ``config.steps`` steps of ``step_fn(batch_indices)``."""
+    """Train ``model`` for ``config.steps`` steps of ``step_fn(batch_indices)``, checkpointing
+    into ``run.checkpoints`` and logging to ``run.metrics_file`` (rank 0 only)."""
     world = distributed.current()
+    checkpoints = run.checkpoints
     start = 0
     if world.is_main:
         clean_partial(checkpoints)
@@ -106,6 +107,9 @@ def fit(
         start = int(load_checkpoint(found[-1], model, optimizer)["step"])
     else:
         torch.manual_seed(config.seed)
+    if resume and world.is_main:
+        run.truncate_metrics(start)  # what was logged after the checkpoint is done again
+    log = run.log
     if start >= config.steps:
         return FitResult(start, config.steps)
 

@@ -249,19 +249,13 @@ def train_prior(
     def evaluate(step: int) -> dict[str, Any]:
         return {"test_bits_per_code": bits_per_code(prior, held_out)}
 
-    if resume:
-        from vqvae.train.checkpoint import list_checkpoints
-
-        last = list_checkpoints(folder.checkpoints)
-        folder.truncate_metrics(last[-1].step if last else 0)
     fit(
         prior,
         optimizer,
         config,
         num_examples=len(train_set.codes),
         step_fn=step_fn,
-        checkpoints=folder.checkpoints,
-        log=folder.log,
+        run=folder,
         evaluate=evaluate,
         resume=resume,
         progress=progress,

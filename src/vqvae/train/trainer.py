@@ -15,7 +15,6 @@ from vqvae.data import ImageDataset, save_png_grid, to_model_input
 from vqvae.models import VQVAE, VQVAEConfig
 from vqvae.pretrained import config_to_dict
 from vqvae.train import distributed
-from vqvae.train.checkpoint import list_checkpoints
 from vqvae.train.evaluate import Evaluation, reconstruct, score
 from vqvae.train.loop import StepOutput, fit
 from vqvae.train.run import RunDir, RunError
@@ -127,17 +126,13 @@ def train_vqvae(
         latest[:] = [score(model, held_out, codes, recons)]
         return latest[0].to_dict()
 
-    if resume and world.is_main:
-        last = list_checkpoints(run.checkpoints)
-        run.truncate_metrics(last[-1].step if last else 0)
     result = fit(
         model,
         optimizer,
         train_config,
         num_examples=len(x_train),
         step_fn=step_fn,
-        checkpoints=run.checkpoints,
-        log=run.log,
+        run=run,
         evaluate=evaluate,
         resume=resume,
         progress=progress,
