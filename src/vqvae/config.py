@@ -179,9 +179,15 @@ def _apply_one(model: VQVAEConfig, train: TrainConfig, key: str, value: Any):
         if path[0] == "train":
             return model, _set_path(train, path[1:], value, key)
         model_fields = {f.name for f in dataclasses.fields(model)}
+        train_fields = {f.name for f in dataclasses.fields(train)}
         if path[0] in model_fields:
             return _set_path(model, path, value, key), train
-        return model, _set_path(train, path, value, key)
+        if path[0] in train_fields:
+            return model, _set_path(train, path, value, key)
+        raise ValueError(
+            f"--set {key}: no such config key; model keys are {sorted(model_fields)}, "
+            f"training keys {sorted(train_fields)}"
+        )
     except TypeError as e:
         raise ValueError(f"--set {key}: {e}") from None
 
