@@ -107,7 +107,7 @@ def test_apply_overrides_changes_what_it_names():
         ("quantizer.num_kodes=3", "no field 'num_kodes'"),
         ("model.bogus=1", "no field 'bogus'"),
         ("train.nope=1", "no field 'nope'"),
-        ("nope=1", "no field 'nope'"),
+        ("nope=1", "no such config key"),
         ("in_channels.x=1", "not a section"),
         ("quantizer.kind=gumbel", "quantizer kind"),
         ("steps=0", "steps >= 1"),
