@@ -28,8 +28,10 @@ from vqvae.train.trainer import TrainResult, train_vqvae
 
 # The demo's prior: small, so that the whole demo takes about two minutes on a CPU.
 DEMO_PRIOR = {"channels": 32, "num_layers": 6, "head_channels": 64}
+# 400 steps (18 epochs of the 1,438 training grids): the held-out NLL is lowest there
+# (3.73 bits/code against 6 uniform); by 1,500 steps it overfits past the uniform prior.
 DEMO_PRIOR_TRAIN = TrainConfig(
-    steps=1500, batch_size=64, lr=1e-3, checkpoint_every=500, eval_every=500, log_every=20
+    steps=400, batch_size=64, lr=1e-3, checkpoint_every=200, eval_every=200, log_every=20
 )
 
 
