@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from vqvae import metrics
 from vqvae.data import to_model_input, to_uint8_images
@@ -28,8 +29,14 @@ class Evaluation:
 
 
 def batches(images: np.ndarray, batch_size: int) -> Iterator[tuple[slice, torch.Tensor]]:
-    """uint8 (N, H, W, C) -> model inputs (B, C, H, W) in [-1, 1], one batch at a time."""
-    for start in range(0, len(images), batch_size):
+    """uint8 (N, H, W, C) -> model inputs (B, C, H, W) in [-1, 1], one batch at a time.
+
+    A progress bar shows on a terminal when the set is large (silent in logs)."""
+    starts = range(0, len(images), batch_size)
+    large = len(images) > 20 * batch_size
+    for start in tqdm(
+        starts, desc="images", unit="batch", leave=False, disable=None if large else True
+    ):
         sl = slice(start, start + batch_size)
         yield sl, to_model_input(images[sl])
 
