@@ -19,8 +19,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from vqvae.data import load_dataset, to_model_input
-from vqvae.train.prior_trainer import load_prior, load_run_model, sample_images
+from vqvae.train.prior_trainer import load_prior, sample_images
 from vqvae.train.run import RunDir
+from vqvae.train.trainer import load_run_model
 
 
 def classifier(in_channels: int, num_classes: int) -> nn.Module:

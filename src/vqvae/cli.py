@@ -14,17 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
+from vqvae.train.run import RunDir, refuse_overwrite
+
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 
 class CommandError(Exception):
     """A user-facing failure: printed as one line."""
-
-
-def _fail_if_exists(path: Path, force: bool) -> None:
-    if path.exists() and not (path.is_dir() and not any(path.iterdir())) and not force:
-        raise CommandError(f"{path}: already exists; use --force to overwrite it")
 
 
 # -- shared loading ------------------------------------------------------------------------
@@ -41,16 +38,9 @@ def _load_data(args, split: str | None = None):
 
 
 def _load_model(run: str):
-    from vqvae.models import VQVAE
+    from vqvae.train.trainer import load_run_model
 
-    path = Path(run)
-    if not path.is_dir():
-        raise CommandError(f"{path}: no such run folder")
-    if not (path / "model.safetensors").is_file():
-        raise CommandError(f"{path}: no trained weights (model.safetensors); is training finished?")
-    model = VQVAE.from_pretrained(path)
-    model.eval()
-    return model
+    return load_run_model(RunDir(run))
 
 
 def _model_and_data(args):
@@ -110,7 +100,7 @@ def cmd_encode(args) -> int:
     from vqvae.train.evaluate import encode
 
     out = Path(args.out)
-    _fail_if_exists(out, args.force)
+    refuse_overwrite(out, args.force)
     model, dataset = _model_and_data(args)
     codes = encode(model, dataset.images)
     arrays = {"codes": codes.astype(np.int64)}
@@ -121,38 +111,16 @@ def cmd_encode(args) -> int:
     return 0
 
 
-def _read_codes(path: Path, model) -> np.ndarray:
-    if not path.is_file():
-        raise CommandError(f"{path}: no such file")
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            if "codes" not in f:
-                raise CommandError(f"{path}: no 'codes' array (write one with `vqvae encode`)")
-            codes = f["codes"]
-    except (ValueError, OSError) as e:
-        raise CommandError(f"{path}: not a readable .npz file ({e})") from None
-    grid = model.config.grid_size
-    if codes.ndim != 3 or codes.shape[1:] != grid or codes.dtype.kind not in "iu":
-        raise CommandError(
-            f"{path}: expected integer codes of shape (N, {grid[0]}, {grid[1]}), "
-            f"got {codes.dtype} {codes.shape}"
-        )
-    if codes.size and (codes.min() < 0 or codes.max() >= model.num_codes):
-        raise CommandError(
-            f"{path}: codes must lie in [0, {model.num_codes}), got [{codes.min()}, {codes.max()}]"
-        )
-    return codes
-
-
 def cmd_decode(args) -> int:
     import torch
 
     from vqvae.data import save_pngs, to_uint8_images
+    from vqvae.train.evaluate import read_code_file
 
     out = Path(args.out)
-    _fail_if_exists(out, args.force)
+    refuse_overwrite(out, args.force)
     model = _load_model(args.run)
-    codes = _read_codes(Path(args.codes), model)
+    codes, _ = read_code_file(Path(args.codes), model)
     with torch.no_grad():
         images = (
             np.concatenate(
@@ -174,7 +142,7 @@ def cmd_reconstruct(args) -> int:
     from vqvae.train.evaluate import reconstruct
 
     out = Path(args.out)
-    _fail_if_exists(out, args.force)
+    refuse_overwrite(out, args.force)
     model, dataset = _model_and_data(args)
     originals = dataset.images[: args.limit] if args.limit else dataset.images
     _, recons = reconstruct(model, originals)

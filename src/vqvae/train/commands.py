@@ -3,7 +3,6 @@ pick the data, resolve the config (preset, TOML, --set, flags), and guard the ru
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -23,7 +22,7 @@ from vqvae.train.prior_trainer import (
     train_prior,
     write_samples,
 )
-from vqvae.train.run import RunDir, RunError
+from vqvae.train.run import RunDir, RunError, say
 from vqvae.train.trainer import TrainResult, train_vqvae
 
 # The demo's prior: small, so that the whole demo takes about two minutes on a CPU.
@@ -35,12 +34,8 @@ DEMO_PRIOR_TRAIN = TrainConfig(
 )
 
 
-def _say(message: str) -> None:
-    print(message, file=sys.stderr)
-
-
 def resolve_configs(
-    args: Any, data: ImageDataset, run: RunDir, say: Callable[[str], None] = _say
+    args: Any, data: ImageDataset, run: RunDir, say: Callable[[str], None] = say
 ) -> tuple[VQVAEConfig, TrainConfig, dict[str, Any]]:
     """The model and train configs this invocation asks for, and how they were chosen."""
     saved = run.read_config() if args.resume and run.config_file.is_file() else None
@@ -83,8 +78,7 @@ def resolve_configs(
 
 def train_command(args: Any) -> int:
     run = RunDir(args.out)
-    if args.resume and not run.config_file.is_file():
-        raise RunError(f"{run.path}: nothing to resume (no config.json)")
+    run.check(resume=args.resume, force=args.force)  # refuse before loading the data
     train_set = load_dataset(args.data, "train", args.data_root, resize=_resize(args))
     test_set = load_dataset(args.data, "test", args.data_root, resize=_resize(args))
     notes: list[str] = []
@@ -95,7 +89,7 @@ def train_command(args: Any) -> int:
     if distributed.launch_rank() == 0:
         run.prepare(resume=args.resume, force=args.force)
         for note in notes:  # only once the run goes ahead: a refusal stays one line
-            _say(note)
+            say(note)
     result = train_vqvae(
         run,
         train_set,
@@ -139,7 +133,7 @@ def demo_command(args: Any) -> int:
         preset.train, steps=args.steps or preset.train.steps, eval_limit=len(test_set)
     )
     run.prepare(resume=False, force=args.force)
-    _say(f"vqvae demo: 1/3 training a VQ-VAE on {len(train_set)} 8x8 digits into {run.path}")
+    say(f"vqvae demo: 1/3 training a VQ-VAE on {len(train_set)} 8x8 digits into {run.path}")
     result = train_vqvae(
         run,
         train_set,
@@ -150,7 +144,7 @@ def demo_command(args: Any) -> int:
     )
     _summarise(run, result)
 
-    _say("vqvae demo: 2/3 fitting a class-conditional PixelCNN prior to the codes")
+    say("vqvae demo: 2/3 fitting a class-conditional PixelCNN prior to the codes")
     model = result.model.eval()
     codes = [
         CodeSet(torch.from_numpy(encode(model, d.images)), torch.from_numpy(d.labels))
@@ -171,7 +165,7 @@ def demo_command(args: Any) -> int:
         f"{ev.uniform_bits_per_code:.3f}, unigram {ev.unigram_bits_per_code:.3f})"
     )
 
-    _say("vqvae demo: 3/3 sampling 10 digits of every class")
+    say("vqvae demo: 3/3 sampling 10 digits of every class")
     labels = torch.arange(train_set.num_classes).repeat_interleave(10)
     images, sampled = sample_images(model, prior, labels, seed=0)
     write_samples(run.path / "samples", images, sampled, labels, nrow=10)

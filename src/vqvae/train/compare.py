@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -42,7 +41,7 @@ from vqvae.pretrained import config_to_dict
 from vqvae.priors import PixelCNNConfig, PixelCNNPrior
 from vqvae.train.loop import StepOutput, fit
 from vqvae.train.prior_trainer import CodeSet, train_prior
-from vqvae.train.run import RunDir, RunError
+from vqvae.train.run import RunDir, RunError, say
 
 MODELS = ("vae", "vqvae", "vimco")
 PAPER_CIFAR10 = {"vae": 4.51, "vqvae": 4.67, "vimco": 5.14}  # Table 1, bits/dim
@@ -90,10 +89,6 @@ class CompareConfig:
 class CompareResult:
     results: dict[str, dict[str, float]]  # model -> {"bits_per_dim": ..., other estimates}
     table: str  # table.md's text
-
-
-def _say(message: str) -> None:
-    print(message, file=sys.stderr)
 
 
 def net_for(image_size: tuple[int, int], config: CompareConfig) -> NetConfig:
@@ -316,7 +311,7 @@ def run_compare(
     force: bool = False,
     resume: bool = False,
     progress: bool = True,
-    say: Callable[[str], None] = _say,
+    say: Callable[[str], None] = say,
 ) -> CompareResult:
     root = RunDir(out)
     if root.path.exists() and not root.path.is_dir():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -12,6 +13,7 @@ from tqdm.auto import tqdm
 from vqvae import metrics
 from vqvae.data import to_model_input, to_uint8_images
 from vqvae.models import VQVAE
+from vqvae.train.run import RunError
 
 
 @dataclass(frozen=True)
@@ -87,3 +89,29 @@ def score(model: VQVAE, originals: np.ndarray, codes: np.ndarray, recons: np.nda
 def evaluate(model: VQVAE, images: np.ndarray, batch_size: int = 256) -> Evaluation:
     codes, recons = reconstruct(model, images, batch_size)
     return score(model, images, codes, recons)
+
+
+def read_code_file(path: Path, model: VQVAE) -> tuple[np.ndarray, np.ndarray | None]:
+    """``codes`` (N, h, w) and ``labels`` (N,) or None of a ``vqvae encode`` .npz, checked
+    against the model's grid and codebook size."""
+    if not path.is_file():
+        raise RunError(f"{path}: no such file")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            if "codes" not in f:
+                raise RunError(f"{path}: no 'codes' array (write one with `vqvae encode`)")
+            codes = f["codes"]
+            labels = f["labels"] if "labels" in f else None  # noqa: SIM401 (an NpzFile)
+    except (ValueError, OSError) as e:
+        raise RunError(f"{path}: not a readable .npz file ({e})") from None
+    grid = model.config.grid_size
+    if codes.ndim != 3 or codes.shape[1:] != grid or codes.dtype.kind not in "iu":
+        raise RunError(
+            f"{path}: expected integer codes of shape (N, {grid[0]}, {grid[1]}), "
+            f"got {codes.dtype} {codes.shape}"
+        )
+    if codes.size and (codes.min() < 0 or codes.max() >= model.num_codes):
+        raise RunError(
+            f"{path}: codes must lie in [0, {model.num_codes}), got [{codes.min()}, {codes.max()}]"
+        )
+    return codes.astype(np.int64), None if labels is None else labels.astype(np.int64)

@@ -7,9 +7,7 @@ prior and decode them with the VQ-VAE's decoder. The prior lives in ``RUN/prior/
 
 from __future__ import annotations
 
-import json
 import math
-import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -24,9 +22,10 @@ from vqvae.data import ImageDataset, load_dataset, save_png_grid, to_uint8_image
 from vqvae.models import VQVAE
 from vqvae.pretrained import config_to_dict
 from vqvae.priors import PixelCNNConfig, PixelCNNPrior, Prior, TransformerConfig, TransformerPrior
-from vqvae.train.evaluate import encode
+from vqvae.train.evaluate import encode, read_code_file
 from vqvae.train.loop import StepOutput, fit
-from vqvae.train.run import RunDir, RunError
+from vqvae.train.run import RunDir, RunError, refuse_overwrite, resume_differences, say
+from vqvae.train.trainer import load_run_model
 
 PRIORS: dict[str, tuple[type[Prior], type]] = {
     "pixelcnn": (PixelCNNPrior, PixelCNNConfig),
@@ -68,18 +67,6 @@ class PriorEvaluation:
     unigram_bits_per_code: float
 
 
-def _say(message: str) -> None:
-    print(message, file=sys.stderr)
-
-
-def load_run_model(run: RunDir) -> VQVAE:
-    if not run.weights_file.is_file():
-        raise RunError(f"{run.path}: no trained VQ-VAE (model.safetensors); train one first")
-    model = VQVAE.from_pretrained(run.path)
-    model.eval()
-    return model
-
-
 def code_sources(args: Any, run: RunDir, model: VQVAE) -> tuple[CodeSet | ImageDataset, ...]:
     """Train and test sources: code grids read from .npz, or the run's images to encode.
 
@@ -98,28 +85,14 @@ def code_sources(args: Any, run: RunDir, model: VQVAE) -> tuple[CodeSet | ImageD
 def as_codes(source: CodeSet | ImageDataset, model: VQVAE) -> CodeSet:
     if isinstance(source, CodeSet):
         return source
-    _say(f"vqvae: encoding {len(source)} images of {source.name}")
+    say(f"vqvae: encoding {len(source)} images of {source.name}")
     labels = torch.from_numpy(source.labels) if source.labels is not None else None
     return CodeSet(torch.from_numpy(encode(model, source.images)), labels)
 
 
 def _read_code_file(path: Path, model: VQVAE) -> CodeSet:
-    if not path.is_file():
-        raise RunError(f"{path}: no such file")
-    with np.load(path, allow_pickle=False) as f:
-        if "codes" not in f:
-            raise RunError(f"{path}: no 'codes' array (write one with `vqvae encode`)")
-        codes = f["codes"]
-        labels = f["labels"] if "labels" in f else None  # noqa: SIM401 (an NpzFile, not a dict)
-    if codes.ndim != 3 or codes.shape[1:] != model.config.grid_size:
-        raise RunError(
-            f"{path}: expected codes (N, {model.config.grid_size[0]}, "
-            f"{model.config.grid_size[1]}), got {codes.shape}"
-        )
-    return CodeSet(
-        torch.from_numpy(codes.astype(np.int64)),
-        None if labels is None else torch.from_numpy(labels.astype(np.int64)),
-    )
+    codes, labels = read_code_file(path, model)
+    return CodeSet(torch.from_numpy(codes), None if labels is None else torch.from_numpy(labels))
 
 
 def unigram_bits(train: torch.Tensor, test: torch.Tensor, num_codes: int) -> float:
@@ -170,11 +143,8 @@ def _kind(prior: Prior) -> str:
 def prior_train_command(args: Any) -> int:
     run = RunDir(args.run)
     model = load_run_model(run)
-    folder = RunDir(run.path / "prior")
-    if args.resume and not folder.config_file.is_file():
-        raise RunError(f"{folder.path}: nothing to resume (no config.json)")
-    if not args.resume and not args.force and not folder.is_empty():
-        raise RunError(f"{folder.path}: already holds a prior; use --resume or --force")
+    folder = RunDir(run.path / "prior", kind="prior")
+    folder.check(resume=args.resume, force=args.force)
     sources = code_sources(args, run, model)
     num_classes = 0
     if args.class_conditional:
@@ -187,16 +157,14 @@ def prior_train_command(args: Any) -> int:
     train_config = replace(train_config, **{k: v for k, v in flags.items() if v is not None})
     torch.manual_seed(train_config.seed)  # the initial weights come from --seed too
     prior = build_prior(args.kind, model, num_classes, {})
-    # as config.json holds it (tuples become lists), so that it compares with the saved one
-    wanted = json.loads(json.dumps(prior_config(prior, train_config, kind=args.kind)))
+    wanted = prior_config(prior, train_config, kind=args.kind)
     if args.resume:
-        saved = folder.read_config()
-        same = saved.get("config") == wanted["config"] and all(
-            saved.get("train", {}).get(k) == wanted["train"][k]
-            for k in ("batch_size", "lr", "seed")
-        )
-        if not same:
-            raise RunError(f"{folder.path}: --resume with a config that does not match the prior")
+        diffs = resume_differences(folder.read_config(), wanted)
+        if diffs:
+            raise RunError(
+                f"{folder.path}: --resume with a config that does not match the prior "
+                f"(differs in {', '.join(diffs)})"
+            )
     train_set, test_set = (as_codes(source, model) for source in sources)
     folder.prepare(resume=args.resume, force=args.force)
     write_json(folder.config_file, wanted)
@@ -288,8 +256,7 @@ def load_prior(run: RunDir) -> Prior:
 def sample_command(args: Any) -> int:
     run = RunDir(args.run)
     out = Path(args.out)
-    if out.exists() and any(out.iterdir()) and not args.force:
-        raise RunError(f"{out}: already exists; use --force to overwrite it")
+    refuse_overwrite(out, args.force)
     model = load_run_model(run)
     prior = load_prior(run)
     labels = None if args.label is None else torch.full((args.n,), args.label, dtype=torch.long)

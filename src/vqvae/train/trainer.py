@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +16,7 @@ from vqvae.pretrained import config_to_dict
 from vqvae.train import distributed
 from vqvae.train.evaluate import Evaluation, reconstruct, score
 from vqvae.train.loop import StepOutput, fit
-from vqvae.train.run import RunDir, RunError
+from vqvae.train.run import RunDir, RunError, resume_differences
 
 GRID_IMAGES = 32  # originals and reconstructions shown in the periodic grid
 
@@ -44,24 +43,21 @@ def run_config(
 
 def check_resumable(saved: dict[str, Any], wanted: dict[str, Any], run: RunDir) -> None:
     """--resume must continue the same run: same model, same trajectory-shaping settings."""
-    wanted = json.loads(json.dumps(wanted))  # as config.json holds it: tuples become lists
-    diffs = []
-    if saved.get("config") != wanted["config"]:
-        diffs += [
-            f"model.{k}"
-            for k in wanted["config"]
-            if saved.get("config", {}).get(k) != wanted["config"][k]
-        ]
-    for key in ("batch_size", "lr", "seed"):
-        if saved.get("train", {}).get(key) != wanted["train"][key]:
-            diffs.append(f"train.{key}")
-    if saved.get("data") != wanted.get("data"):
-        diffs.append("data")
+    diffs = resume_differences(saved, wanted, top_keys=("data",))
     if diffs:
         raise RunError(
             f"{run.path}: --resume with a config that does not match the run (differs in "
             f"{', '.join(diffs)}); drop the changed options, or start a new run"
         )
+
+
+def load_run_model(run: RunDir) -> VQVAE:
+    """The trained VQ-VAE of a run folder, in eval mode."""
+    if not run.path.is_dir():
+        raise RunError(f"{run.path}: no such run folder")
+    if not run.weights_file.is_file():
+        raise RunError(f"{run.path}: no trained weights (model.safetensors); is training finished?")
+    return VQVAE.from_pretrained(run.path).eval()
 
 
 def save_reconstruction_grid(path, originals: np.ndarray, recons: np.ndarray) -> None:
