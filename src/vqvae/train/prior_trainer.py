@@ -32,25 +32,13 @@ PRIORS: dict[str, tuple[type[Prior], type]] = {
     "transformer": (TransformerPrior, TransformerConfig),
 }
 # Defaults that reach the quality bar on MNIST's 7x7 grids in minutes on a 2-core CPU.
+_PIXELCNN_TRAIN = TrainConfig(
+    steps=3000, batch_size=64, lr=1e-3, checkpoint_every=500, eval_every=1000, log_every=20,
+    eval_limit=2000,
+)  # fmt: skip
 PRIOR_TRAIN = {
-    "pixelcnn": TrainConfig(
-        steps=3000,
-        batch_size=64,
-        lr=1e-3,
-        checkpoint_every=500,
-        eval_every=1000,
-        log_every=20,
-        eval_limit=2000,
-    ),
-    "transformer": TrainConfig(
-        steps=3000,
-        batch_size=64,
-        lr=5e-4,
-        checkpoint_every=500,
-        eval_every=1000,
-        log_every=20,
-        eval_limit=2000,
-    ),
+    "pixelcnn": _PIXELCNN_TRAIN,
+    "transformer": replace(_PIXELCNN_TRAIN, lr=5e-4),  # attention wants a gentler step
 }
 
 
