@@ -19,9 +19,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from vqvae.data import load_dataset, to_model_input
-from vqvae.train.prior_trainer import load_prior, sample_images
-from vqvae.train.run import RunDir
-from vqvae.train.trainer import load_run_model
+from vqvae.inference import sample
+from vqvae.runs import RunDir, load_prior, load_run_model
 
 
 def classifier(in_channels: int, num_classes: int) -> nn.Module:
@@ -75,7 +74,7 @@ def main() -> None:
     if k == 0:
         raise SystemExit(f"{run.path}: the prior is not class-conditional")
     labels = torch.arange(k).repeat_interleave(args.n // k)
-    images, _ = sample_images(model, prior, labels, seed=args.seed)
+    images, _ = sample(model, prior, len(labels), labels, seed=args.seed)
     hits = predict(net, images) == labels.numpy()
     per_class = [float(hits[labels.numpy() == c].mean()) for c in range(k)]
     result = {

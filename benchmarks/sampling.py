@@ -75,7 +75,7 @@ def main() -> None:
         for name in args.priors:
             cls, fast, slow, what = PRIORS[name]
             torch.manual_seed(0)
-            prior = cls(num_codes=K, grid_size=(g, g)).eval()
+            prior = cls(num_codes=K, shape=(g, g)).eval()
             timed(prior, 2, 0, **fast)  # warm-up: first-call allocations, kernel selection
             t_full, _ = timed(prior, args.n, 0, repeats=2, **fast)
             n = min(COMPARE_N.get(g, 1), args.n)

@@ -12,7 +12,7 @@ from vqvae.models import VAE, VIMCO, VQVAE, QuantizerConfig, VAEConfig, VIMCOCon
 from vqvae.nets import NetConfig
 
 NET = NetConfig(hidden_channels=8, residual_channels=4, num_residual_blocks=1, num_downsamples=1)
-SHARED = {"in_channels": 1, "image_size": (8, 8), "net": NET, "likelihood": "softmax256"}
+SHARED = {"in_channels": 1, "input_size": (8, 8), "net": NET, "likelihood": "softmax256"}
 
 
 def _images(n: int = 6) -> torch.Tensor:

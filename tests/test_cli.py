@@ -390,7 +390,7 @@ def test_automatic_preset_is_announced_for_a_folder_of_images(tmp_path, capsys):
     assert main(argv) == 0
     _, err = capsys.readouterr()
     assert "chose preset 'digits' for 16x16 images with 1 channel(s)" in err
-    assert VQVAE.from_pretrained(tmp_path / "run").config.image_size == (16, 16)
+    assert VQVAE.from_pretrained(tmp_path / "run").config.input_size == (16, 16)
 
 
 def test_console_script_error_in_a_real_process(tmp_path):

@@ -8,7 +8,10 @@ import numpy as np
 import pytest
 
 from vqvae.cli import main
-from vqvae.train.compare import PAPER_CIFAR10, CompareConfig, format_table, run_compare
+from vqvae.config import TrainConfig
+from vqvae.experiments.compare import PAPER_CIFAR10, CompareConfig, format_table, run_compare
+from vqvae.nets import NetConfig
+from vqvae.quantizers import QuantizerConfig
 
 
 @pytest.fixture
@@ -52,13 +55,11 @@ def test_compare_end_to_end(tiny_npz, tmp_path, capsys) -> None:
 def test_compare_subset_and_errors(tiny_npz, tmp_path, capsys) -> None:
     config = CompareConfig(
         models=("vqvae",),
-        steps=1,
+        train=TrainConfig(steps=1, batch_size=32, lr=1e-3),
         prior_steps=0,
         eval_limit=2,
-        hidden_channels=8,
-        residual_channels=4,
-        num_codes=8,
-        code_dim=4,
+        net=NetConfig(hidden_channels=8, residual_channels=4),
+        quantizer=QuantizerConfig(kind="ema", num_codes=8, code_dim=4),
         likelihood="logistic_mixture",
     )
     result = run_compare(str(tiny_npz), tmp_path / "one", config, progress=False, say=print)

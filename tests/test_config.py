@@ -27,17 +27,17 @@ def test_presets_build_and_run(name):
     config = get_preset(name)
     assert set(PRESETS) >= {"digits", "mnist", "cifar10"}
     model = VQVAE(config).eval()
-    h, w = config.image_size
+    h, w = config.input_size
     x = torch.zeros(1, config.in_channels, h, w)
     out = model(x)
     assert out.x_hat.shape == x.shape
-    assert out.codes.shape == (1, *config.grid_size)
+    assert out.codes.shape == (1, *config.latent_shape)
 
 
 def test_paper_sizes_in_cifar10_preset():
     c = get_preset("cifar10")
     assert (c.quantizer.num_codes, c.quantizer.code_dim, c.quantizer.beta) == (512, 64, 0.25)
-    assert c.net.hidden_channels == 256 and c.grid_size == (8, 8)
+    assert c.net.hidden_channels == 256 and c.latent_shape == (8, 8)
 
 
 def test_unknown_preset():
@@ -48,19 +48,19 @@ def test_unknown_preset():
 def test_choose_preset_fits_the_data():
     assert choose_preset(1, (8, 8))[0] == "digits"
     name, preset = choose_preset(1, (28, 28))
-    assert name == "mnist" and preset.model.image_size == (28, 28)
+    assert name == "mnist" and preset.model.input_size == (28, 28)
     name, preset = choose_preset(3, (64, 64))
-    assert name == "cifar10" and preset.model.image_size == (64, 64)
+    assert name == "cifar10" and preset.model.input_size == (64, 64)
     assert preset.model.in_channels == 3
 
 
 @pytest.mark.parametrize("size", [(30, 32), (28, 29)])
 def test_image_size_not_divisible(size):
     with pytest.raises(ValueError, match=rf"{size[0]}x{size[1]} is not divisible.*x4"):
-        VQVAEConfig(image_size=size, net=NetConfig(num_downsamples=2))
+        VQVAEConfig(input_size=size, net=NetConfig(num_downsamples=2))
     with pytest.raises(ValueError, match="not divisible"):
         apply_overrides(
-            get_preset("cifar10"), TrainConfig(), [f"image_size=[{size[0]}, {size[1]}]"]
+            get_preset("cifar10"), TrainConfig(), [f"input_size=[{size[0]}, {size[1]}]"]
         )
 
 
@@ -86,7 +86,7 @@ def test_apply_overrides_changes_what_it_names():
             "train.lr=1e-3",
             "steps=7",  # not a model field: the train config's
             "quantizer.restart_dead_codes=false",
-            "image_size=[32, 32]",
+            "input_size=[32, 32]",
         ],
     )
     base = get_preset("mnist")
@@ -94,7 +94,7 @@ def test_apply_overrides_changes_what_it_names():
         base.quantizer, num_codes=256, kind="vq", restart_dead_codes=False
     )
     assert model.net == dataclasses.replace(base.net, hidden_channels=32)
-    assert model.image_size == (32, 32) and isinstance(model.image_size, tuple)
+    assert model.input_size == (32, 32) and isinstance(model.input_size, tuple)
     assert train == TrainConfig(lr=1e-3, steps=7)
     assert isinstance(train.lr, float)
     # the model builds from the result
@@ -131,12 +131,12 @@ def test_parse_value():
 def test_load_toml(tmp_path):
     path = tmp_path / "run.toml"
     path.write_text(
-        '[model]\nimage_size = [16, 16]\n\n[model.quantizer]\nnum_codes = 128\nkind = "vq"\n\n'
+        '[model]\ninput_size = [16, 16]\n\n[model.quantizer]\nnum_codes = 128\nkind = "vq"\n\n'
         "[train]\nsteps = 11\nlr = 0.001\n"
     )
     pairs = load_toml(path)
     model, train = apply_overrides(get_preset("digits"), TrainConfig(), pairs)
-    assert model.image_size == (16, 16)
+    assert model.input_size == (16, 16)
     assert model.quantizer.num_codes == 128 and model.quantizer.kind == "vq"
     assert train.steps == 11 and train.lr == 0.001
 

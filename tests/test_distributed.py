@@ -24,7 +24,7 @@ WRAPPER = textwrap.dedent(
     """
     import os, sys
     from safetensors.torch import save_file
-    import vqvae.train.commands as commands
+    import vqvae.cli.train as commands
     from vqvae.cli import main
 
     train = commands.train_vqvae

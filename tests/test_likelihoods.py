@@ -108,7 +108,7 @@ def test_gradients_are_finite(name: str) -> None:
 
 def test_registry_and_errors() -> None:
     assert set(LIKELIHOODS) == {"mse", *DISCRETE}
-    with pytest.raises(ValueError, match="expected likelihood"):
+    with pytest.raises(ValueError, match="unknown likelihood"):
         get_likelihood("gaussian")
     with pytest.raises(ValueError, match="discrete"):
         get_likelihood("mse").nll(torch.zeros(1, 1, 2, 2), torch.zeros(1, 1, 2, 2))
@@ -125,7 +125,7 @@ def test_every_model_takes_a_discrete_likelihood(name: str) -> None:
     net = NetConfig(
         hidden_channels=8, residual_channels=4, num_residual_blocks=1, num_downsamples=1
     )
-    shared = {"in_channels": 3, "image_size": (8, 8), "net": net, "likelihood": name}
+    shared = {"in_channels": 3, "input_size": (8, 8), "net": net, "likelihood": name}
     x = _images(2, 3, 8, 8)
     vq = VQVAE(VQVAEConfig(**shared, quantizer=QuantizerConfig(num_codes=8, code_dim=4)))
     out = vq(x)

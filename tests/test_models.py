@@ -22,7 +22,7 @@ TINY_NET = NetConfig(
 def tiny(kind: str = "vq", num_quantizers: int = 1, **quantizer) -> VQVAEConfig:
     return VQVAEConfig(
         in_channels=1,
-        image_size=(8, 8),
+        input_size=(8, 8),
         net=TINY_NET,
         quantizer=QuantizerConfig(
             kind=kind, num_codes=16, code_dim=4, num_quantizers=num_quantizers, **quantizer
@@ -122,7 +122,7 @@ def test_save_load_round_trip_is_bit_exact(name, tmp_path):
 
 
 def test_vae_folder_is_not_a_vqvae(tmp_path):
-    VAE(VAEConfig(in_channels=1, image_size=(8, 8), net=TINY_NET, latent_dim=4)).save_pretrained(
+    VAE(VAEConfig(in_channels=1, input_size=(8, 8), net=TINY_NET, latent_dim=4)).save_pretrained(
         tmp_path / "vae"
     )
     with pytest.raises(ValueError, match="'VAE', not a VQVAE"):
@@ -177,14 +177,14 @@ def test_missing_folder(tmp_path):
 def test_bad_images_are_value_errors():
     model = VQVAE(CONFIGS["vq"])
     with pytest.raises(
-        ValueError, match=r"expected images of shape \(B, 1, 8, 8\), got \(2, 3, 8, 8\)"
+        ValueError, match=r"expected inputs of shape \(B, 1, 8, 8\), got \(2, 3, 8, 8\)"
     ):
         model(torch.zeros(2, 3, 8, 8))
     with pytest.raises(ValueError, match=r"got \(1, 8, 8\)"):
         model(torch.zeros(1, 8, 8))
     with pytest.raises(ValueError, match=r"got \(2, 1, 16, 16\)"):
         model.encode(torch.zeros(2, 1, 16, 16))
-    with pytest.raises(ValueError, match="float images"):
+    with pytest.raises(ValueError, match="float inputs"):
         model(torch.zeros(2, 1, 8, 8, dtype=torch.uint8))
 
 
@@ -202,7 +202,7 @@ def test_bad_codes_are_value_errors():
 
 def test_undivisible_image_size_is_a_value_error():
     with pytest.raises(ValueError, match=r"9x8 is not divisible.*x2"):
-        dataclasses.replace(CONFIGS["vq"], image_size=(9, 8))
+        dataclasses.replace(CONFIGS["vq"], input_size=(9, 8))
     with pytest.raises(ValueError, match="quantizer kind"):
         QuantizerConfig(kind="gumbel")
 
@@ -218,7 +218,7 @@ def test_encoder_decoder_scale_by_two_per_downsample(n):
 
 # -- VAE ----------------------------------------------------------------------------------
 def tiny_vae() -> VAE:
-    return VAE(VAEConfig(in_channels=1, image_size=(8, 8), net=TINY_NET, latent_dim=4))
+    return VAE(VAEConfig(in_channels=1, input_size=(8, 8), net=TINY_NET, latent_dim=4))
 
 
 def test_vae_kl_is_the_closed_form():

@@ -43,7 +43,7 @@ def test_prior_train_writes_a_loadable_prior_and_references(run, kind, cls, caps
     assert main(argv) == 0
     folder = run / "prior"
     prior = cls.from_pretrained(folder)
-    assert prior.config.num_codes == 16 and prior.config.grid_size == (4, 4)
+    assert prior.config.num_codes == 16 and prior.config.shape == (4, 4)
     metrics = json.loads((folder / "metrics.json").read_text())
     assert metrics["uniform_bits_per_code"] == pytest.approx(4.0)  # log2 16
     assert 0 < metrics["unigram_bits_per_code"] <= 4.0 + 1e-9

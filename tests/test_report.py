@@ -21,14 +21,15 @@ import torch
 from vqvae import cli, metrics
 from vqvae.config import TrainConfig
 from vqvae.data import load_dataset
+from vqvae.inference import encode
 from vqvae.models import QuantizerConfig, VQVAEConfig
 from vqvae.nets import NetConfig
+from vqvae.priors import build_prior
 from vqvae.report import analysis, build, try_write_report, write_report
 from vqvae.report.figures import pca_2d
-from vqvae.train.evaluate import encode
-from vqvae.train.prior_trainer import CodeSet, build_prior, train_prior
-from vqvae.train.run import RunDir
-from vqvae.train.trainer import train_vqvae
+from vqvae.runs import RunDir
+from vqvae.train.prior import CodeSet, train_prior
+from vqvae.train.vqvae import train_vqvae
 
 SECTIONS = ("curves", "reconstructions", "codes", "usage", "codebook", "rate", "samples")
 
@@ -36,7 +37,7 @@ SECTIONS = ("curves", "reconstructions", "codes", "usage", "codebook", "rate", "
 def _tiny_config(num_quantizers: int = 1) -> VQVAEConfig:
     return VQVAEConfig(
         in_channels=1,
-        image_size=(8, 8),
+        input_size=(8, 8),
         net=NetConfig(
             hidden_channels=8, residual_channels=4, num_residual_blocks=1, num_downsamples=1
         ),
@@ -67,7 +68,13 @@ def _train_tiny(path: Path, num_quantizers: int = 1, prior: bool = True) -> RunD
             for d in (train_set, test_set)
         ]
         pixelcnn = build_prior(
-            "pixelcnn", model, 10, {"channels": 8, "num_layers": 2, "head_channels": 16}
+            "pixelcnn",
+            num_codes=model.num_codes,
+            shape=model.latent_shape,
+            num_classes=10,
+            channels=8,
+            num_layers=2,
+            head_channels=16,
         )
         prior_config = TrainConfig(steps=2, batch_size=32, checkpoint_every=2, eval_every=2)
         train_prior(

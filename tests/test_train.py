@@ -105,7 +105,7 @@ def test_train_writes_a_complete_run_folder(tmp_path, capsys):
         assert (run / name).stat().st_mode & 0o777 == 0o666 & ~mask, name
 
     model = VQVAE.from_pretrained(run)
-    assert model.num_codes == 16 and model.config.image_size == (8, 8)
+    assert model.num_codes == 16 and model.config.input_size == (8, 8)
     _assert_same_weights(model.state_dict(), _weights(run))
     # the last checkpoint holds the final weights
     _assert_same_weights(load_file(str(run / "checkpoints/step-0000020/model.safetensors")),

@@ -109,7 +109,7 @@ def _tiny(**overrides) -> VIMCO:
     net = NetConfig(
         hidden_channels=8, residual_channels=4, num_residual_blocks=1, num_downsamples=1
     )
-    config = {"in_channels": 1, "image_size": (8, 8), "net": net, "num_codes": 5, "code_dim": 3}
+    config = {"in_channels": 1, "input_size": (8, 8), "net": net, "num_codes": 5, "code_dim": 3}
     return VIMCO(VIMCOConfig(**{**config, **overrides}))
 
 

@@ -1,14 +1,24 @@
-"""vqvae: Neural Discrete Representation Learning (van den Oord et al., NeurIPS 2017)."""
+"""vqvae: Neural Discrete Representation Learning (van den Oord et al., NeurIPS 2017).
 
-from vqvae.config import PRESETS, TrainConfig, get_preset
-from vqvae.models import VAE, VQVAE, QuantizerConfig, VAEConfig, VQVAEConfig
-from vqvae.nets import Decoder, Encoder, NetConfig
+The public API, re-exported. Importing the package registers every built-in kind
+(quantizers, networks, models, priors, likelihoods, presets, data sets) in
+``vqvae.registry``.
+"""
+
+from vqvae.config import TrainConfig, get_preset
+from vqvae.data import load_dataset
+from vqvae.errors import DataError, RunError, VQVAEError
+from vqvae.models import VAE, VQVAE, ModelConfig, QuantizerConfig, VAEConfig, VQVAEConfig
+from vqvae.nets import Decoder, Encoder, NetConfig, NetKind
 from vqvae.priors import (
+    Condition,
     PixelCNNConfig,
     PixelCNNPrior,
     Prior,
+    PriorConfig,
     TransformerConfig,
     TransformerPrior,
+    build_prior,
 )
 from vqvae.quantizers import (
     EMAVectorQuantizer,
@@ -17,29 +27,55 @@ from vqvae.quantizers import (
     VectorQuantizer,
     nearest_code,
 )
+from vqvae.registry import (
+    DATASETS,
+    LIKELIHOODS,
+    MODELS,
+    NETS,
+    PRESETS,
+    PRIORS,
+    QUANTIZERS,
+    Registry,
+)
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
+    "DATASETS",
+    "LIKELIHOODS",
+    "MODELS",
+    "NETS",
     "PRESETS",
+    "PRIORS",
+    "QUANTIZERS",
     "VAE",
     "VQVAE",
+    "Condition",
+    "DataError",
     "Decoder",
     "EMAVectorQuantizer",
     "Encoder",
+    "ModelConfig",
     "NetConfig",
+    "NetKind",
     "PixelCNNConfig",
     "PixelCNNPrior",
     "Prior",
-    "TransformerConfig",
-    "TransformerPrior",
+    "PriorConfig",
     "QuantizerConfig",
     "QuantizerOutput",
+    "Registry",
     "ResidualVQ",
+    "RunError",
     "TrainConfig",
+    "TransformerConfig",
+    "TransformerPrior",
     "VAEConfig",
     "VQVAEConfig",
+    "VQVAEError",
     "VectorQuantizer",
+    "build_prior",
     "get_preset",
+    "load_dataset",
     "nearest_code",
 ]

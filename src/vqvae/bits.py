@@ -23,6 +23,7 @@ import torch
 
 from vqvae.metrics import bits_per_dim
 from vqvae.models import VAE, VIMCO, VQVAE
+from vqvae.torch_utils import eval_mode
 
 Estimator = Callable[[torch.Tensor], torch.Tensor]  # x (B, C, H, W) -> nats per image (B,)
 LOG_2PI = math.log(2 * math.pi)
@@ -90,12 +91,8 @@ def vqvae_with_prior(model: VQVAE, prior, x: torch.Tensor) -> torch.Tensor:
     _check_discrete(model)
     codes = model.encode(x)
     nll = model.likelihood.nll(model.decoder_params(codes), x)
-    was_training = prior.training
-    prior.eval()
-    try:
+    with eval_mode(prior):
         return nll - prior.log_prob(codes)
-    finally:
-        prior.train(was_training)
 
 
 @torch.no_grad()

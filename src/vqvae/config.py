@@ -1,8 +1,9 @@
 """Configs of a run: named presets, TOML files and dotted ``--set key=value`` overrides.
 
 A run's config is two frozen dataclasses: the model's (``VQVAEConfig``, saved as
-``config.json`` with the weights) and the training loop's (``TrainConfig``). Presets are a
-small explicit registry, in the manner of timm's ``create_model("name")``.
+``config.json`` with the weights) and the training loop's (``TrainConfig``). Presets are
+registered by name (``vqvae.registry.PRESETS``), in the manner of timm's
+``create_model("name")``; each carries the training settings that suit it.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 from vqvae.models import QuantizerConfig, VQVAEConfig
 from vqvae.nets import NetConfig
 from vqvae.pretrained import config_from_dict, config_to_dict
+from vqvae.registry import PRESETS
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -51,61 +53,53 @@ class Preset:
 
     model: VQVAEConfig
     train: TrainConfig
-    about: str
 
 
+@PRESETS.register("digits", about="8x8 grey digits (scikit-learn): 4x4 codes, K=64; the demo's")
 def _digits() -> Preset:
     return Preset(
         VQVAEConfig(
             in_channels=1,
-            image_size=(8, 8),
+            input_size=(8, 8),
             net=NetConfig(hidden_channels=64, residual_channels=32, num_downsamples=1),
             quantizer=QuantizerConfig(kind="ema", num_codes=64, code_dim=16),
         ),
         TrainConfig(steps=1500, batch_size=64, lr=1e-3, checkpoint_every=500, eval_every=500),
-        "8x8 grey digits (scikit-learn): a 4x4 grid of K=64 codes; the demo's model",
     )
 
 
+@PRESETS.register("mnist", about="28x28 grey (MNIST, Fashion-MNIST): a 7x7 grid of K=512 codes")
 def _mnist() -> Preset:
     # Narrower than the paper's 256 units so that 1,000 steps take minutes on a CPU; the
-    # EMA codebook with k-means init and restarts keeps all 512 codes in use (issue 3).
+    # EMA codebook with k-means init and restarts keeps all 512 codes in use
+    # (docs/design-notes.md, BENCHMARKS.md).
     return Preset(
         VQVAEConfig(
             in_channels=1,
-            image_size=(28, 28),
+            input_size=(28, 28),
             net=NetConfig(hidden_channels=64, residual_channels=32, num_downsamples=2),
             quantizer=QuantizerConfig(kind="ema", num_codes=512, code_dim=64),
         ),
         TrainConfig(steps=1000, batch_size=128, lr=1e-3),
-        "28x28 grey (MNIST, Fashion-MNIST): a 7x7 grid of K=512 codes",
     )
 
 
+@PRESETS.register("cifar10", about="32x32 colour, the paper's sizes: K=512, D=64, an 8x8 grid")
 def _cifar10() -> Preset:
     return Preset(
         VQVAEConfig(
             in_channels=3,
-            image_size=(32, 32),
+            input_size=(32, 32),
             net=NetConfig(hidden_channels=256, residual_channels=256, num_downsamples=2),
             quantizer=QuantizerConfig(num_codes=512, code_dim=64),
         ),
         TrainConfig(steps=50_000, batch_size=128, lr=2e-4),
-        "32x32 colour with the paper's sizes: 256 hidden units, K=512, D=64, an 8x8 grid",
     )
 
 
-PRESETS: dict[str, Callable[[], Preset]] = {
-    "digits": _digits,
-    "mnist": _mnist,
-    "cifar10": _cifar10,
-}
-
-
 def get_full_preset(name: str) -> Preset:
-    if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; expected one of {sorted(PRESETS)}")
-    return PRESETS[name]()
+    """A registered preset: its model config and training settings."""
+    return PRESETS.get(name)()
 
 
 def get_preset(name: str) -> VQVAEConfig:
@@ -113,17 +107,17 @@ def get_preset(name: str) -> VQVAEConfig:
     return get_full_preset(name).model
 
 
-def choose_preset(in_channels: int, image_size: tuple[int, int]) -> tuple[str, Preset]:
-    """The preset that fits data of this shape, with the data's channels and image size."""
-    h, w = image_size
-    if max(h, w) <= 16:
-        name = "digits"
-    elif in_channels == 1 and max(h, w) <= 28:
-        name = "mnist"
-    else:
-        name = "mnist" if in_channels == 1 else "cifar10"
+def choose_preset(in_channels: int, input_size: tuple[int, ...]) -> tuple[str, Preset]:
+    """The preset that fits data of this shape, with the data's channels and size."""
+    if len(input_size) != 2:
+        raise ValueError(
+            f"no preset is chosen by itself for data of rank {len(input_size)} "
+            f"(size {input_size}); name one with --preset (see `vqvae list presets`)"
+        )
+    h, w = input_size
+    name = "digits" if max(h, w) <= 16 else "mnist" if in_channels == 1 else "cifar10"
     preset = get_full_preset(name)
-    model = replace(preset.model, in_channels=in_channels, image_size=(h, w))
+    model = replace(preset.model, in_channels=in_channels, input_size=(h, w))
     return name, replace(preset, model=model)
 
 

@@ -3,7 +3,7 @@
 The decoder emits ``out_channels(C)`` channels of parameters; a likelihood turns them into
 a training loss, a mean image in [-1, 1], and (for the discrete ones) log p(x|z) in nats.
 Mean-squared error is the default for plain reconstruction training; the two discrete
-likelihoods over 8-bit pixels give the bits/dim of the paper's Table 1 (issue 5):
+likelihoods over 8-bit pixels give the bits/dim of the paper's Table 1 (docs/bits-per-dim.md):
 
 - ``softmax256``: a 256-way softmax per channel and pixel, as the paper's authors used for
   CIFAR-10 (van den Oord et al. 2017, arXiv:1711.00937, section 4.1; the same output as
@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+from vqvae.registry import LIKELIHOODS
 
 NUM_VALUES = 256  # 8-bit pixels
 
@@ -273,14 +275,11 @@ class LogisticMixtureLikelihood(DiscreteLikelihood):
         return (pi * means.clamp(-1.0, 1.0)).sum(1)  # (B, M, C, H, W) -> (B, C, H, W)
 
 
-LIKELIHOODS: dict[str, type[Likelihood]] = {
-    "mse": MSELikelihood,
-    "softmax256": Softmax256Likelihood,
-    "logistic_mixture": LogisticMixtureLikelihood,
-}
+LIKELIHOODS.register("mse", MSELikelihood)
+LIKELIHOODS.register("softmax256", Softmax256Likelihood)
+LIKELIHOODS.register("logistic_mixture", LogisticMixtureLikelihood)
 
 
 def get_likelihood(name: str) -> Likelihood:
-    if name not in LIKELIHOODS:
-        raise ValueError(f"expected likelihood in {sorted(LIKELIHOODS)}, got {name!r}")
-    return LIKELIHOODS[name]()
+    """A new likelihood of a registered name (``vqvae.registry.LIKELIHOODS``)."""
+    return LIKELIHOODS.get(name)()

@@ -27,11 +27,13 @@ def code_histogram(codes: torch.Tensor | np.ndarray, num_codes: int) -> np.ndarr
     return np.bincount(flat, minlength=num_codes)
 
 
-def perplexity(counts: np.ndarray) -> float:
-    """exp(entropy) of a code histogram: K when all codes are equally used, 1 for one code."""
-    p = counts / max(counts.sum(), 1)
-    p = p[p > 0]
-    return float(np.exp(-(p * np.log(p)).sum()))
+def perplexity(counts: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """exp(entropy) of a code histogram (K,): K when all codes are equally used, 1 for one
+    code. A 0-d float tensor (``float(...)`` of it for a number); numpy counts are taken too."""
+    counts = torch.as_tensor(counts)
+    p = counts.double() / counts.sum().clamp(min=1)
+    entropy = -(p * torch.log(p.clamp(min=1e-30))).sum()
+    return torch.exp(entropy).to(torch.promote_types(counts.dtype, torch.float32))
 
 
 def code_usage(counts: np.ndarray) -> float:

@@ -60,6 +60,9 @@ def config_from_dict(cls: type[C], data: dict[str, Any]) -> C:
     """Rebuild a (nested) frozen dataclass config; unknown keys are a ``ValueError``."""
     if not isinstance(data, dict):
         raise ValueError(f"{cls.__name__}: expected a JSON object, got {type(data).__name__}")
+    migrate = getattr(cls, "migrate", None)
+    if migrate is not None:  # configs written by older releases: renamed keys
+        data = migrate(dict(data))
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - names)
@@ -74,6 +77,17 @@ def config_from_dict(cls: type[C], data: dict[str, Any]) -> C:
     return cls(**kwargs)
 
 
+def config_file_dict(class_name: str, config: Any, **extra: Any) -> dict[str, Any]:
+    """What every ``config.json`` holds: the class to rebuild, its config, and ``extra``
+    top-level keys (a run adds its training config, data spec, preset and overrides)."""
+    return {"class": class_name, "config": config_to_dict(config), **extra}
+
+
+def write_config_file(path: str | os.PathLike, class_name: str, config: Any, **extra: Any) -> Path:
+    """The one writer of ``config.json`` files (atomically)."""
+    return write_json(path, config_file_dict(class_name, config, **extra))
+
+
 class PretrainedMixin:
     """Mix into an ``nn.Module`` whose ``__init__`` takes one ``config`` dataclass."""
 
@@ -85,10 +99,7 @@ class PretrainedMixin:
         directory.mkdir(parents=True, exist_ok=True)
         assert isinstance(self, torch.nn.Module)
         write_safetensors(directory / WEIGHTS_FILE, self.state_dict())
-        write_json(
-            directory / CONFIG_FILE,
-            {"class": type(self).__name__, "config": config_to_dict(self.config)},
-        )
+        write_config_file(directory / CONFIG_FILE, type(self).__name__, self.config)
         return directory
 
     @classmethod
@@ -110,14 +121,17 @@ class PretrainedMixin:
         if not directory.is_dir():
             raise FileNotFoundError(f"{directory}: no such folder")
         model = cls(cls.read_config(directory))
-        state = read_safetensors(directory / WEIGHTS_FILE)
+        state = cls.migrate_state_dict(read_safetensors(directory / WEIGHTS_FILE))
         load_state_checked(model, state, directory / WEIGHTS_FILE)
         return model.to(map_location)
 
+    @classmethod
+    def migrate_state_dict(cls, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Weights saved by an older release under other names -> today's names."""
+        return state
 
-def load_state_checked(
-    module: torch.nn.Module, state: dict[str, torch.Tensor], where: Any
-) -> None:
+
+def load_state_checked(module: torch.nn.Module, state: dict[str, torch.Tensor], where: Any) -> None:
     """``load_state_dict`` that names a mismatch in one line instead of a wall of text."""
     own = module.state_dict()
     missing = sorted(set(own) - set(state))

@@ -1,7 +1,7 @@
-"""The in-memory image data set every loader returns, the user-input error, and the seeded split.
+"""The in-memory image data set every loader returns, and the seeded split.
 
-DESIGN.md: pixel values are stored as uint8 ``(N, H, W, C)``; only ``transforms.py`` converts
-them to the ``[-1, 1]`` channel-first tensors the models see.
+Pixel values are stored as uint8 ``(N, H, W, C)``; only ``transforms.py`` converts them to
+the ``[-1, 1]`` channel-first tensors the models see.
 """
 
 from __future__ import annotations
@@ -10,11 +10,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from vqvae.errors import DataError
+
 SPLITS = ("train", "test")
-
-
-class DataError(ValueError):
-    """A problem with the user's data or data spec; the message is one line naming the culprit."""
 
 
 # eq=False: the generated __eq__/__hash__ would compare numpy arrays, which has no single answer

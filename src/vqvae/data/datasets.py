@@ -1,8 +1,8 @@
 """``load_dataset(spec)``: a registered name or a path, turned into an ``ImageDataset``.
 
-Names (``DATASET_NAMES``) are looked up under the data root: the ``data_root`` argument, else
-``$VQVAE_DATA``, else ``~/.cache/vqvae/data``, laid out as ``<root>/mnist/``,
-``<root>/fashion-mnist/``, ``<root>/cifar10/cifar-10-batches-py/`` (or
+Names (registered in ``vqvae.registry.DATASETS``) are looked up under the data root: the
+``data_root`` argument, else ``$VQVAE_DATA``, else ``~/.cache/vqvae/data``, laid out as
+``<root>/mnist/``, ``<root>/fashion-mnist/``, ``<root>/cifar10/cifar-10-batches-py/`` (or
 ``<root>/cifar-10-batches-py/``), and downloaded there when missing unless ``download=False``.
 A name wins over a folder of the same name in the working directory; write ``./mnist`` for
 the folder.
@@ -20,13 +20,15 @@ from pathlib import Path
 
 import numpy as np
 
+from vqvae.errors import DataError
+from vqvae.registry import DATASETS
+
 from . import download as _download
-from .base import DataError, ImageDataset, check_split, split_indices
+from .base import ImageDataset, check_split, split_indices
 from .formats import find_idx, is_cifar_folder, read_array, read_cifar, read_idx_pair
 from .images import read_image_folder
 from .transforms import resize_images
 
-DATASET_NAMES: tuple[str, ...] = ("digits", "mnist", "fashion-mnist", "cifar10")
 _ALIASES = {"fashion_mnist": "fashion-mnist", "fashionmnist": "fashion-mnist",
             "cifar-10": "cifar10", "cifar_10": "cifar10"}  # fmt: skip
 DATA_ENV = "VQVAE_DATA"
@@ -69,8 +71,8 @@ def load_dataset(
         resize = (h, w)
     spec = str(spec)
     name = _ALIASES.get(spec.lower(), spec.lower())
-    if name in DATASET_NAMES:
-        ds = _load_named(name, split, resolve_data_root(data_root), download)
+    if name in DATASETS:
+        ds = DATASETS.get(name)(split, resolve_data_root(data_root), download)
     else:
         ds = _load_path(Path(spec).expanduser(), spec, split, resize)
     if len(ds) == 0:
@@ -83,19 +85,19 @@ def load_dataset(
 # -- registered names -----------------------------------------------------------------------------
 
 
-def _load_named(name: str, split: str, root: Path, download: bool) -> ImageDataset:
-    if name == "digits":
-        return _load_digits(split)
-    if name == "cifar10":
-        folder = _find_cifar(root)
-        if folder is None and download:
-            _download.fetch(name, root)
-            folder = _find_cifar(root)
-        if folder is None:
-            raise DataError(f"{name} not found; {_download.where_to_put(name, root)}")
-        images, labels, class_names = read_cifar(folder, split)
-        return ImageDataset(images, labels, name, class_names)
-    # mnist, fashion-mnist: idx files
+@DATASETS.register("mnist", about="MNIST: 60,000 + 10,000 handwritten digits, 28x28 grey")
+def _load_mnist(split: str, root: Path, download: bool) -> ImageDataset:
+    return _load_named_idx("mnist", split, root, download, _DIGIT_CLASSES)
+
+
+@DATASETS.register("fashion-mnist", about="Fashion-MNIST: 60,000 + 10,000 clothes, 28x28 grey")
+def _load_fashion_mnist(split: str, root: Path, download: bool) -> ImageDataset:
+    return _load_named_idx("fashion-mnist", split, root, download, FASHION_MNIST_CLASSES)
+
+
+def _load_named_idx(
+    name: str, split: str, root: Path, download: bool, classes: tuple[str, ...]
+) -> ImageDataset:
     folder = root / name
     prefixes = _IDX_SPLIT_PREFIXES[split]
     images_path = find_idx(folder, "images", prefixes)
@@ -107,8 +109,19 @@ def _load_named(name: str, split: str, root: Path, download: bool) -> ImageDatas
     if images_path is None or labels_path is None:
         raise DataError(f"{name} not found; {_download.where_to_put(name, root)}")
     images, labels = read_idx_pair(images_path, labels_path)
-    classes = FASHION_MNIST_CLASSES if name == "fashion-mnist" else _DIGIT_CLASSES
     return ImageDataset(images, labels, name, classes)
+
+
+@DATASETS.register("cifar10", about="CIFAR-10: 50,000 + 10,000 colour images, 32x32, 10 classes")
+def _load_cifar10(split: str, root: Path, download: bool) -> ImageDataset:
+    folder = _find_cifar(root)
+    if folder is None and download:
+        _download.fetch("cifar10", root)
+        folder = _find_cifar(root)
+    if folder is None:
+        raise DataError(f"cifar10 not found; {_download.where_to_put('cifar10', root)}")
+    images, labels, class_names = read_cifar(folder, split)
+    return ImageDataset(images, labels, "cifar10", class_names)
 
 
 def _find_cifar(root: Path) -> Path | None:
@@ -118,7 +131,8 @@ def _find_cifar(root: Path) -> Path | None:
     return None
 
 
-def _load_digits(split: str) -> ImageDataset:
+@DATASETS.register("digits", about="scikit-learn's bundled 1,797 8x8 grey digits: no network")
+def _load_digits(split: str, root: Path | None = None, download: bool = False) -> ImageDataset:
     """scikit-learn's bundled 8x8 digits (UCI), 1,797 images: no network needed."""
     from sklearn.datasets import load_digits
 
@@ -135,7 +149,7 @@ def _load_digits(split: str) -> ImageDataset:
 
 def _load_path(path: Path, name: str, split: str, resize: tuple[int, int] | None) -> ImageDataset:
     if not path.exists():
-        known = ", ".join(DATASET_NAMES)
+        known = ", ".join(DATASETS.names())
         raise DataError(f"{name}: no such file or folder (and not a data set name: {known})")
     if path.is_file():
         if path.suffix.lower() not in (".npy", ".npz"):

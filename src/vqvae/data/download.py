@@ -26,8 +26,9 @@ from pathlib import Path, PurePosixPath
 
 from tqdm import tqdm
 
+from vqvae.errors import DataError
+
 from .._io import atomic_write
-from .base import DataError
 
 MIRROR_ENV = "VQVAE_MIRROR"
 TIMEOUT = 30.0  # seconds without a byte before a mirror counts as down

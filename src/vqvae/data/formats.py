@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import DataError
+from vqvae.errors import DataError
 
 # -- idx (http://yann.lecun.com/exdb/mnist/, "THE IDX FILE FORMAT") --------------------------
 

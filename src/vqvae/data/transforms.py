@@ -1,8 +1,9 @@
 """Conversions between stored pixels and model inputs, resizing, and writing PNGs.
 
-DESIGN.md: "Pixel values enter models in [-1, 1]; loaders and savers do the conversion,
-nothing else does." The map is x = u / 127.5 - 1 for u in 0..255, so rounding
-(x + 1) * 127.5 gives back exactly the same bytes.
+Values enter models in [-1, 1]; loaders and savers do the conversion, nothing else does.
+The map is x = u / 127.5 - 1 for u in 0..255, so rounding (x + 1) * 127.5 gives back exactly
+the same bytes. Stored data is uint8 with channels last, of any rank (images (N, H, W, C));
+models see channels first (N, C, H, W).
 """
 
 from __future__ import annotations
@@ -29,20 +30,22 @@ def _check_nhwc(images: np.ndarray) -> None:
         raise ValueError(f"expected 1 or 3 channels last (N, H, W, C), got shape {images.shape}")
 
 
-def to_model_input(images: np.ndarray) -> torch.Tensor:
-    """uint8 (N, H, W, C) -> float32 (N, C, H, W) in [-1, 1]."""
-    _check_nhwc(images)
-    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)  # NHWC -> NCHW
+def to_model_input(data: np.ndarray) -> torch.Tensor:
+    """uint8 (N, *S, C) -> float32 (N, C, *S) in [-1, 1]; images: (N, H, W, C) -> (N, C, H, W)."""
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim < 3:
+        got = f"{data.dtype} {data.shape}" if isinstance(data, np.ndarray) else type(data)
+        raise ValueError(f"expected uint8 data of shape (N, *spatial, C), got {got}")
+    x = torch.from_numpy(np.ascontiguousarray(data)).movedim(-1, 1)  # channels last -> first
     return x.float().div(127.5).sub(1.0).contiguous()
 
 
 def to_uint8_images(x: torch.Tensor) -> np.ndarray:
-    """float (N, C, H, W) in [-1, 1] -> uint8 (N, H, W, C), clamped and rounded."""
-    if not isinstance(x, torch.Tensor) or x.ndim != 4 or not x.is_floating_point():
+    """float (N, C, *S) in [-1, 1] -> uint8 (N, *S, C), clamped and rounded."""
+    if not isinstance(x, torch.Tensor) or x.ndim < 3 or not x.is_floating_point():
         got = f"{x.dtype} {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x)
-        raise ValueError(f"expected a float tensor of shape (N, C, H, W), got {got}")
+        raise ValueError(f"expected a float tensor of shape (N, C, *spatial), got {got}")
     u = x.detach().float().clamp(-1.0, 1.0).add(1.0).mul(127.5).round().to(torch.uint8)
-    return u.permute(0, 2, 3, 1).cpu().numpy().copy()  # NCHW -> NHWC
+    return u.movedim(1, -1).cpu().numpy().copy()  # channels first -> last
 
 
 def resize_images(images: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -71,6 +74,18 @@ def _save_png(img: Image.Image, path: str | os.PathLike) -> Path:
     return atomic_write(path, lambda tmp: img.save(tmp, format="PNG"))
 
 
+def tile(images: np.ndarray, ncol: int, pad: int = 1, pad_value: int = 255) -> np.ndarray:
+    """uint8 (N, H, W, C) -> one (rows*(H+pad)+pad, ncol*(W+pad)+pad, C) array, row-major."""
+    n, h, w, c = images.shape
+    rows = max(1, math.ceil(n / ncol))
+    grid = np.full((pad + rows * (h + pad), pad + ncol * (w + pad), c), pad_value, np.uint8)
+    for i, img in enumerate(images):
+        r, col = divmod(i, ncol)
+        y, x = pad + r * (h + pad), pad + col * (w + pad)
+        grid[y : y + h, x : x + w] = img
+    return grid
+
+
 def save_png_grid(
     images: np.ndarray,
     path: str | os.PathLike,
@@ -82,18 +97,11 @@ def save_png_grid(
     """Tile uint8 (N, H, W, C) images into one PNG: ``nrow`` images per row (default about
     sqrt(N)), ``pad`` pixels of ``pad_value`` around each, every pixel drawn ``scale`` times."""
     _check_nhwc(images)
-    n, h, w, c = images.shape
-    if n == 0:
+    if len(images) == 0:
         raise ValueError("no images to save")
     if scale < 1 or pad < 0:
         raise ValueError(f"expected scale >= 1 and pad >= 0, got scale={scale}, pad={pad}")
-    ncol = nrow or math.ceil(math.sqrt(n))  # images per row
-    rows = math.ceil(n / ncol)
-    grid = np.full((pad + rows * (h + pad), pad + ncol * (w + pad), c), pad_value, np.uint8)
-    for i, img in enumerate(images):
-        r, col = divmod(i, ncol)
-        y, x = pad + r * (h + pad), pad + col * (w + pad)
-        grid[y : y + h, x : x + w] = img
+    grid = tile(images, nrow or math.ceil(math.sqrt(len(images))), pad, pad_value)
     if scale > 1:
         grid = grid.repeat(scale, axis=0).repeat(scale, axis=1)  # nearest-neighbour upscaling
     return _save_png(_to_pil(grid), path)

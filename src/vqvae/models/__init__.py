@@ -1,8 +1,8 @@
-"""Whole models with their losses."""
+"""Whole models with their losses, registered by class name (``vqvae.registry.MODELS``)."""
 
+from vqvae.models.base import Model
 from vqvae.models.config import (
-    ImageModelConfig,
-    QuantizerConfig,
+    ModelConfig,
     VAEConfig,
     VIMCOConfig,
     VQVAEConfig,
@@ -10,13 +10,15 @@ from vqvae.models.config import (
 from vqvae.models.vae import VAE, GaussianPosterior, VAEOutput
 from vqvae.models.vimco import VIMCO, VIMCOObjective, VIMCOOutput, vimco_surrogate
 from vqvae.models.vqvae import VQVAE, VQVAEOutput
+from vqvae.quantizers import QuantizerConfig
 
 __all__ = [
     "VAE",
     "VIMCO",
     "VQVAE",
     "GaussianPosterior",
-    "ImageModelConfig",
+    "Model",
+    "ModelConfig",
     "QuantizerConfig",
     "VAEConfig",
     "VAEOutput",

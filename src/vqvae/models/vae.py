@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import torch
 
-from vqvae.models.base import ImageModel
+from vqvae.models.base import Model
 from vqvae.models.config import VAEConfig
-from vqvae.nets import Decoder, Encoder
+from vqvae.registry import MODELS
 
 
 @dataclass(frozen=True)
@@ -44,26 +44,21 @@ class VAEOutput:
     decoder_params: torch.Tensor
 
 
-class VAE(ImageModel):
+class VAE(Model):
+    """The continuous baseline: a diagonal Gaussian latent per grid position."""
+
     config_class = VAEConfig
     config: VAEConfig
 
     def __init__(self, config: VAEConfig | None = None) -> None:
         config = config or VAEConfig()
         super().__init__(config)
-        self.encoder = Encoder(config.in_channels, 2 * config.latent_dim, config.net)
-        self.decoder = Decoder(
-            config.latent_dim, self.likelihood.out_channels(config.in_channels), config.net
-        )
-
-    @property
-    def num_dims(self) -> int:
-        h, w = self.config.image_size
-        return self.config.in_channels * h * w
+        self.encoder = self.build_encoder(2 * config.latent_dim)
+        self.decoder = self.build_decoder(config.latent_dim)
 
     def posterior(self, x: torch.Tensor) -> GaussianPosterior:
-        self.check_images(x)
-        mean, logvar = self.encoder(x).chunk(2, dim=1)  # (B, 2L, h, w) -> 2 x (B, L, h, w)
+        self.check_input(x)
+        mean, logvar = self.encoder(x).chunk(2, dim=1)  # (B, 2L, *s) -> 2 x (B, L, *s)
         return GaussianPosterior(mean, logvar.clamp(-30.0, 20.0))
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> VAEOutput:
@@ -83,7 +78,9 @@ class VAE(ImageModel):
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """Decode n draws from the prior N(0, I): (n, C, H, W)."""
-        h, w = self.config.grid_size
-        device = next(self.parameters()).device
-        z = torch.randn(n, self.config.latent_dim, h, w, generator=generator, device=device)
+        shape = (n, self.config.latent_dim, *self.latent_shape)
+        z = torch.randn(shape, generator=generator, device=next(self.parameters()).device)
         return self.likelihood.mean(self.decoder(z))
+
+
+MODELS.register("VAE", VAE)

@@ -33,9 +33,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vqvae.models.base import ImageModel
+from vqvae.models.base import Model
 from vqvae.models.config import VIMCOConfig
-from vqvae.nets import Decoder, Encoder
+from vqvae.registry import MODELS
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,9 @@ class VIMCOOutput:
     logits: torch.Tensor  # (B, K, h, w) of q(h|x)
 
 
-class VIMCO(ImageModel):
+class VIMCO(Model):
+    """Independent categorical latents trained with VIMCO (Table 1's third row)."""
+
     config_class = VIMCOConfig
     config: VIMCOConfig
 
@@ -99,39 +101,31 @@ class VIMCO(ImageModel):
                 f"VIMCO needs a discrete likelihood for log p(x|h), got {config.likelihood!r} "
                 f"(use 'softmax256' or 'logistic_mixture')"
             )
-        self.encoder = Encoder(config.in_channels, config.num_codes, config.net)
+        self.encoder = self.build_encoder(config.num_codes)
         self.embedding = nn.Embedding(config.num_codes, config.code_dim)
-        self.decoder = Decoder(
-            config.code_dim, self.likelihood.out_channels(config.in_channels), config.net
-        )
+        self.decoder = self.build_decoder(config.code_dim)
 
     @property
     def num_codes(self) -> int:
         return self.config.num_codes
 
-    @property
-    def num_dims(self) -> int:
-        h, w = self.config.image_size
-        return self.config.in_channels * h * w
-
     def log_prior(self) -> float:
-        """log p(h) of any grid under the uniform prior: -h*w*log K."""
-        h, w = self.config.grid_size
-        return -h * w * math.log(self.config.num_codes)
+        """log p(h) of any grid under the uniform prior: -(positions) * log K."""
+        return -math.prod(self.latent_shape) * math.log(self.config.num_codes)
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
-        self.check_images(x)
-        return self.encoder(x)  # (B, C, H, W) -> (B, K, h, w)
+        self.check_input(x)
+        return self.encoder(x)  # (B, C, *S) -> (B, K, *s)
 
     def sample_codes(
         self, logits: torch.Tensor, k: int, generator: torch.Generator | None = None
     ) -> torch.Tensor:
-        """k draws of h ~ q(h|x): (k, B, h, w) int64."""
-        b, n, h, w = logits.shape
-        probs = torch.softmax(logits.detach().permute(0, 2, 3, 1).reshape(-1, n), dim=1)
-        # (B, K, h, w) -> (B*h*w, K); one row of k draws per latent position
+        """k draws of h ~ q(h|x): (k, B, *s) int64."""
+        b, n, *s = logits.shape
+        probs = torch.softmax(logits.detach().movedim(1, -1).reshape(-1, n), dim=1)
+        # (B, K, *s) -> (B*prod(s), K); one row of k draws per latent position
         draws = torch.multinomial(probs, k, replacement=True, generator=generator)
-        return draws.T.reshape(k, b, h, w)  # (B*h*w, k) -> (k, B, h, w)
+        return draws.T.reshape(k, b, *s)  # (B*prod(s), k) -> (k, B, *s)
 
     def log_weights(
         self, x: torch.Tensor, logits: torch.Tensor, codes: torch.Tensor
@@ -145,14 +139,6 @@ class VIMCO(ImageModel):
         x_rep = x[None].expand(k, *x.shape).flatten(0, 1)  # (B, C, H, W) -> (k*B, C, H, W)
         log_px = -self.likelihood.nll(params, x_rep).view(k, b)  # (k*B,) -> (k, B)
         return log_px + self.log_prior() - log_q, log_q
-
-    def objective(
-        self, x: torch.Tensor, k: int | None = None, generator: torch.Generator | None = None
-    ) -> VIMCOObjective:
-        logits = self.logits(x)
-        codes = self.sample_codes(logits, k or self.config.num_samples, generator)
-        log_w, log_q = self.log_weights(x, logits, codes)
-        return vimco_surrogate(log_w, log_q)
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> VIMCOOutput:
         logits = self.logits(x)
@@ -181,8 +167,9 @@ class VIMCO(ImageModel):
         return self.likelihood.mean(self.decoder_params(codes))
 
     def decoder_params(self, codes: torch.Tensor) -> torch.Tensor:
-        h, w = self.config.grid_size
-        if codes.dim() != 3 or tuple(codes.shape[-2:]) != (h, w):
-            raise ValueError(f"expected codes of shape (B, {h}, {w}), got {tuple(codes.shape)}")
-        z = self.embedding(codes).permute(0, 3, 1, 2)  # (B, h, w, D) -> (B, D, h, w)
+        self.check_codes(codes)
+        z = self.embedding(codes).movedim(-1, 1)  # (B, *s, D) -> (B, D, *s)
         return self.decoder(z.contiguous())
+
+
+MODELS.register("VIMCO", VIMCO)

@@ -12,16 +12,17 @@ from dataclasses import dataclass
 
 import torch
 
-from vqvae.models.base import ImageModel
+from vqvae.models.base import Model
 from vqvae.models.config import VQVAEConfig
-from vqvae.nets import Decoder, Encoder
 from vqvae.quantizers import QuantizerOutput
+from vqvae.registry import MODELS
+from vqvae.torch_utils import eval_mode
 
 
 @dataclass(frozen=True)
 class VQVAEOutput:
-    x_hat: torch.Tensor  # (B, C, H, W) reconstruction in [-1, 1] (unclamped for MSE)
-    codes: torch.Tensor  # (B, h, w) int64, or (B, Q, h, w) for residual VQ
+    x_hat: torch.Tensor  # (B, C, *S) reconstruction in [-1, 1] (unclamped for MSE)
+    codes: torch.Tensor  # (B, *s) int64, or (B, Q, *s) for residual VQ
     loss: torch.Tensor  # recon_loss + vq_loss
     recon_loss: torch.Tensor  # the -log p(x|z_q) term (MSE by default)
     vq_loss: torch.Tensor  # codebook + beta * commitment
@@ -30,7 +31,9 @@ class VQVAEOutput:
     decoder_params: torch.Tensor  # the decoder's raw output, the likelihood's parameters
 
 
-class VQVAE(ImageModel):
+class VQVAE(Model):
+    """Encoder -> nearest-code quantizer -> decoder (paper section 3), for data of any rank."""
+
     config_class = VQVAEConfig
     config: VQVAEConfig
 
@@ -38,22 +41,34 @@ class VQVAE(ImageModel):
         config = config or VQVAEConfig()
         super().__init__(config)
         d = config.quantizer.code_dim
-        self.encoder = Encoder(config.in_channels, d, config.net)
+        self.encoder = self.build_encoder(d)
         self.quantizer = config.quantizer.build()
-        self.decoder = Decoder(d, self.likelihood.out_channels(config.in_channels), config.net)
+        self.decoder = self.build_decoder(d)
 
     @property
     def num_codes(self) -> int:
         return self.config.quantizer.num_codes
 
+    @property
+    def num_levels(self) -> int:
+        """Levels of codes: 1, or Q for residual VQ (codes then have shape (B, Q, *latent))."""
+        return self.config.quantizer.num_quantizers
+
+    @property
+    def code_shape(self) -> tuple[int, ...]:
+        """The shape of one example's codes: ``latent_shape``, with ``Q`` in front for
+        residual VQ."""
+        q = self.num_levels
+        return self.latent_shape if q == 1 else (q, *self.latent_shape)
+
     def forward(self, x: torch.Tensor) -> VQVAEOutput:
-        self.check_images(x)
-        z_e = self.encoder(x)  # (B, C, H, W) -> (B, D, h, w)
+        self.check_input(x)
+        z_e = self.encoder(x)  # (B, C, *S) -> (B, D, *s)
         q = self.quantizer(z_e)
         # One memory layout for the decoder's input here and in decoder_params: convolutions
         # round differently on channels-last and contiguous inputs, and decode_codes must
-        # equal this pass exactly (issue 2).
-        params = self.decoder(q.z_q.contiguous())  # (B, D, h, w) -> (B, C', H, W)
+        # equal this pass exactly (tests/test_models.py).
+        params = self.decoder(q.z_q.contiguous())  # (B, D, *s) -> (B, C', *S)
         recon_loss = self.likelihood.loss(params, x)
         return VQVAEOutput(
             x_hat=self.likelihood.mean(params),
@@ -68,21 +83,18 @@ class VQVAE(ImageModel):
 
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """Images (B, C, H, W) -> codes (B, h, w). Never updates the codebook."""
-        self.check_images(x)
-        was_training = self.training
-        self.eval()
-        try:
+        """Inputs (B, C, *S) -> codes (B, *s) (or (B, Q, *s)). Never updates the codebook."""
+        self.check_input(x)
+        with eval_mode(self):
             return self.quantizer(self.encoder(x)).codes
-        finally:
-            self.train(was_training)
 
     def decode_codes(self, codes: torch.Tensor) -> torch.Tensor:
-        """Codes (B, h, w) -> images (B, C, H, W), without the encoder."""
+        """Codes (B, *s) -> data (B, C, *S), without the encoder."""
         return self.likelihood.mean(self.decoder_params(codes))
 
     def decoder_params(self, codes: torch.Tensor) -> torch.Tensor:
-        h, w = self.config.grid_size
-        if codes.dim() < 3 or tuple(codes.shape[-2:]) != (h, w):
-            raise ValueError(f"expected codes of shape (B, {h}, {w}), got {tuple(codes.shape)}")
+        self.check_codes(codes, self.num_levels)
         return self.decoder(self.quantizer.lookup(codes).contiguous())
+
+
+MODELS.register("VQVAE", VQVAE)

@@ -1,19 +1,22 @@
-"""Autoregressive priors over VQ-VAE code grids (van den Oord et al. 2017, section 3.3).
+"""Autoregressive priors over VQ-VAE code grids (van den Oord et al. 2017, section 3.3),
+registered by kind (``vqvae.registry.PRIORS``).
 
-Both share one interface (``forward`` -> logits, ``log_prob``, ``sample``,
-``save_pretrained`` / ``from_pretrained``), defined in ``base.py``.
+All share one interface (``forward`` -> logits, ``log_prob``, ``sample``, conditioning by
+``Condition``, ``save_pretrained`` / ``from_pretrained``), defined in ``base.py``.
 """
 
-from vqvae.priors.base import Prior, PriorConfig, draw_codes
+from vqvae.priors.base import Condition, Prior, PriorConfig, build_prior, draw_codes
 from vqvae.priors.pixelcnn import PixelCNNConfig, PixelCNNPrior
 from vqvae.priors.transformer import TransformerConfig, TransformerPrior
 
 __all__ = [
+    "Condition",
     "PixelCNNConfig",
     "PixelCNNPrior",
     "Prior",
     "PriorConfig",
     "TransformerConfig",
     "TransformerPrior",
+    "build_prior",
     "draw_codes",
 ]

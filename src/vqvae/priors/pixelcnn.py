@@ -5,7 +5,9 @@ Image Generation with PixelCNN Decoders", arXiv:1606.05328, section 2 and figure
 vertical stack (everything above the current row) and a horizontal stack (the current
 row, left of the current position) replace the single masked convolution of the
 original PixelCNN, which removes its blind spot; gated units ``tanh(W_f * x + V_f^T y) *
-sigmoid(W_g * x + V_g^T y)`` (eq. 2, 4) with a class embedding ``y`` for conditioning.
+sigmoid(W_g * x + V_g^T y)`` (eq. 2, 4) with a class embedding or a vector ``y`` for global
+conditioning, and ``V * s`` with a 1x1 convolution of a map ``s`` (eq. 5) for a code
+context of the grid's own shape (such as the previous frame's codes).
 VQ-VAE uses it as the prior over the latent grid (van den Oord et al. 2017,
 arXiv:1711.00937, section 4.2).
 
@@ -33,7 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vqvae.priors.base import Draw, Prior, PriorConfig
+from vqvae.priors.base import Condition, Draw, Prior, PriorConfig
+from vqvae.registry import PRIORS
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,16 @@ class PixelCNNConfig(PriorConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if len(self.shape) != 2:
+            raise ValueError(
+                f"shape: the gated PixelCNN models 2-D grids (h, w), got {self.shape}; "
+                f"use the transformer prior for codes of another rank"
+            )
+        if self.context_shape and self.context_shape != self.shape:
+            raise ValueError(
+                f"context_shape: the PixelCNN reads a context of the grid's own shape "
+                f"{self.shape}, got {self.context_shape}; use the transformer prior for others"
+            )
         if self.kernel_size < 3 or self.kernel_size % 2 == 0:
             raise ValueError(f"kernel_size: expected an odd int >= 3, got {self.kernel_size}")
         for name in ("channels", "num_layers", "head_channels"):
@@ -68,7 +81,7 @@ class GatedLayer(nn.Module):
     the one-row sampling step run the same convolutions on different crops.
     """
 
-    def __init__(self, channels: int, kernel_size: int, num_classes: int, first: bool) -> None:
+    def __init__(self, channels: int, kernel_size: int, config: PriorConfig, first: bool) -> None:
         super().__init__()
         p = kernel_size // 2
         self.pad = p
@@ -84,15 +97,31 @@ class GatedLayer(nn.Module):
         self.v_to_h = nn.Conv2d(2 * channels, 2 * channels, 1)  # the vertical -> horizontal link
         self.h_out = nn.Conv2d(channels, channels, 1)
         self.skip = nn.Conv2d(channels, channels, 1)
-        # class-conditional biases V^T y inside each gate (eq. 4), one per stack
-        self.v_cond = nn.Embedding(num_classes, 2 * channels) if num_classes else None
-        self.h_cond = nn.Embedding(num_classes, 2 * channels) if num_classes else None
+        # conditioning biases inside each gate, one per stack: V^T y of a class or a vector
+        # (eq. 4), and V * s of a context map (eq. 5)
+        n, d, ctx = config.num_classes, config.cond_dim, bool(config.context_shape)
+        self.v_cond = nn.Embedding(n, 2 * channels) if n else None
+        self.h_cond = nn.Embedding(n, 2 * channels) if n else None
+        self.v_vec = nn.Linear(d, 2 * channels) if d else None
+        self.h_vec = nn.Linear(d, 2 * channels) if d else None
+        self.v_ctx = nn.Conv2d(channels, 2 * channels, 1) if ctx else None
+        self.h_ctx = nn.Conv2d(channels, 2 * channels, 1) if ctx else None
 
-    def cond_biases(self, labels: torch.Tensor | None) -> tuple[torch.Tensor | float, ...]:
-        """(B,) labels -> two (B, 2C, 1, 1) biases, or zeros when unconditional."""
-        if labels is None or self.v_cond is None:
-            return 0.0, 0.0
-        return self.v_cond(labels)[:, :, None, None], self.h_cond(labels)[:, :, None, None]
+    def cond_biases(self, cond: Condition, context: torch.Tensor | None):
+        """Two biases (vertical, horizontal), each 0.0, (B, 2C, 1, 1) or, with a context map
+        ``context`` (B, C, h, w), (B, 2C, h, w)."""
+        v: torch.Tensor | float = 0.0
+        h: torch.Tensor | float = 0.0
+        if self.v_cond is not None and self.h_cond is not None and cond.labels is not None:
+            v = v + self.v_cond(cond.labels)[:, :, None, None]
+            h = h + self.h_cond(cond.labels)[:, :, None, None]
+        if self.v_vec is not None and self.h_vec is not None and cond.vector is not None:
+            v = v + self.v_vec(cond.vector)[:, :, None, None]
+            h = h + self.h_vec(cond.vector)[:, :, None, None]
+        if self.v_ctx is not None and self.h_ctx is not None and context is not None:
+            v = v + self.v_ctx(context)
+            h = h + self.h_ctx(context)
+        return v, h
 
     def vertical(self, v_padded: torch.Tensor, v_bias) -> torch.Tensor:
         """Pre-gate vertical features from an input padded p rows on top and p columns each
@@ -131,7 +160,7 @@ class GatedLayer(nn.Module):
 
 
 class PixelCNNPrior(Prior):
-    """Gated PixelCNN over ``(B, h, w)`` code grids, optionally class-conditional.
+    """Gated PixelCNN over ``(B, h, w)`` code grids, optionally conditional (``Condition``).
 
     ``sample(..., method="fast")`` (default) computes each row of the vertical stack once
     and one column of the horizontal stack per new code; ``method="naive"`` reruns the
@@ -146,9 +175,9 @@ class PixelCNNPrior(Prior):
         c = self.config
         self.embed = nn.Embedding(c.num_codes, c.channels)
         self.layers = nn.ModuleList(
-            GatedLayer(c.channels, c.kernel_size, c.num_classes, first=(i == 0))
-            for i in range(c.num_layers)
+            GatedLayer(c.channels, c.kernel_size, c, first=(i == 0)) for i in range(c.num_layers)
         )
+        self.context_embed = nn.Embedding(c.context_codes, c.channels) if c.context_shape else None
         self.head = nn.Sequential(
             nn.ReLU(),
             nn.Conv2d(c.channels, c.head_channels, 1),
@@ -156,12 +185,19 @@ class PixelCNNPrior(Prior):
             nn.Conv2d(c.head_channels, c.num_codes, 1),
         )
 
-    def _logits(self, codes: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+    def _context_map(self, cond: Condition) -> torch.Tensor | None:
+        """The context's codes embedded: (B, h, w) -> (B, C, h, w), or None."""
+        if self.context_embed is None or cond.context is None:
+            return None
+        return self.context_embed(cond.context).permute(0, 3, 1, 2)  # (B, h, w, C) -> (B, C, h, w)
+
+    def _logits(self, codes: torch.Tensor, cond: Condition) -> torch.Tensor:
         p = self.config.kernel_size // 2
         x = self.embed(codes).permute(0, 3, 1, 2)  # (B, h, w, C) -> (B, C, h, w)
+        context = self._context_map(cond)
         v, h, skip = x, x, 0.0
         for layer in self.layers:
-            v_bias, h_bias = layer.cond_biases(labels)
+            v_bias, h_bias = layer.cond_biases(cond, context)
             v_pre = layer.vertical(F.pad(v, (p, p, p, 0)), v_bias)  # (B, 2C, h, w)
             # shift down one row: row i's horizontal stack sees vertical features of rows < i
             above = F.pad(v_pre, (0, 0, 1, 0))[:, :, :-1]  # (B, 2C, h, w)
@@ -173,7 +209,7 @@ class PixelCNNPrior(Prior):
     def sample(
         self,
         n: int,
-        labels: torch.Tensor | int | None = None,
+        cond: Condition | torch.Tensor | int | None = None,
         temperature: float = 1.0,
         top_k: int | None = None,
         generator: torch.Generator | None = None,
@@ -181,31 +217,31 @@ class PixelCNNPrior(Prior):
     ) -> torch.Tensor:
         """``n`` grids ``(n, h, w)`` int64, drawn position by position in raster order.
 
-        ``labels``: an int or ``(n,)`` tensor for a class-conditional prior, else None.
+        ``cond``: a ``Condition`` (or labels alone: an int or ``(n,)`` tensor) for a
+        conditional prior, else None.
         ``method``: "fast" (incremental, the default) or "naive" (h*w full passes).
         """
         samplers = {"fast": self._sample_fast, "naive": self._sample_naive}
         if method not in samplers:
             raise ValueError(f"method: expected one of {sorted(samplers)}, got {method!r}")
-        return self._run_sampler(samplers[method], n, labels, temperature, top_k, generator)
+        return self._run_sampler(samplers[method], n, cond, temperature, top_k, generator)
 
     def _head_column(self, skip: torch.Tensor) -> torch.Tensor:
         """``head`` at one position as matrix products: (n, C) -> (n, K) logits."""
         hidden = F.linear(F.relu(skip), self.head[1].weight.flatten(1), self.head[1].bias)
         return F.linear(F.relu(hidden), self.head[3].weight.flatten(1), self.head[3].bias)
 
-    def _sample_fast(self, n: int, labels: torch.Tensor | None, draw: Draw) -> torch.Tensor:
+    def _sample_fast(self, n: int, cond: Condition, draw: Draw) -> torch.Tensor:
         """Recompute only what a new code can change (see the module docstring)."""
         c = self.config
-        (h, w), p, ch = c.grid_size, c.kernel_size // 2, c.channels
+        (h, w), p, ch = c.shape, c.kernel_size // 2, c.channels
         dev = self.embed.weight.device
         dtype = self.embed.weight.dtype
         codes = torch.zeros(n, h, w, dtype=torch.long, device=dev)
-        v_biases, h_biases = [], []
-        for layer in self.layers:
-            v_bias, h_bias = layer.cond_biases(labels)  # (n, 2C, 1, 1) each, or 0.0
-            v_biases.append(v_bias)
-            h_biases.append(h_bias[:, :, 0, 0] if torch.is_tensor(h_bias) else h_bias)
+        context = self._context_map(cond)
+        # per layer: 0.0, (n, 2C, 1, 1) or, with a context, (n, 2C, h, w)
+        biases = [layer.cond_biases(cond, context) for layer in self.layers]
+        v_biases, h_biases = [b[0] for b in biases], [b[1] for b in biases]
         # v_in[l]: the vertical input of layer l over the whole grid, stored with the same
         # zero padding the full pass adds (p rows on top, p columns each side)
         v_in = [torch.zeros(n, ch, h + p, w + 2 * p, dtype=dtype, device=dev) for _ in self.layers]
@@ -225,7 +261,8 @@ class PixelCNNPrior(Prior):
                 skip = 0.0
                 for l, layer in enumerate(self.layers):
                     window = h_in[l][:, :, j : j + p + 1]  # columns j-p .. j: (n, C, p + 1)
-                    out, s = layer.horizontal_column(window, links[l][:, j], h_biases[l])
+                    h_bias = _at(h_biases[l], i, j)
+                    out, s = layer.horizontal_column(window, links[l][:, j], h_bias)
                     if l + 1 < len(self.layers):
                         h_in[l + 1][:, :, p + j] = out  # (n, C)
                     skip = skip + s
@@ -234,8 +271,27 @@ class PixelCNNPrior(Prior):
             # row i is complete: run the vertical stack on it, one row per layer
             v_in[0][:, :, p + i, p : p + w] = self.embed(codes[:, i]).transpose(1, 2)  # (n, C, w)
             for l, layer in enumerate(self.layers):
-                v_pre = layer.vertical(v_in[l][:, :, i : i + p + 1], v_biases[l])  # (n, 2C, 1, w)
+                v_pre = layer.vertical(v_in[l][:, :, i : i + p + 1], _row(v_biases[l], i))
                 above[l] = v_pre
                 if l + 1 < len(self.layers):
                     v_in[l + 1][:, :, p + i, p : p + w] = gate(v_pre)[:, :, 0]
         return codes
+
+
+def _row(bias: torch.Tensor | float, i: int) -> torch.Tensor | float:
+    """Row i of a bias map (n, 2C, h, w) -> (n, 2C, 1, w); a global bias as it is."""
+    if not torch.is_tensor(bias) or bias.shape[2] == 1:
+        return bias
+    return bias[:, :, i : i + 1]
+
+
+def _at(bias: torch.Tensor | float, i: int, j: int) -> torch.Tensor | float:
+    """A bias at position (i, j): (n, 2C, h|1, w|1) -> (n, 2C); 0.0 stays 0.0."""
+    if not torch.is_tensor(bias):
+        return bias
+    return bias[:, :, min(i, bias.shape[2] - 1), min(j, bias.shape[3] - 1)]
+
+
+PRIORS.register(
+    "pixelcnn", PixelCNNPrior, about="gated PixelCNN (van den Oord et al. 2016): 2-D grids"
+)

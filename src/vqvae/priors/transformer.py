@@ -6,11 +6,15 @@ as in nanoGPT's ``model.py``) over the raster-scanned grid, the prior used on VQ
 by VQGAN (Esser, Rombach, Ommer 2021, arXiv:2012.09841, section 3.2). It stands beside the
 gated PixelCNN of the VQ-VAE paper (van den Oord et al. 2017, arXiv:1711.00937, section 4.2).
 
-- Positions are 2-D: a learned row embedding plus a learned column embedding, so that the
-  model knows that code t and code t + w are neighbours in the image.
+- Codes of any rank are scanned in raster order; a position's embedding is the sum of one
+  learned embedding per axis (row + column for images, frame + row + column for video), so
+  that the model knows which codes are neighbours in the grid.
 - A start token opens the sequence (one learned vector when unconditional, one per class
-  when conditional), so that the first code is predicted too and the class is a token the
-  whole grid attends to.
+  when conditional, plus a projection of a global conditioning vector), so that the first
+  code is predicted too and the condition is a token the whole grid attends to.
+- A code context (``Condition.context``, such as the previous frames' codes) is a prefix of
+  tokens before the start token, with its own code and axis embeddings: every code attends
+  to all of it.
 - Sampling keeps a key/value cache: each new code runs one token through the network
   instead of the whole prefix (``use_cache=False`` keeps the prefix recomputation, to
   compare against).
@@ -18,13 +22,15 @@ gated PixelCNN of the VQ-VAE paper (van den Oord et al. 2017, arXiv:1711.00937, 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vqvae.priors.base import Draw, Prior, PriorConfig
+from vqvae.priors.base import Condition, Draw, Prior, PriorConfig
+from vqvae.registry import PRIORS
 
 
 @dataclass(frozen=True)
@@ -114,10 +120,10 @@ class Block(nn.Module):
 
 
 class TransformerPrior(Prior):
-    """GPT-style prior over ``(B, h, w)`` code grids, optionally class-conditional.
+    """GPT-style prior over ``(B, *shape)`` code grids of any rank, optionally conditional.
 
     Step t of the sequence reads the code at raster position t - 1 (the start token at
-    t = 0) and predicts the code at position t.
+    t = 0) and predicts the code at position t; a context, if any, comes before the start.
     """
 
     config_class = TransformerConfig
@@ -126,11 +132,13 @@ class TransformerPrior(Prior):
     def __init__(self, config: TransformerConfig | None = None, **kwargs) -> None:
         super().__init__(config, **kwargs)
         c = self.config
-        h, w = c.grid_size
         self.tok = nn.Embedding(c.num_codes, c.d_model)
         self.start = nn.Embedding(max(c.num_classes, 1), c.d_model)  # one start token per class
-        self.row = nn.Embedding(h, c.d_model)
-        self.col = nn.Embedding(w, c.d_model)
+        self.axes = nn.ModuleList(nn.Embedding(s, c.d_model) for s in c.shape)
+        self.vec = nn.Linear(c.cond_dim, c.d_model) if c.cond_dim else None
+        if c.context_shape:
+            self.context_tok = nn.Embedding(c.context_codes, c.d_model)
+            self.context_axes = nn.ModuleList(nn.Embedding(s, c.d_model) for s in c.context_shape)
         self.drop = nn.Dropout(c.dropout)
         self.blocks = nn.ModuleList(
             Block(c.d_model, c.num_heads, c.mlp_ratio, c.dropout) for _ in range(c.num_layers)
@@ -138,6 +146,12 @@ class TransformerPrior(Prior):
         self.ln_f = nn.LayerNorm(c.d_model)
         self.head = nn.Linear(c.d_model, c.num_codes)
         self.apply(self._init_weights)
+
+    @classmethod
+    def migrate_state_dict(cls, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Release 0.1 (2-D only) named the two axis embeddings ``row`` and ``col``."""
+        renames = {"row.weight": "axes.0.weight", "col.weight": "axes.1.weight"}
+        return {renames.get(k, k): v for k, v in state.items()}
 
     @staticmethod
     def _init_weights(m: nn.Module) -> None:
@@ -147,80 +161,114 @@ class TransformerPrior(Prior):
         if isinstance(m, nn.Linear) and m.bias is not None:
             nn.init.zeros_(m.bias)
 
-    def _positions(self) -> torch.Tensor:
-        """Row + column embedding of every raster position: (h*w, d)."""
-        h, w = self.config.grid_size
-        # (h, 1, d) + (1, w, d) -> (h, w, d) -> (h*w, d)
-        return (self.row.weight[:, None] + self.col.weight[None, :]).reshape(h * w, -1)
+    @staticmethod
+    def _positions(axes: nn.ModuleList) -> torch.Tensor:
+        """The sum of the axis embeddings at every raster position: (prod(shape), d)."""
+        n = len(axes)
+        pos: torch.Tensor | float = 0.0
+        for i, emb in enumerate(axes):
+            view = [1] * n + [emb.weight.shape[1]]
+            view[i] = emb.weight.shape[0]
+            pos = pos + emb.weight.view(view)  # broadcast to (s_0, ..., s_{n-1}, d)
+        assert isinstance(pos, torch.Tensor)
+        return pos.reshape(-1, pos.shape[-1])  # (*shape, d) -> (prod(shape), d)
 
-    def _embed(self, prefix: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
-        """Input for steps 0 .. L: the start token, then the codes of ``prefix`` (B, L).
+    def _context_tokens(self, cond: Condition) -> torch.Tensor | None:
+        """The context's codes as tokens with their positions: (B, m, d), or None."""
+        if cond.context is None:
+            return None
+        flat = cond.context.reshape(cond.context.shape[0], -1)  # (B, *ctx) -> (B, m)
+        return self.context_tok(flat) + self._positions(self.context_axes)
+
+    def _embed(self, prefix: torch.Tensor, cond: Condition) -> torch.Tensor:
+        """Input for the context (m tokens), then steps 0 .. L: the start token and the codes
+        of ``prefix`` (B, L) -> (B, m + L + 1, d).
 
         The position added at step t is that of the code predicted there (position t), so
         every step knows where it writes; it carries no data, so causality is unchanged.
         """
         b, length = prefix.shape
-        start_ids = labels if labels is not None else prefix.new_zeros(b)
-        x = torch.cat([self.start(start_ids)[:, None], self.tok(prefix)], dim=1)  # (B, L+1, d)
-        return self.drop(x + self._positions()[: length + 1])
+        start_ids = cond.labels if cond.labels is not None else prefix.new_zeros(b)
+        start = self.start(start_ids)  # (B, d)
+        if self.vec is not None and cond.vector is not None:
+            start = start + self.vec(cond.vector)
+        x = torch.cat([start[:, None], self.tok(prefix)], dim=1)  # (B, L+1, d)
+        x = x + self._positions(self.axes)[: length + 1]
+        context = self._context_tokens(cond)
+        if context is not None:
+            x = torch.cat([context, x], dim=1)  # (B, m + L + 1, d)
+        return self.drop(x)
 
-    def _logits(self, codes: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
-        b, h, w = codes.shape
-        x = self._embed(codes.reshape(b, h * w)[:, :-1], labels)  # (B, h, w) -> (B, h*w - 1)
+    @property
+    def _context_length(self) -> int:
+        return math.prod(self.config.context_shape) if self.config.context_shape else 0
+
+    def _logits(self, codes: torch.Tensor, cond: Condition) -> torch.Tensor:
+        b = codes.shape[0]
+        x = self._embed(codes.reshape(b, -1)[:, :-1], cond)  # (B, *shape) -> (B, m + L, d)
         for block in self.blocks:
             x = block(x)
-        logits = self.head(self.ln_f(x))  # (B, h*w, K)
-        return logits.transpose(1, 2).reshape(b, -1, h, w)  # (B, h*w, K) -> (B, K, h, w)
+        logits = self.head(self.ln_f(x[:, self._context_length :]))  # (B, L, K)
+        # (B, L, K) -> (B, K, L) -> (B, K, *shape)
+        return logits.transpose(1, 2).reshape(b, -1, *codes.shape[1:])
 
     def sample(
         self,
         n: int,
-        labels: torch.Tensor | int | None = None,
+        cond: Condition | torch.Tensor | int | None = None,
         temperature: float = 1.0,
         top_k: int | None = None,
         generator: torch.Generator | None = None,
         use_cache: bool = True,
     ) -> torch.Tensor:
-        """``n`` grids ``(n, h, w)`` int64, drawn position by position in raster order.
+        """``n`` grids ``(n, *shape)`` int64, drawn position by position in raster order.
 
-        ``labels``: an int or ``(n,)`` tensor for a class-conditional prior, else None.
+        ``cond``: a ``Condition`` (or labels alone: an int or ``(n,)`` tensor) for a
+        conditional prior, else None.
         ``use_cache``: keep keys/values between steps (default) or recompute the prefix.
         """
         sampler = self._sample_cached if use_cache else self._sample_uncached
-        return self._run_sampler(sampler, n, labels, temperature, top_k, generator)
+        return self._run_sampler(sampler, n, cond, temperature, top_k, generator)
 
-    def _sample_uncached(self, n: int, labels: torch.Tensor | None, draw: Draw) -> torch.Tensor:
+    def _sample_uncached(self, n: int, cond: Condition, draw: Draw) -> torch.Tensor:
         """Run the whole prefix through the network for every new code."""
-        h, w = self.config.grid_size
-        codes = torch.zeros(n, h * w, dtype=torch.long, device=self.device)
-        for t in range(h * w):
-            x = self._embed(codes[:, :t], labels)  # (n, t + 1, d)
+        shape = self.config.shape
+        codes = torch.zeros(n, math.prod(shape), dtype=torch.long, device=self.device)
+        for t in range(codes.shape[1]):
+            x = self._embed(codes[:, :t], cond)  # (n, m + t + 1, d)
             for block in self.blocks:
                 x = block(x)
             codes[:, t] = draw(self.head(self.ln_f(x[:, -1])))  # logits (n, K)
-        return codes.view(n, h, w)  # (n, h*w) -> (n, h, w)
+        return codes.view(n, *shape)  # (n, L) -> (n, *shape)
 
-    def _sample_cached(self, n: int, labels: torch.Tensor | None, draw: Draw) -> torch.Tensor:
+    def _sample_cached(self, n: int, cond: Condition, draw: Draw) -> torch.Tensor:
         """Run one token per step; earlier keys and values come from the cache."""
         c = self.config
-        h, w = c.grid_size
-        steps = h * w
+        steps = math.prod(c.shape)
+        total = self._context_length + steps
         d_head = c.d_model // c.num_heads
         ref = self.tok.weight
         caches = [
             KVCache(
-                k=ref.new_zeros(n, c.num_heads, steps, d_head),
-                v=ref.new_zeros(n, c.num_heads, steps, d_head),
+                k=ref.new_zeros(n, c.num_heads, total, d_head),
+                v=ref.new_zeros(n, c.num_heads, total, d_head),
             )
             for _ in self.blocks
         ]
-        positions = self._positions()  # (h*w, d)
+        positions = self._positions(self.axes)  # (L, d)
         codes = torch.zeros(n, steps, dtype=torch.long, device=ref.device)
-        x = self._embed(codes[:, :0], labels)  # the start token alone: (n, 1, d)
+        x = self._embed(codes[:, :0], cond)  # the context and the start token: (n, m + 1, d)
+        done = 0  # tokens already in the caches
         for t in range(steps):
             for block, cache in zip(self.blocks, caches, strict=True):
-                x = block(x, cache, start=t)
+                x = block(x, cache, start=done)
+            done += x.shape[1]
             codes[:, t] = draw(self.head(self.ln_f(x[:, -1])))  # logits (n, K)
             if t + 1 < steps:
                 x = (self.tok(codes[:, t]) + positions[t + 1])[:, None]  # (n, d) -> (n, 1, d)
-        return codes.view(n, h, w)  # (n, h*w) -> (n, h, w)
+        return codes.view(n, *c.shape)  # (n, L) -> (n, *shape)
+
+
+PRIORS.register(
+    "transformer", TransformerPrior, about="decoder-only Transformer (GPT-2 layout): any rank"
+)

@@ -3,7 +3,7 @@
 argmin_k ||z - e_k||^2 = argmin_k (||e_k||^2 - 2 z.e_k), since ||z||^2 does not depend on k:
 one matrix product per chunk of rows, in float32 even under autocast (half precision
 distances pick the wrong code often enough to hurt), with no autograd graph, and in row
-chunks so the full N x K distance matrix is never held at once (issue 2, item 6).
+chunks so the full N x K distance matrix is never held at once.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from vqvae.metrics import perplexity  # noqa: F401 (re-exported for the quantizers)
 from vqvae.quantizers._nearest import nearest_code
 from vqvae.quantizers.kmeans import kmeans, sample_rows
 
@@ -49,12 +50,6 @@ def unflatten(flat: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """(N, D) -> (B, D, *spatial) with the batch and spatial sizes of ``like``."""
     b, d, *spatial = like.shape
     return flat.reshape(b, *spatial, d).movedim(-1, 1)
-
-
-def perplexity(counts: torch.Tensor) -> torch.Tensor:
-    """exp(-sum p log p) of a histogram of code counts (K,)."""
-    p = counts.float() / counts.sum().clamp(min=1)
-    return torch.exp(-(p * torch.log(p.clamp(min=1e-10))).sum())
 
 
 def _distributed() -> bool:
@@ -128,7 +123,7 @@ class Quantizer(nn.Module):
     def nearest(self, flat: torch.Tensor) -> torch.Tensor:
         return nearest_code(flat, self.codebook)
 
-    # -- data-dependent initialization and restarts (issue 2, items 3 and 4) ------------
+    # -- data-dependent initialization and dead-code restarts (docs/design-notes.md) ------
     @torch.no_grad()
     def _maybe_initialize(self, flat: torch.Tensor) -> None:
         if not self.training or bool(self.initialized):
@@ -186,7 +181,7 @@ def straight_through(flat: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
 
     Written this way round, not as z_e + sg[e - z_e], so the value is bit-exactly e
     (z_e - sg[z_e] is exactly 0, z_e + (e - z_e) is not): decode_codes(encode(x)) must equal
-    the forward pass exactly (issue 2).
+    the forward pass exactly (tests/test_models.py).
     """
     return e.detach() + (flat - flat.detach())
 

@@ -26,6 +26,7 @@ from vqvae.quantizers.base import (
     straight_through,
     unflatten,
 )
+from vqvae.registry import QUANTIZERS
 
 
 class EMAVectorQuantizer(Quantizer):
@@ -58,6 +59,20 @@ class EMAVectorQuantizer(Quantizer):
         self.register_buffer("embedding", embedding)  # e: (K, D)
         self.register_buffer("cluster_size", torch.ones(num_codes))  # N: (K,)
         self.register_buffer("embed_sum", embedding.clone())  # m: (K, D)
+
+    @classmethod
+    def from_config(cls, config) -> EMAVectorQuantizer:
+        """From a ``QuantizerConfig``: K, D, beta, the EMA decay and eps, init/restarts."""
+        return cls(
+            config.num_codes,
+            config.code_dim,
+            config.beta,
+            config.decay,
+            config.eps,
+            init=config.init,
+            restart_dead_codes=config.restart_dead_codes,
+            dead_code_steps=config.dead_code_steps,
+        )
 
     @property
     def codebook(self) -> torch.Tensor:
@@ -106,3 +121,6 @@ class EMAVectorQuantizer(Quantizer):
             codebook_loss=torch.zeros((), device=z_e.device),
             num_restarted=restarted,
         )
+
+
+QUANTIZERS.register("ema", EMAVectorQuantizer, about="codebook moved by moving averages (app. A.1)")

@@ -1,4 +1,4 @@
-"""k-means (Lloyd's algorithm) for data-dependent codebook initialization (issue 2, item 4).
+"""k-means (Lloyd's algorithm) for data-dependent codebook initialization (docs/design-notes.md).
 
 Seeding the codebook from the first batch of encoder outputs, instead of a random
 uniform codebook far from the data, is what keeps most codes in use from step one.

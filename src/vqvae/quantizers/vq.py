@@ -23,6 +23,7 @@ from vqvae.quantizers.base import (
     straight_through,
     unflatten,
 )
+from vqvae.registry import QUANTIZERS
 
 
 class VectorQuantizer(Quantizer):
@@ -46,6 +47,18 @@ class VectorQuantizer(Quantizer):
         # Uniform in +-1/K, the common choice for the paper's random initialization.
         self.embedding = nn.Parameter(
             torch.empty(num_codes, code_dim).uniform_(-1 / num_codes, 1 / num_codes)
+        )
+
+    @classmethod
+    def from_config(cls, config) -> VectorQuantizer:
+        """From a ``QuantizerConfig``: K, D, beta and the init/restart options."""
+        return cls(
+            config.num_codes,
+            config.code_dim,
+            config.beta,
+            init=config.init,
+            restart_dead_codes=config.restart_dead_codes,
+            dead_code_steps=config.dead_code_steps,
         )
 
     @property
@@ -78,3 +91,8 @@ class VectorQuantizer(Quantizer):
             codebook_loss=codebook_loss,
             num_restarted=restarted,
         )
+
+
+QUANTIZERS.register(
+    "vq", VectorQuantizer, about="the paper's codebook, trained by gradients (eq. 3)"
+)

@@ -5,6 +5,7 @@ the codebook, prior samples, and the rate-distortion points. Numbers and arrays 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,9 +13,9 @@ import numpy as np
 import torch
 
 from vqvae import metrics
-from vqvae.data import ImageDataset, load_dataset, resize_images, to_uint8_images
+from vqvae.data import ImageDataset, load_dataset, resize_images
+from vqvae.inference import decode, reconstruct
 from vqvae.models import VQVAE
-from vqvae.train.evaluate import reconstruct
 
 DEFAULT_LIMIT = 2000  # held-out images encoded for the report, as TrainConfig.eval_limit
 SAMPLES_PER_ROW = 8
@@ -31,16 +32,13 @@ class HeldOut:
     class_names: tuple[str, ...] | None
     codes: np.ndarray  # int64 (N, h, w), or (N, Q, h, w) for residual VQ
     recons: np.ndarray  # uint8 (N, H, W, C)
+    levels: int = 1  # Q: levels of codes (residual VQ), the model's num_levels
     note: str = ""  # e.g. that the images were resized to fit the model
 
     @property
     def level0(self) -> np.ndarray:
         """(N, h, w): the codes of the first (or only) quantizer."""
-        return self.codes[:, 0] if self.codes.ndim == 4 else self.codes
-
-
-def num_levels(model: VQVAE) -> int:
-    return model.config.quantizer.num_quantizers
+        return self.codes[:, 0] if self.levels > 1 else self.codes
 
 
 def load_held_out(
@@ -52,7 +50,7 @@ def load_held_out(
     note on the page, not a network request)."""
     data: ImageDataset = load_dataset(spec, "test", data_root, download=False)
     images, note = data.images[:limit], ""
-    c, size = model.config.in_channels, tuple(model.config.image_size)
+    c, size = model.config.in_channels, tuple(model.config.input_size)
     if data.num_channels != c:
         raise ValueError(
             f"{data.name}: images have {data.num_channels} channel(s), the model expects {c}"
@@ -63,7 +61,9 @@ def load_held_out(
         note = f"images resized from {data.image_size[0]}x{data.image_size[1]} to fit the model"
     codes, recons = reconstruct(model, images)
     labels = None if data.labels is None else data.labels[:limit]
-    return HeldOut(data.name, images, labels, data.class_names, codes, recons, note)
+    return HeldOut(
+        data.name, images, labels, data.class_names, codes, recons, model.num_levels, note
+    )
 
 
 def codebook_level0(model: VQVAE) -> np.ndarray:
@@ -77,20 +77,6 @@ def usage_counts(held: HeldOut, num_codes: int) -> np.ndarray:
     return metrics.code_histogram(held.level0, num_codes)
 
 
-@torch.no_grad()
-def decode(model: VQVAE, codes: np.ndarray | torch.Tensor, batch_size: int = 256) -> np.ndarray:
-    """Codes (N, [q,] h, w) -> uint8 images (N, H, W, C), in batches, in eval mode."""
-    codes = torch.as_tensor(codes, dtype=torch.long)
-    device = next(model.parameters()).device
-    model.eval()
-    return np.concatenate(
-        [
-            to_uint8_images(model.decode_codes(codes[i : i + batch_size].to(device)).cpu())
-            for i in range(0, len(codes), batch_size)
-        ]
-    )
-
-
 @dataclass(frozen=True)
 class RatePoints:
     points: list[tuple[str, float, float]]  # (label, bits per image, PSNR dB)
@@ -102,21 +88,22 @@ def rate_distortion(
 ) -> RatePoints:
     """Fixed-length rate (h*w*log2 K per level) and PSNR; with a prior, its rate (its
     held-out cross-entropy, the length of an ideal entropy code) at the same PSNR."""
-    h, w = model.config.grid_size
+    shape = model.latent_shape
     k = model.num_codes
-    per_level = metrics.bits_per_image((h, w), k)
+    per_level = metrics.bits_per_image(shape, k)
     psnr = metrics.psnr(held.originals, held.recons)
-    q = num_levels(model)
+    q = model.num_levels
     curve: list[tuple[str, float, float]] = []
-    if held.codes.ndim == 4:
+    if q > 1:
         # Residual VQ: the first q levels alone decode to a coarser image at q/Q the bits.
         for levels in range(1, q + 1):
             recon = held.recons if levels == q else decode(model, held.codes[:, :levels])
             curve.append((f"q={levels}", levels * per_level, metrics.psnr(held.originals, recon)))
     levels_text = f"{q} levels x " if q > 1 else ""
-    points = [(f"fixed-length ({levels_text}{h}x{w} x log2 {k})", q * per_level, psnr)]
-    if prior_bits_per_code is not None and held.codes.ndim == 3:
-        points.append((prior_name, prior_bits_per_code * h * w, psnr))
+    grid = "x".join(map(str, shape))
+    points = [(f"fixed-length ({levels_text}{grid} x log2 {k})", q * per_level, psnr)]
+    if prior_bits_per_code is not None and q == 1:
+        points.append((prior_name, prior_bits_per_code * math.prod(shape), psnr))
     return RatePoints(points, curve)
 
 

@@ -17,10 +17,11 @@ from typing import Any
 
 from vqvae import metrics
 from vqvae._io import atomic_write
+from vqvae.errors import RunError
 from vqvae.models import VQVAE
 from vqvae.report import analysis, figures
 from vqvae.report.html import Section, figure, note, page, stats, table
-from vqvae.train.run import RunDir, RunError
+from vqvae.runs import RunDir, load_prior, load_run_model
 
 NUM_RECONSTRUCTIONS = 32
 NUM_CODE_GRIDS = 4
@@ -112,7 +113,7 @@ def _load(state: _Run, spec: str | None, data_root: str | None) -> None:
         state.model_missing = "no trained weights (model.safetensors): is training finished?"
     else:
         try:
-            state.model = VQVAE.from_pretrained(run.path).eval()
+            state.model = load_run_model(run)
         except Exception as e:  # noqa: BLE001
             state.model_missing = f"the weights could not be loaded: {_one_line(e)}"
     if state.model is None:
@@ -133,9 +134,7 @@ def _load(state: _Run, spec: str | None, data_root: str | None) -> None:
 
 
 def _load_prior(state: _Run) -> None:
-    from vqvae.train.prior_trainer import load_prior
-
-    folder = state.run.path / "prior"
+    folder = state.run.prior.path
     if not (folder / "model.safetensors").is_file():
         state.prior_missing = (
             f"no trained prior in {folder}; train one with `vqvae prior train {state.run.path}`"
@@ -213,7 +212,7 @@ def _config_rows(state: _Run) -> tuple[list[tuple[str, object]], list[tuple[str,
     c = s.get("config", {})
     q = c.get("quantizer", {})
     net = c.get("net", {})
-    size = c.get("image_size", ["?", "?"])
+    size = c.get("input_size", c.get("image_size", ["?", "?"]))
     factor = 2 ** net.get("num_downsamples", 0)
     grid = "?" if "?" in size else f"{size[0] // factor}x{size[1] // factor}"
     levels = q.get("num_quantizers", 1)
@@ -316,9 +315,11 @@ def _code_grids(state: _Run, out: Path) -> tuple[str, str]:
         return "", missing
     held, model = state.held, state.model
     idx = _pick_examples(held, NUM_CODE_GRIDS)
-    h, w = model.config.grid_size
-    height, width = model.config.image_size
-    residual = held.codes.ndim == 4
+    if len(model.latent_shape) != 2:
+        return "", note("Code grids are drawn over images; this run's codes are not 2-D.")
+    h, w = model.latent_shape
+    height, width = model.config.input_size
+    residual = held.levels > 1
     figures.code_grids(held.originals[idx], held.level0[idx], out / "codes.png")
     lead = (
         f"The encoder sees each {height}x{width} image as a {h}x{w} grid of patches of "
@@ -339,7 +340,7 @@ def _usage(state: _Run, out: Path) -> tuple[str, str]:
         return "", missing
     k = state.model.num_codes
     counts = analysis.usage_counts(state.held, k)
-    level = ", level 1" if state.held.codes.ndim == 4 else ""
+    level = ", level 1" if state.held.levels > 1 else ""
     figures.code_usage_histogram(counts, len(state.held.originals), out / "usage.png", level)
     lead = (
         "How often each code appears in the held-out grids, most used first (log scale). A "
@@ -353,7 +354,7 @@ def _codebook(state: _Run, out: Path) -> tuple[str, str]:
         return "", note(f"Needs the trained model: {state.model_missing}")
     book = analysis.codebook_level0(state.model)
     counts = analysis.usage_counts(state.held, len(book)) if state.held is not None else None
-    residual = analysis.num_levels(state.model) > 1
+    residual = state.model.num_levels > 1
     figures.codebook_projection(
         book, counts, out / "codebook.png", " (level 1)" if residual else ""
     )
@@ -378,10 +379,10 @@ def _rate(state: _Run, out: Path) -> tuple[str, str]:
         name = f"{_prior_name(state.prior)} prior (entropy-coded)"
     rd = analysis.rate_distortion(model, held, bits, name)
     figures.rate_distortion(rd.points, rd.curve, out / "rate.png")
-    h, w = model.config.grid_size
+    positions = "*".join(map(str, model.latent_shape))
     raw = math.prod(held.originals.shape[1:]) * 8
     lead = (
-        f"A code grid stored with fixed-length codes costs h*w*log2 K = {h}*{w}*log2 "
+        f"A code grid stored with fixed-length codes costs positions*log2 K = {positions}*log2 "
         f"{model.num_codes} bits per level (against {raw} bits of 8-bit pixels). A prior "
         f"predicts each code from the ones before it; its held-out cross-entropy is the length "
         f"of an ideal entropy code for the same grids, so the same PSNR at fewer bits."
@@ -389,7 +390,7 @@ def _rate(state: _Run, out: Path) -> tuple[str, str]:
     extra = ""
     if bits is None:
         extra = note(f"No prior rate: {state.prior_missing or 'the prior has no metrics.json'}")
-    elif held.codes.ndim == 4:
+    elif held.levels > 1:
         extra = note("The prior's rate is not shown: it models single-level grids.")
     return lead, extra + figure("rate.png", "rate against distortion")
 
@@ -397,6 +398,8 @@ def _rate(state: _Run, out: Path) -> tuple[str, str]:
 def _samples(state: _Run, out: Path) -> tuple[str, str]:
     if state.prior is None:
         return "", note(f"No samples: {state.prior_missing}")
+    if state.prior.config.cond_dim or state.prior.config.context_shape:
+        return "", note("No samples: this prior is conditioned on vectors or a code context.")
     class_names = state.held.class_names if state.held is not None else None
     s = analysis.prior_samples(state.model, state.prior, class_names, seed=0)
     figures.samples(s.images, out / "samples.png", s.row_labels)

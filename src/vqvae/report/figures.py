@@ -21,7 +21,9 @@ import numpy as np  # noqa: E402
 from matplotlib import patheffects  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
 
+from vqvae import metrics  # noqa: E402
 from vqvae._io import atomic_write  # noqa: E402
+from vqvae.data.transforms import tile  # noqa: E402
 
 DPI = 100
 MAX_WIDTH_INCHES = 12.0  # the page is about 1100 px wide: wider figures are shrunk
@@ -35,18 +37,6 @@ def _save(fig: plt.Figure, path: Path) -> Path:
     finally:
         plt.close(fig)  # figures are kept alive by pyplot until closed; a report draws several
     return path
-
-
-def tile(images: np.ndarray, ncol: int, pad: int = 1, pad_value: int = 255) -> np.ndarray:
-    """uint8 (N, H, W, C) -> one (rows*(H+pad)+pad, ncol*(W+pad)+pad, C) array, row-major."""
-    n, h, w, c = images.shape
-    rows = max(1, math.ceil(n / ncol))
-    grid = np.full((pad + rows * (h + pad), pad + ncol * (w + pad), c), pad_value, np.uint8)
-    for i, img in enumerate(images):
-        r, col = divmod(i, ncol)
-        y, x = pad + r * (h + pad), pad + col * (w + pad)
-        grid[y : y + h, x : x + w] = img
-    return grid
 
 
 def _show(ax: plt.Axes, image: np.ndarray, **kwargs: Any) -> None:
@@ -223,9 +213,7 @@ def code_grids(images: np.ndarray, codes: np.ndarray, path: Path, title: str = "
 def code_usage_histogram(counts: np.ndarray, num_images: int, path: Path, level: str = "") -> Path:
     """Counts of each code over the held-out grids, sorted from most to least used."""
     k = len(counts)
-    total = max(int(counts.sum()), 1)
-    p = counts[counts > 0] / total
-    perplexity = float(np.exp(-(p * np.log(p)).sum())) if len(p) else 0.0
+    perplexity = float(metrics.perplexity(counts)) if counts.sum() else 0.0
     used = int((counts > 0).sum())
     order = np.sort(counts)[::-1]
     fig, ax = plt.subplots(figsize=(10, 3.6))

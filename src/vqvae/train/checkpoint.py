@@ -91,6 +91,9 @@ def load_checkpoint(
 ) -> dict[str, Any]:
     """Restore model, optimizer and RNG state in place; return the state dict."""
     weights = read_safetensors(checkpoint.path / "model.safetensors")
+    migrate = getattr(model, "migrate_state_dict", None)  # weights named by an older release
+    if migrate is not None:
+        weights = migrate(weights)
     load_state_checked(model, weights, checkpoint.path / "model.safetensors")
     state = torch_load(checkpoint.path / "state.pt")
     if not isinstance(state, dict) or state.get("step") != checkpoint.step:

@@ -1,6 +1,6 @@
 """The training loop every model and prior shares.
 
-Exact resumption (issue 3): the batch of step s is a pure function of (seed, s), the
+Exact resumption: the batch of step s is a pure function of (seed, s), the
 random-number state is saved in every checkpoint, and evaluation draws no random numbers;
 so a run resumed from its last checkpoint takes the very same steps as one never stopped.
 Ctrl-C is caught between steps (never inside an optimizer update), saved, and reported.
@@ -20,9 +20,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from vqvae.config import TrainConfig
+from vqvae.runs import RunDir
 from vqvae.train import distributed
 from vqvae.train.checkpoint import clean_partial, list_checkpoints, load_checkpoint, save_checkpoint
-from vqvae.train.run import RunDir
 
 
 class NonFiniteLoss(RuntimeError):

@@ -1,7 +1,13 @@
-"""``vqvae train``: fit a VQ-VAE to a data set and keep everything in its run folder."""
+"""Training a VQ-VAE: its step function and periodic evaluation around the shared loop.
+
+The run folder keeps everything (``vqvae.runs``): the resolved config, checkpoints that
+resume exactly, ``metrics.jsonl``, a grid of held-out reconstructions refreshed at every
+evaluation, and the final weights.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,12 +17,12 @@ import torch
 from vqvae._io import write_json, write_safetensors
 from vqvae.config import TrainConfig
 from vqvae.data import ImageDataset, save_png_grid, to_model_input
+from vqvae.errors import RunError
+from vqvae.inference import Evaluation, reconstruct, score
 from vqvae.models import VQVAE, VQVAEConfig
-from vqvae.pretrained import config_to_dict
+from vqvae.runs import RunDir, resume_differences, run_config
 from vqvae.train import distributed
-from vqvae.train.evaluate import Evaluation, reconstruct, score
 from vqvae.train.loop import StepOutput, fit
-from vqvae.train.run import RunDir, RunError, resume_differences
 
 GRID_IMAGES = 32  # originals and reconstructions shown in the periodic grid
 
@@ -28,36 +34,14 @@ class TrainResult:
     resumed_from: int
 
 
-def run_config(
-    model_config: VQVAEConfig, train_config: TrainConfig, meta: dict[str, Any]
-) -> dict[str, Any]:
-    """What ``config.json`` holds: the model's config (what ``from_pretrained`` reads), the
-    training config, and how they were chosen (data, preset, --set pairs)."""
-    return {
-        "class": "VQVAE",
-        "config": config_to_dict(model_config),
-        "train": config_to_dict(train_config),
-        **meta,
-    }
-
-
-def check_resumable(saved: dict[str, Any], wanted: dict[str, Any], run: RunDir) -> None:
+def check_resumable(run: RunDir, wanted: dict[str, Any]) -> None:
     """--resume must continue the same run: same model, same trajectory-shaping settings."""
-    diffs = resume_differences(saved, wanted, top_keys=("data",))
+    diffs = resume_differences(run.read_config(), wanted, VQVAEConfig, top_keys=("data",))
     if diffs:
         raise RunError(
             f"{run.path}: --resume with a config that does not match the run (differs in "
             f"{', '.join(diffs)}); drop the changed options, or start a new run"
         )
-
-
-def load_run_model(run: RunDir) -> VQVAE:
-    """The trained VQ-VAE of a run folder, in eval mode."""
-    if not run.path.is_dir():
-        raise RunError(f"{run.path}: no such run folder")
-    if not run.weights_file.is_file():
-        raise RunError(f"{run.path}: no trained weights (model.safetensors); is training finished?")
-    return VQVAE.from_pretrained(run.path).eval()
 
 
 def save_reconstruction_grid(path, originals: np.ndarray, recons: np.ndarray) -> None:
@@ -68,6 +52,28 @@ def save_reconstruction_grid(path, originals: np.ndarray, recons: np.ndarray) ->
         rows += [originals[start : start + 8], recons[start : start + 8]]
     scale = max(1, 64 // originals.shape[1])
     save_png_grid(np.concatenate(rows), path, nrow=min(8, n), scale=scale)
+
+
+def vqvae_step(model: VQVAE, trained: torch.nn.Module, x_train: torch.Tensor, device) -> Callable:
+    """One training step's loss and logs on the examples ``idx`` (``trained``: the model,
+    or its DistributedDataParallel wrapper)."""
+
+    def step_fn(idx: torch.Tensor) -> StepOutput:
+        model.train()
+        out = trained(x_train[idx].to(device))
+        used = torch.unique(out.codes).numel() / model.num_codes
+        return StepOutput(
+            out.loss,
+            {
+                "recon_loss": out.recon_loss.item(),
+                "vq_loss": out.vq_loss.item(),
+                "perplexity": out.perplexity.item(),
+                "code_usage": used,
+                "restarted": out.quantizer.num_restarted,
+            },
+        )
+
+    return step_fn
 
 
 def train_vqvae(
@@ -83,9 +89,9 @@ def train_vqvae(
     device: str | None = None,
 ) -> TrainResult:
     world, dev = distributed.setup(device)
-    wanted = run_config(model_config, train_config, meta)
+    wanted = run_config("VQVAE", model_config, train_config, **meta)
     if resume:
-        check_resumable(run.read_config(), wanted, run)
+        check_resumable(run, wanted)
     if world.is_main:
         write_json(run.config_file, wanted)
 
@@ -97,22 +103,6 @@ def train_vqvae(
     optimizer = torch.optim.Adam(model.parameters(), lr=train_config.lr)
     x_train = to_model_input(train_set.images)  # (N, C, H, W) in [-1, 1], kept in memory
     held_out = test_set.images[: train_config.eval_limit]
-
-    def step_fn(idx: torch.Tensor) -> StepOutput:
-        model.train()
-        out = trained(x_train[idx].to(dev))
-        used = torch.unique(out.codes).numel() / model.num_codes
-        return StepOutput(
-            out.loss,
-            {
-                "recon_loss": out.recon_loss.item(),
-                "vq_loss": out.vq_loss.item(),
-                "perplexity": out.perplexity.item(),
-                "code_usage": used,
-                "restarted": out.quantizer.num_restarted,
-            },
-        )
-
     latest: list[Evaluation] = []
 
     def evaluate(step: int) -> dict[str, Any]:
@@ -127,7 +117,7 @@ def train_vqvae(
         optimizer,
         train_config,
         num_examples=len(x_train),
-        step_fn=step_fn,
+        step_fn=vqvae_step(model, trained, x_train, dev),
         run=run,
         evaluate=evaluate,
         resume=resume,

@@ -1,26 +1,33 @@
-"""A run is a folder (DESIGN.md): ``config.json``, ``model.safetensors``, ``metrics.jsonl``,
-``checkpoints/`` and ``report/``. This module owns its layout and its safety rules:
-never overwrite a run without ``--force`` or ``--resume``.
+"""A run is a folder: ``config.json``, ``model.safetensors``, ``metrics.jsonl``,
+``checkpoints/``, ``report/`` and, once fitted, ``prior/`` (a folder of the same layout).
+This module owns that layout, its one ``config.json`` reader and writer, loading a run's
+model and prior, and the safety rules: never overwrite a run without ``--force`` or
+``--resume``.
+
+``config.json`` of a run is what ``from_pretrained`` reads (``class`` and ``config``) plus
+``train`` (the training config) and how the run was made (``data``, ``preset``,
+``overrides``; a prior's adds ``kind``). Configs of older releases are migrated on reading
+(``ModelConfig.migrate``, ``PriorConfig.migrate``; tests/test_compat.py).
 """
 
 from __future__ import annotations
 
 import json
 import shutil
-import sys
 from pathlib import Path
 from typing import Any
 
 from vqvae._io import atomic_write, read_json
+from vqvae.errors import RunError
+from vqvae.pretrained import (
+    config_file_dict,
+    config_from_dict,
+    config_to_dict,
+    write_config_file,
+)
+from vqvae.registry import MODELS, PRIORS
 
-
-class RunError(ValueError):
-    """A problem with a run folder that the user can fix (one line)."""
-
-
-def say(message: str) -> None:
-    """A progress or choice message for the user, on stderr (stdout carries results)."""
-    print(message, file=sys.stderr)
+PRIOR_FOLDER = "prior"
 
 
 def refuse_overwrite(path: Path, force: bool) -> None:
@@ -34,12 +41,22 @@ TRAJECTORY_KEYS = ("batch_size", "lr", "seed")
 
 
 def resume_differences(
-    saved: dict[str, Any], wanted: dict[str, Any], top_keys: tuple[str, ...] = ()
+    saved: dict[str, Any],
+    wanted: dict[str, Any],
+    config_class: type | None = None,
+    top_keys: tuple[str, ...] = (),
 ) -> list[str]:
     """Where a run's saved config.json and the config asked for now disagree, as dotted
-    names: model fields, trajectory-shaping training fields, and ``top_keys``."""
+    names: model fields, trajectory-shaping training fields, and ``top_keys``. With
+    ``config_class`` the saved config is first read as today's code reads it (the keys of
+    older releases migrated), so a run written by an older release can be resumed."""
     wanted = json.loads(json.dumps(wanted))  # as config.json holds it: tuples become lists
     model, train = saved.get("config", {}), saved.get("train", {})
+    if config_class is not None:
+        try:
+            model = json.loads(json.dumps(config_to_dict(config_from_dict(config_class, model))))
+        except (TypeError, ValueError) as e:
+            raise RunError(f"the saved config is not a {config_class.__name__} ({e})") from None
     diffs = [f"model.{k}" for k in wanted["config"] if model.get(k) != wanted["config"][k]]
     diffs += [f"train.{k}" for k in TRAJECTORY_KEYS if train.get(k) != wanted["train"][k]]
     return diffs + [k for k in top_keys if saved.get(k) != wanted.get(k)]
@@ -98,11 +115,20 @@ class RunDir:
             shutil.rmtree(self.path)
         self.path.mkdir(parents=True, exist_ok=True)
 
+    @property
+    def prior(self) -> RunDir:
+        """``RUN/prior/``: the folder of the run's prior."""
+        return RunDir(self.path / PRIOR_FOLDER, kind="prior")
+
     def read_config(self) -> dict[str, Any]:
+        """``config.json`` as written (migration happens when a config is rebuilt)."""
         data = read_json(self.config_file)
         if not isinstance(data, dict) or "config" not in data:
             raise RunError(f"{self.config_file}: not a vqvae run config")
         return data
+
+    def write_config(self, class_name: str, config: Any, **extra: Any) -> None:
+        write_config_file(self.config_file, class_name, config, **extra)
 
     # -- metrics -------------------------------------------------------------------------
     def log(self, record: dict[str, Any]) -> None:
@@ -126,3 +152,40 @@ class RunDir:
         kept = [r for r in self.read_metrics() if r.get("step", 0) <= step]
         text = "".join(json.dumps(r) + "\n" for r in kept)
         atomic_write(self.metrics_file, lambda tmp: Path(tmp).write_text(text))
+
+
+def run_config(class_name: str, config: Any, train: Any, **meta: Any) -> dict[str, Any]:
+    """The ``config.json`` dict of a run or prior (``RunDir.write_config`` writes it)."""
+    return config_file_dict(class_name, config, train=config_to_dict(train), **meta)
+
+
+def load_run_model(run: RunDir) -> Any:
+    """The trained model of a run folder (the class ``config.json`` names), in eval mode."""
+    if not run.path.is_dir():
+        raise RunError(f"{run.path}: no such run folder")
+    if not run.weights_file.is_file():
+        raise RunError(f"{run.path}: no trained weights (model.safetensors); is training finished?")
+    name = run.read_config().get("class")
+    if name not in MODELS:
+        raise RunError(f"{run.config_file}: unknown model class {name!r}")
+    return MODELS.get(name).from_pretrained(run.path).eval()
+
+
+def prior_kind(saved: dict[str, Any]) -> str:
+    """The registered kind of a prior's ``config.json``: its ``kind``, else its class."""
+    kind = saved.get("kind")
+    if kind in PRIORS:
+        return kind
+    entry = PRIORS.find(lambda cls: cls.__name__ == saved.get("class"))
+    if entry is None:
+        raise RunError(f"unknown prior {kind or saved.get('class')!r}; expected {PRIORS.names()}")
+    return entry.name
+
+
+def load_prior(run: RunDir) -> Any:
+    """The trained prior in ``RUN/prior/``, in eval mode."""
+    folder = run.prior
+    if not folder.weights_file.is_file():
+        raise RunError(f"{run.path}: no trained prior; run `vqvae prior train {run.path}` first")
+    cls = PRIORS.get(prior_kind(folder.read_config()))
+    return cls.from_pretrained(folder.path).eval()

@@ -12,12 +12,11 @@ in docs/bits-per-dim.md.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,54 +25,54 @@ import torch
 from vqvae import bits
 from vqvae._io import atomic_write, write_json, write_safetensors
 from vqvae.config import TrainConfig
+from vqvae.console import say
 from vqvae.data import ImageDataset, load_dataset, to_model_input
-from vqvae.models import (
-    VAE,
-    VIMCO,
-    VQVAE,
-    QuantizerConfig,
-    VAEConfig,
-    VIMCOConfig,
-    VQVAEConfig,
-)
+from vqvae.errors import RunError
+from vqvae.inference import encode
+from vqvae.models import VQVAE, QuantizerConfig, VAEConfig, VIMCOConfig, VQVAEConfig
 from vqvae.nets import NetConfig
 from vqvae.pretrained import config_to_dict
 from vqvae.priors import PixelCNNConfig, PixelCNNPrior
+from vqvae.registry import MODELS
+from vqvae.runs import RunDir, run_config
 from vqvae.train.loop import StepOutput, fit
-from vqvae.train.prior_trainer import CodeSet, train_prior
-from vqvae.train.run import RunDir, RunError, say
+from vqvae.train.prior import CodeSet, train_prior
 
-MODELS = ("vae", "vqvae", "vimco")
+MODEL_CLASSES = {"vae": "VAE", "vqvae": "VQVAE", "vimco": "VIMCO"}  # names in MODELS
+MODEL_NAMES = tuple(MODEL_CLASSES)
 PAPER_CIFAR10 = {"vae": 4.51, "vqvae": 4.67, "vimco": 5.14}  # Table 1, bits/dim
 TITLES = {"vae": "VAE", "vqvae": "VQ-VAE", "vimco": "VIMCO"}
 
 
 @dataclass(frozen=True)
 class CompareConfig:
-    """One budget for all three models. The defaults finish on MNIST in about half an hour on
-    a 2-core CPU (docs/bits-per-dim.md); the paper's networks are wider and train longer."""
+    """One budget for all three models. The defaults finish on MNIST in about a quarter of an
+    hour on a 2-core CPU (docs/bits-per-dim.md); the paper's networks are wider and train
+    longer. ``net``, ``quantizer`` and ``train`` are the sections a run's config has."""
 
-    models: tuple[str, ...] = MODELS
+    models: tuple[str, ...] = MODEL_NAMES
     likelihood: str = "softmax256"
-    hidden_channels: int = 64  # the paper: 256
-    residual_channels: int = 32  # the paper: 256
-    num_codes: int = 512  # K of the VQ-VAE's codebook and of VIMCO's categories
-    code_dim: int = 64  # D of the VQ-VAE's codes and of VIMCO's embedding
+    # the paper: 256 hidden units; num_downsamples is chosen from the images' size
+    net: NetConfig = field(
+        default_factory=lambda: NetConfig(hidden_channels=64, residual_channels=32)
+    )
+    # the VQ-VAE's codebook; VIMCO takes K categories and a D-dimensional embedding from it
+    quantizer: QuantizerConfig = field(default_factory=lambda: QuantizerConfig(kind="ema"))
+    # per model; Adam lr 1e-3 (the paper's 2e-4 is for 250k steps)
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(steps=500, batch_size=32, lr=1e-3)
+    )
     latent_dim: int = 64  # the VAE's Gaussian channels per grid position
     num_samples: int = 4  # VIMCO's k in training and in its bound; the paper: 50
     iwae_samples: int = 16  # k of the VAE's importance-weighted bound
-    steps: int = 500  # per model
-    batch_size: int = 32  # images per step, every model
-    lr: float = 1e-3  # Adam; the paper's 2e-4 is for 250k steps
-    seed: int = 0
     eval_limit: int = 500  # test images scored (the first ones of the test split)
     prior_steps: int = 500  # PixelCNN prior over the VQ-VAE's codes; 0 = no prior
 
     def __post_init__(self) -> None:
-        unknown = sorted(set(self.models) - set(MODELS))
+        unknown = sorted(set(self.models) - set(MODEL_NAMES))
         if unknown or not self.models:
-            raise ValueError(f"expected models among {', '.join(MODELS)}, got {self.models}")
-        for name in ("steps", "batch_size", "eval_limit", "num_samples", "iwae_samples"):
+            raise ValueError(f"expected models among {', '.join(MODEL_NAMES)}, got {self.models}")
+        for name in ("eval_limit", "num_samples", "iwae_samples"):
             if getattr(self, name) < 1:
                 raise ValueError(f"expected {name} >= 1, got {getattr(self, name)}")
         if self.likelihood not in ("softmax256", "logistic_mixture"):
@@ -95,35 +94,29 @@ def net_for(image_size: tuple[int, int], config: CompareConfig) -> NetConfig:
     """x4 downsampling (the paper's) where the images allow it, x2 for tiny ones (8x8)."""
     h, w = image_size
     downsamples = 2 if min(h, w) >= 16 and h % 4 == 0 and w % 4 == 0 else 1
-    return NetConfig(
-        hidden_channels=config.hidden_channels,
-        residual_channels=config.residual_channels,
-        num_downsamples=downsamples,
+    return replace(config.net, num_downsamples=downsamples)
+
+
+def model_config(name: str, data: ImageDataset, config: CompareConfig) -> Any:
+    """The config of model ``name`` with the shared networks, likelihood and code sizes."""
+    shared = {
+        "in_channels": data.num_channels,
+        "input_size": data.image_size,
+        "net": net_for(data.image_size, config),
+        "likelihood": config.likelihood,
+    }
+    q = config.quantizer
+    if name == "vae":
+        return VAEConfig(**shared, latent_dim=config.latent_dim)
+    if name == "vqvae":
+        return VQVAEConfig(**shared, quantizer=q)
+    return VIMCOConfig(
+        **shared, num_codes=q.num_codes, code_dim=q.code_dim, num_samples=config.num_samples
     )
 
 
 def build_model(name: str, data: ImageDataset, config: CompareConfig) -> torch.nn.Module:
-    shared = {
-        "in_channels": data.num_channels,
-        "image_size": data.image_size,
-        "net": net_for(data.image_size, config),
-        "likelihood": config.likelihood,
-    }
-    if name == "vae":
-        return VAE(VAEConfig(**shared, latent_dim=config.latent_dim))
-    if name == "vqvae":
-        quantizer = QuantizerConfig(
-            kind="ema", num_codes=config.num_codes, code_dim=config.code_dim
-        )
-        return VQVAE(VQVAEConfig(**shared, quantizer=quantizer))
-    return VIMCO(
-        VIMCOConfig(
-            **shared,
-            num_codes=config.num_codes,
-            code_dim=config.code_dim,
-            num_samples=config.num_samples,
-        )
-    )
+    return MODELS.get(MODEL_CLASSES[name])(model_config(name, data, config))
 
 
 def _step_logs(name: str, out: Any, dims: int) -> dict[str, float]:
@@ -146,28 +139,20 @@ def train_one(
     progress: bool,
 ) -> torch.nn.Module:
     """Train (or, on resume, finish or load) one model in its own run folder."""
-    torch.manual_seed(config.seed)  # the same initial weights for a fresh run and a resumed one
+    torch.manual_seed(config.train.seed)  # the same initial weights, fresh or resumed
     model = build_model(name, data, config)
     if resume and run.weights_file.is_file():
         return type(model).from_pretrained(run.path).eval()
     run.path.mkdir(parents=True, exist_ok=True)
-    train = TrainConfig(
-        steps=config.steps,
-        batch_size=config.batch_size,
-        lr=config.lr,
-        seed=config.seed,
-        checkpoint_every=max(1, min(250, config.steps)),
-        eval_every=config.steps,
-        log_every=max(1, min(10, config.steps)),
+    steps = config.train.steps
+    train = replace(
+        config.train,
+        checkpoint_every=max(1, min(250, steps)),
+        eval_every=steps,
+        log_every=max(1, min(10, steps)),
     )
     write_json(
-        run.config_file,
-        {
-            "class": type(model).__name__,
-            "config": config_to_dict(model.config),
-            "train": config_to_dict(train),
-            "data": data.name,
-        },
+        run.config_file, run_config(type(model).__name__, model.config, train, data=data.name)
     )
     optimizer = torch.optim.Adam(model.parameters(), lr=train.lr)
     dims = x_train[0].numel()
@@ -203,12 +188,8 @@ def fit_prior(
     progress: bool,
 ) -> PixelCNNPrior:
     """A small PixelCNN over the VQ-VAE's training codes (paper section 3.3)."""
-    from vqvae.train.evaluate import encode
-
-    torch.manual_seed(config.seed)
-    prior = PixelCNNPrior(
-        PixelCNNConfig(num_codes=model.num_codes, grid_size=model.config.grid_size)
-    )
+    torch.manual_seed(config.train.seed)
+    prior = PixelCNNPrior(PixelCNNConfig(num_codes=model.num_codes, shape=model.latent_shape))
     if resume and folder.weights_file.is_file():
         return PixelCNNPrior.from_pretrained(folder.path).eval()
     folder.path.mkdir(parents=True, exist_ok=True)
@@ -216,7 +197,7 @@ def fit_prior(
         steps=config.prior_steps,
         batch_size=64,
         lr=1e-3,
-        seed=config.seed,
+        seed=config.train.seed,
         checkpoint_every=max(1, min(250, config.prior_steps)),
         eval_every=config.prior_steps,
         log_every=max(1, min(20, config.prior_steps)),
@@ -224,12 +205,7 @@ def fit_prior(
     )
     write_json(
         folder.config_file,
-        {
-            "class": "PixelCNNPrior",
-            "config": config_to_dict(prior.config),
-            "train": config_to_dict(train),
-            "kind": "pixelcnn",
-        },
+        run_config("PixelCNNPrior", prior.config, train, kind="pixelcnn"),
     )
     codes = torch.from_numpy(encode(model, train_data.images))
     with torch.no_grad():
@@ -254,7 +230,7 @@ def estimate(
     """Every bits/dim estimate of one model on the test images x; "bits_per_dim" is the main
     one: the VAE's negative ELBO, the VQ-VAE's uniform-prior bound (as in the paper), and
     VIMCO's k-sample bound."""
-    generator = torch.Generator().manual_seed(config.seed + 1)  # never the training stream
+    generator = torch.Generator().manual_seed(config.train.seed + 1)  # never the training stream
     k = config.num_samples
 
     def score(fn: bits.Estimator) -> float:
@@ -284,7 +260,7 @@ def format_table(
         f"| Model | paper, CIFAR-10 (bits/dim) | ours, {data_name} (bits/dim) | other estimates |",
         "|---|---|---|---|",
     ]
-    for name in MODELS:
+    for name in MODEL_NAMES:
         if name not in results:
             continue
         r = results[name]
@@ -295,9 +271,10 @@ def format_table(
     lines += [
         "",
         f"Main estimate: VAE negative ELBO; VQ-VAE -log p(x|z_q) + h*w*log K (uniform prior); "
-        f"VIMCO {config.num_samples}-sample bound. {config.steps} steps of {config.batch_size} "
-        f"images per model, likelihood {config.likelihood}, hidden {config.hidden_channels}, "
-        f"K={config.num_codes}; the first {config.eval_limit} test images.",
+        f"VIMCO {config.num_samples}-sample bound. {config.train.steps} steps of "
+        f"{config.train.batch_size} images per model, likelihood {config.likelihood}, hidden "
+        f"{config.net.hidden_channels}, K={config.quantizer.num_codes}; the first "
+        f"{config.eval_limit} test images.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -351,36 +328,9 @@ def run_compare(
             )
         results[name] = estimate(name, model, x_test, config, prior)
         seconds = round(time.perf_counter() - t0, 1)
-        run.log({"step": config.steps, "split": "test", **results[name], "seconds": seconds})
+        run.log({"step": config.train.steps, "split": "test", **results[name], "seconds": seconds})
         say(f"vqvae: {name}: {results[name]} ({seconds} s)")
     table = format_table(results, train_data.name, config)
     write_json(root.path / "results.json", results)
     atomic_write(root.path / "table.md", lambda tmp: Path(tmp).write_text(table))
     return CompareResult(results, table)
-
-
-def compare_command(args: Any) -> int:
-    fields = {f.name for f in dataclasses.fields(CompareConfig)}
-    flags = {
-        "steps": args.steps,
-        "likelihood": args.likelihood,
-        "eval_limit": args.eval_limit,
-        "prior_steps": args.prior_steps,
-        "num_samples": args.num_samples,
-        "seed": args.seed,
-    }
-    config = CompareConfig()
-    config = replace(config, **{k: v for k, v in flags.items() if v is not None and k in fields})
-    if args.models:
-        config = replace(config, models=tuple(m.strip() for m in args.models.split(",") if m))
-    result = run_compare(
-        args.data,
-        args.out,
-        config,
-        data_root=args.data_root,
-        force=args.force,
-        resume=args.resume,
-        progress=not args.no_progress,
-    )
-    print(result.table, end="")
-    return 0

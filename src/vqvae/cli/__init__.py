@@ -1,0 +1,49 @@
+"""The ``vqvae`` command: thin sub-commands over the library, one module each.
+
+This package is the only code that sees argparse. A user's mistake is one line on stderr
+and a non-zero exit, never a traceback, and no command overwrites existing work without
+``--force``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from vqvae.cli.parser import build_parser
+from vqvae.errors import VQVAEError
+from vqvae.train.loop import Interrupted, NonFiniteLoss
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+# What a user's mistake raises: our own error, a library's shape/value check, a file problem.
+USER_ERRORS = (VQVAEError, ValueError, FileNotFoundError, NotADirectoryError, PermissionError)
+
+
+def one_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except Interrupted as e:
+        print(f"vqvae: {e}; continue with --resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except KeyboardInterrupt:
+        print("vqvae: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except NonFiniteLoss as e:
+        print(f"vqvae: error: {one_line(e)}", file=sys.stderr)
+        return 1
+    except USER_ERRORS as e:
+        print(f"vqvae: error: {one_line(e)}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+__all__ = ["build_parser", "main"]

@@ -1,0 +1,31 @@
+"""``vqvae encode``: data -> code grids in an .npz (``codes``, and ``labels`` if any)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from vqvae.cli.common import add_data_options, add_force, model_and_data
+from vqvae.codefile import write_code_file
+from vqvae.inference import encode
+from vqvae.runs import refuse_overwrite
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("encode", help="data -> code grids (.npz)")
+    p.add_argument("run")
+    add_data_options(p)
+    p.add_argument("--out", required=True)
+    add_force(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    refuse_overwrite(out, args.force)
+    model, dataset = model_and_data(args)
+    codes = encode(model, dataset.images)
+    write_code_file(out, codes, dataset.labels)
+    print(f"wrote {out}: codes {codes.shape}")
+    return 0

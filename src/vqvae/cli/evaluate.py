@@ -1,0 +1,32 @@
+"""``vqvae eval``: distortion, code statistics and rate of a trained run on a split."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from vqvae.cli.common import add_data_options, model_and_data
+from vqvae.inference import evaluate
+
+SHOWN = ("mse", "psnr", "perplexity", "code_usage", "bits_per_image", "compression_ratio")
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("eval", help="MSE, PSNR, perplexity, code usage of a trained run")
+    p.add_argument("run")
+    add_data_options(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    model, dataset = model_and_data(args)
+    result = evaluate(model, dataset.images).to_dict()
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"{dataset.name} [{args.split}], {result['num_images']} images")
+    for key in SHOWN:
+        print(f"  {key:18s} {result[key]:.4f}")
+    return 0

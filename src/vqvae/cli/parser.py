@@ -1,0 +1,31 @@
+"""The argument parser: one sub-command per module, each adding its own options."""
+
+from __future__ import annotations
+
+import argparse
+
+from vqvae.cli import (
+    compare,
+    decode,
+    demo,
+    encode,
+    evaluate,
+    listing,
+    prior,
+    reconstruct,
+    report,
+    sample,
+    train,
+)
+
+COMMANDS = (demo, train, evaluate, encode, decode, reconstruct, prior, sample, report, compare)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vqvae", description="VQ-VAE: discrete codes for data, and priors over them."
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for command in (*COMMANDS, listing):
+        command.add_parser(sub)
+    return parser

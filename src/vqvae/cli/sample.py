@@ -1,0 +1,41 @@
+"""``vqvae sample``: draw code grids from the run's prior and decode them (stage 3)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vqvae.cli.common import add_force, write_samples
+from vqvae.inference import sample
+from vqvae.runs import RunDir, load_prior, load_run_model, refuse_overwrite
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("sample", help="sample code grids from the prior and decode them")
+    p.add_argument("run")
+    p.add_argument("--n", type=int, default=64)
+    p.add_argument("--label", type=int, help="the class, for a class-conditional prior")
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--top-k", type=int)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True)
+    add_force(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    folder = RunDir(args.run)
+    out = Path(args.out)
+    refuse_overwrite(out, args.force)
+    model = load_run_model(folder)
+    prior = load_prior(folder)
+    labels = None if args.label is None else torch.full((args.n,), args.label, dtype=torch.long)
+    images, codes = sample(
+        model, prior, args.n, labels, temperature=args.temperature, top_k=args.top_k, seed=args.seed
+    )
+    write_samples(out, images, codes, None if labels is None else labels.numpy())
+    print(f"wrote {args.n} samples to {out}/grid.png and {out}/samples.npz")
+    return 0

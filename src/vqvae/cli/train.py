@@ -1,0 +1,146 @@
+"""``vqvae train``: resolve the config (preset, TOML, --set, flags), guard the run folder,
+train, summarise, and write the report."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from vqvae.cli.common import add_data_options, resize
+from vqvae.config import (
+    TrainConfig,
+    apply_overrides,
+    choose_preset,
+    get_full_preset,
+    load_toml,
+)
+from vqvae.console import say
+from vqvae.data import ImageDataset, load_dataset
+from vqvae.errors import RunError
+from vqvae.models import VQVAEConfig
+from vqvae.pretrained import config_from_dict
+from vqvae.registry import PRESETS
+from vqvae.report import try_write_report
+from vqvae.runs import RunDir
+from vqvae.train import distributed
+from vqvae.train.vqvae import TrainResult, train_vqvae
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("train", help="train a VQ-VAE; the run folder keeps everything")
+    add_data_options(p, split="train")
+    p.add_argument("--out", required=True, help="the run folder")
+    p.add_argument(
+        "--preset",
+        help=f"a named config: {', '.join(PRESETS.names())} (see `vqvae list presets`)",
+    )
+    p.add_argument("--config", help="a TOML file of config values")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. quantizer.num_codes=256 (repeatable)",
+    )
+    p.add_argument("--steps", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--checkpoint-every", type=int)
+    p.add_argument("--device", help="cpu or cuda (default: cuda when there is one)")
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    p.add_argument("--force", action="store_true", help="replace an existing run folder")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-report", action="store_true", help="skip RUN/report/ at the end")
+    p.set_defaults(func=run)
+
+
+def _base_configs(
+    args: argparse.Namespace, data: ImageDataset, saved: dict[str, Any] | None, notes
+) -> tuple[VQVAEConfig, TrainConfig, str | None]:
+    """The resumed run's configs, a named preset's, or the preset that fits the data."""
+    if saved is not None and not args.preset:
+        model = config_from_dict(VQVAEConfig, saved["config"])
+        return model, config_from_dict(TrainConfig, saved.get("train", {})), saved.get("preset")
+    if args.preset:
+        preset = get_full_preset(args.preset)
+        return preset.model, preset.train, args.preset
+    name, chosen = choose_preset(data.num_channels, data.image_size)
+    h, w = data.image_size
+    notes(
+        f"vqvae: chose preset {name!r} for {h}x{w} images with {data.num_channels} "
+        f"channel(s) (override with --preset)"
+    )
+    return chosen.model, chosen.train, name
+
+
+def resolve_configs(
+    args: argparse.Namespace, data: ImageDataset, run: RunDir, notes: Callable[[str], None] = say
+) -> tuple[VQVAEConfig, TrainConfig, dict[str, Any]]:
+    """The model and train configs this invocation asks for, and how they were chosen."""
+    saved = run.read_config() if args.resume and run.config_file.is_file() else None
+    pairs = (load_toml(args.config) if args.config else []) + list(args.set)
+    model, train, preset = _base_configs(args, data, saved, notes)
+    model, train = apply_overrides(model, train, pairs)
+    flags = {
+        "steps": args.steps,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "seed": args.seed,
+        "checkpoint_every": args.checkpoint_every,
+    }
+    train = replace(train, **{k: v for k, v in flags.items() if v is not None})
+    got = (data.num_channels, *data.image_size)
+    want = (model.in_channels, *model.input_size)
+    if got != want:
+        size = "x".join(map(str, want[1:]))
+        raise RunError(
+            f"{data.name}: images are {got[1]}x{got[2]} with {got[0]} channel(s), but the "
+            f"config expects {size} with {want[0]} "
+            f"(use --set input_size=[{got[1]},{got[2]}] --set in_channels={got[0]})"
+        )
+    return model, train, {"data": args.data, "preset": preset, "overrides": pairs}
+
+
+def run(args: argparse.Namespace) -> int:
+    folder = RunDir(args.out)
+    folder.check(resume=args.resume, force=args.force)  # refuse before loading the data
+    train_set = load_dataset(args.data, "train", args.data_root, resize=resize(args))
+    test_set = load_dataset(args.data, "test", args.data_root, resize=resize(args))
+    notes: list[str] = []
+    model_config, train_config, meta = resolve_configs(args, train_set, folder, notes.append)
+    # Everything is checked before the folder is touched: a bad option destroys nothing.
+    # Under torchrun only rank 0 touches the folder (two ranks clearing it at once race);
+    # the others wait for it in the process group's set-up.
+    if distributed.launch_rank() == 0:
+        folder.prepare(resume=args.resume, force=args.force)
+        for note in notes:  # only once the run goes ahead: a refusal stays one line
+            say(note)
+    result = train_vqvae(
+        folder,
+        train_set,
+        test_set,
+        model_config,
+        train_config,
+        meta=meta,
+        resume=args.resume,
+        progress=not args.no_progress,
+        device=args.device,
+    )
+    if distributed.current().is_main:
+        summarise(folder, result)
+        if not args.no_report:
+            try_write_report(folder.path, args.data_root)
+    return 0
+
+
+def summarise(folder: RunDir, result: TrainResult) -> None:
+    e = result.evaluation
+    if e is not None:
+        print(
+            f"{folder.path}: test PSNR {e.psnr:.2f} dB, MSE {e.mse:.5f}, code usage "
+            f"{e.code_usage:.3f}, perplexity {e.perplexity:.1f}, {e.bits_per_image:.0f} bits/image"
+        )
+    print(f"weights: {folder.weights_file}  reconstructions: {folder.path / 'reconstructions.png'}")

@@ -1,0 +1,112 @@
+"""The paper's encoder and decoder, for data of any spatial rank (1-D, 2-D, 3-D).
+
+van den Oord et al. 2017 (arXiv:1711.00937), section 4.1: "The encoder consists of 2 strided
+convolutional layers with stride 2 and window size 4 x 4, followed by two residual 3 x 3
+blocks (implemented as ReLU, 3x3 conv, ReLU, 1x1 conv), all having 256 hidden units. The
+decoder similarly has two residual 3 x 3 blocks, followed by two transposed convolutions
+with stride 2 and window size 4 x 4." As in Sonnet's reference, a 3x3 convolution follows
+the strided ones and a 1x1 convolution projects to the code dimension D. The same layers
+over sequences (``conv1d``) and volumes or frame stacks (``conv3d``) are registered beside
+the images' ``conv2d``.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from vqvae.nets.config import NetConfig, NetKind
+from vqvae.registry import NETS
+
+_CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
+_CONV_T = {1: nn.ConvTranspose1d, 2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}
+
+
+class ResidualBlock(nn.Module):
+    """x + conv1x1(ReLU(conv3x3(ReLU(x)))), the paper's residual block."""
+
+    def __init__(self, channels: int, residual_channels: int, dims: int = 2) -> None:
+        super().__init__()
+        conv = _CONV[dims]
+        self.block = nn.Sequential(
+            nn.ReLU(),
+            conv(channels, residual_channels, 3, padding=1),
+            nn.ReLU(),
+            conv(residual_channels, channels, 1),
+        )
+
+    def forward(self, x):
+        return x + self.block(x)
+
+
+def residual_stack(config: NetConfig, dims: int) -> nn.Sequential:
+    blocks = [
+        ResidualBlock(config.hidden_channels, config.residual_channels, dims)
+        for _ in range(config.num_residual_blocks)
+    ]
+    return nn.Sequential(*blocks, nn.ReLU())
+
+
+class Encoder(nn.Module):
+    """(B, C, *S) -> (B, out_channels, *S / 2^n), for ``dims`` spatial dimensions."""
+
+    def __init__(
+        self, in_channels: int, out_channels: int, config: NetConfig, dims: int = 2
+    ) -> None:
+        super().__init__()
+        conv = _CONV[dims]
+        layers: list[nn.Module] = []
+        width = in_channels
+        for stage in config.stage_channels():
+            layers += [conv(width, stage, 4, stride=2, padding=1), nn.ReLU()]
+            width = stage
+        layers += [
+            conv(width, config.hidden_channels, 3, padding=1),
+            residual_stack(config, dims),
+            conv(config.hidden_channels, out_channels, 1),  # pre-quantization projection
+        ]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class Decoder(nn.Module):
+    """(B, in_channels, *s) -> (B, out_channels, *s * 2^n), mirroring the encoder."""
+
+    def __init__(
+        self, in_channels: int, out_channels: int, config: NetConfig, dims: int = 2
+    ) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [
+            _CONV[dims](in_channels, config.hidden_channels, 3, padding=1),
+            residual_stack(config, dims),
+        ]
+        widths = config.stage_channels()[::-1][1:] + [out_channels]
+        width = config.hidden_channels
+        for i, stage in enumerate(widths):
+            layers.append(_CONV_T[dims](width, stage, 4, stride=2, padding=1))
+            if i < len(widths) - 1:
+                layers.append(nn.ReLU())
+            width = stage
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z):
+        return self.net(z)
+
+
+def _register(dims: int, name: str, about: str) -> None:
+    NETS.register(
+        name,
+        NetKind(
+            dims=dims,
+            encoder=lambda c_in, c_out, config: Encoder(c_in, c_out, config, dims),
+            decoder=lambda c_in, c_out, config: Decoder(c_in, c_out, config, dims),
+            about=about,
+        ),
+        about=about,
+    )
+
+
+_register(1, "conv1d", "strided 1-D convolutions + residual blocks: sequences (B, C, T)")
+_register(2, "conv2d", "the paper's image encoder/decoder (section 4.1): images (B, C, H, W)")
+_register(3, "conv3d", "strided 3-D convolutions + residual blocks: volumes (B, C, D, H, W)")

@@ -1,0 +1,53 @@
+"""The quantizer's frozen dataclass config, and building a quantizer from it.
+
+One flat config for every kind: each kind reads the fields it needs (``from_config``) and
+ignores the rest, so ``--set quantizer.kind=NAME`` alone switches kinds. A kind is a class
+registered in ``vqvae.registry.QUANTIZERS`` by the file that defines it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+from vqvae.registry import QUANTIZERS
+
+
+@dataclass(frozen=True)
+class QuantizerConfig:
+    kind: str = "vq"  # a registered kind: "vq" (codebook by gradients, eq. 3), "ema" (app. A.1)
+    num_codes: int = 512  # K
+    code_dim: int = 64  # D
+    beta: float = 0.25  # commitment weight
+    decay: float = 0.99  # EMA only
+    eps: float = 1e-5  # EMA only: Laplace smoothing of the counts
+    init: str = "kmeans"  # data-dependent init: "kmeans", "random" (encoder outputs), "none"
+    restart_dead_codes: bool = True
+    dead_code_steps: int = 20  # restart a code unused for this many training steps
+    num_quantizers: int = 1  # > 1: residual VQ with this many levels
+    quantizer_dropout: float = 0.0  # residual VQ: chance a batch uses a random number of levels
+
+    def __post_init__(self) -> None:
+        QUANTIZERS.get(self.kind)  # "unknown quantizer kind ...; expected one of [...]"
+        if self.num_quantizers < 1:
+            raise ValueError(f"expected num_quantizers >= 1, got {self.num_quantizers}")
+
+    def build(self) -> nn.Module:
+        """The quantizer this config names: one level, or ``num_quantizers`` residual levels."""
+        level = QUANTIZERS.get(self.kind)
+        if self.num_quantizers == 1:
+            return level.from_config(self)
+        from vqvae.quantizers.residual import ResidualVQ
+
+        def one_level(*args, **kwargs) -> nn.Module:  # every level is built from this config
+            return level.from_config(self)
+
+        return ResidualVQ(
+            self.num_quantizers,
+            self.num_codes,
+            self.code_dim,
+            self.beta,
+            quantizer=one_level,
+            quantizer_dropout=self.quantizer_dropout,
+        )

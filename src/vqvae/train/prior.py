@@ -1,0 +1,138 @@
+"""Fitting a prior to a VQ-VAE's codes: the second stage of the system (paper section 3.3).
+
+The codes of the training data are fixed integers; the prior is fitted to them by
+cross-entropy with the shared ``fit`` loop, and scored on held-out codes in bits per code
+beside two references: the uniform code (log2 K) and the training codes' unigram.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from vqvae._io import write_json, write_safetensors
+from vqvae.config import TrainConfig
+from vqvae.priors import Condition, Prior
+from vqvae.runs import RunDir, prior_kind, run_config
+from vqvae.torch_utils import eval_mode
+from vqvae.train.loop import StepOutput, fit
+
+# Defaults that reach the quality bar on MNIST's 7x7 grids in minutes on a 2-core CPU.
+_PIXELCNN_TRAIN = TrainConfig(
+    steps=3000, batch_size=64, lr=1e-3, checkpoint_every=500, eval_every=1000, log_every=20,
+    eval_limit=2000,
+)  # fmt: skip
+PRIOR_TRAIN = {
+    "pixelcnn": _PIXELCNN_TRAIN,
+    "transformer": replace(_PIXELCNN_TRAIN, lr=5e-4),  # attention wants a gentler step
+}
+
+
+@dataclass(frozen=True)
+class CodeSet:
+    """Code grids and what they are conditioned on, as tensors of one length N."""
+
+    codes: torch.Tensor  # (N, *shape) int64
+    labels: torch.Tensor | None = None  # (N,) int64
+    vectors: torch.Tensor | None = None  # (N, cond_dim) float
+    context: torch.Tensor | None = None  # (N, *context_shape) int64
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    def take(self, index: torch.Tensor | slice) -> CodeSet:
+        def pick(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t[index]
+
+        return CodeSet(self.codes[index], pick(self.labels), pick(self.vectors), pick(self.context))
+
+    def condition(self, prior: Prior) -> Condition:
+        """What of this set ``prior`` is conditioned on (labels only if it takes them)."""
+        c = prior.config
+        return Condition(
+            labels=self.labels if c.num_classes else None,
+            vector=self.vectors if c.cond_dim else None,
+            context=self.context if c.context_shape else None,
+        )
+
+
+@dataclass(frozen=True)
+class PriorEvaluation:
+    test_bits_per_code: float
+    uniform_bits_per_code: float
+    unigram_bits_per_code: float
+
+
+def unigram_bits(train: torch.Tensor, test: torch.Tensor, num_codes: int) -> float:
+    """Cross-entropy (bits per code) of test codes under the train codes' add-one unigram."""
+    counts = torch.bincount(train.reshape(-1), minlength=num_codes).double() + 1.0
+    logp = torch.log2(counts / counts.sum())
+    return float(-logp[test.reshape(-1)].mean())
+
+
+@torch.no_grad()
+def bits_per_code(prior: Prior, data: CodeSet, batch_size: int = 256) -> float:
+    """The prior's mean negative log-likelihood of ``data``, in bits per code."""
+    total = 0.0
+    with eval_mode(prior):
+        for start in range(0, len(data), batch_size):
+            batch = data.take(slice(start, start + batch_size))
+            total += float(-prior.log_prob(batch.codes, batch.condition(prior)).sum())
+    return total / (data.codes.numel() * math.log(2))
+
+
+def train_prior(
+    prior: Prior,
+    folder: RunDir,
+    train_set: CodeSet,
+    test_set: CodeSet,
+    config: TrainConfig,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    write_config: bool = False,
+) -> PriorEvaluation:
+    """Fit ``prior`` in ``folder`` (``write_config``: start it afresh with its config.json)."""
+    if write_config:
+        folder.prepare(resume=False, force=True)
+        kind = prior_kind({"class": type(prior).__name__})
+        write_json(
+            folder.config_file, run_config(type(prior).__name__, prior.config, config, kind=kind)
+        )
+    optimizer = torch.optim.Adam(prior.parameters(), lr=config.lr)
+    held_out = test_set.take(slice(0, config.eval_limit))
+
+    def step_fn(idx: torch.Tensor) -> StepOutput:
+        prior.train()
+        batch = train_set.take(idx)
+        loss = F.cross_entropy(prior(batch.codes, batch.condition(prior)), batch.codes)
+        return StepOutput(loss, {"bits_per_code": loss.item() / math.log(2)})  # nats -> bits
+
+    def evaluate(step: int) -> dict[str, Any]:
+        return {"test_bits_per_code": bits_per_code(prior, held_out)}
+
+    fit(
+        prior,
+        optimizer,
+        config,
+        num_examples=len(train_set),
+        step_fn=step_fn,
+        run=folder,
+        evaluate=evaluate,
+        resume=resume,
+        progress=progress,
+        desc=f"prior {type(prior).__name__}",
+    )
+    write_safetensors(folder.weights_file, prior.state_dict())
+    k = prior.config.num_codes
+    result = PriorEvaluation(
+        test_bits_per_code=bits_per_code(prior, test_set),
+        uniform_bits_per_code=math.log2(k),
+        unigram_bits_per_code=unigram_bits(train_set.codes, test_set.codes, k),
+    )
+    write_json(folder.path / "metrics.json", asdict(result))
+    return result
