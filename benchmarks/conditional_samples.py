@@ -1,4 +1,4 @@
-"""Are class-conditional samples recognisable? (issue 4's quality bar)
+"""Are class-conditional samples recognisable? (the bar: >= 80% labelled right)
 
 Trains a small CNN classifier on the real training images of the run's data set, then
 labels ``--n`` samples drawn from the run's class-conditional prior (equally many per class)

@@ -1,6 +1,6 @@
 """Forward + backward time of our quantizers against the peer library and the bare matmul.
 
-Issue 2: at the paper's shape (8,192 vectors of D=64 against K=512 codes) the quantizer
+Target: at the paper's shape (8,192 vectors of D=64 against K=512 codes) the quantizer
 should be >= 3x faster than ``vector-quantize-pytorch`` and within 3x of the floor, the
 bare distance matmul ``addmm((N, D) x (D, K)) + argmin``. Also measures the peak extra
 memory of the 65,536 x 65,536 (D=64) nearest-code search, which must stay under ~1 GiB.

@@ -1,7 +1,8 @@
 """Atomic file writes and safe loading: the only place the package touches the disk format.
 
-DESIGN.md: "Writes are atomic (write a temporary file, then rename), so a killed run never
-leaves a broken checkpoint", and nothing is ever loaded with a plain pickle.
+Writes are atomic (write a temporary file, then rename), so a killed run never leaves a
+broken checkpoint (tests/test_train.py kills runs mid-write), and nothing is ever loaded with
+a plain pickle.
 """
 
 from __future__ import annotations

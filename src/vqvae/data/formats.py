@@ -3,8 +3,7 @@
 Each reader returns plain numpy arrays and raises ``DataError`` with the file's name when the
 bytes are not what the format promises. Nothing here runs code from a file: CIFAR's python
 pickles go through an unpickler that refuses every global not on a short allow-list, and
-``np.load`` is called with ``allow_pickle=False`` (DESIGN.md: nothing is loaded with a plain
-pickle).
+``np.load`` is called with ``allow_pickle=False``: nothing is loaded with a plain pickle.
 """
 
 from __future__ import annotations
