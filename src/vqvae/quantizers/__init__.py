@@ -6,12 +6,15 @@ from vqvae.quantizers.base import Quantizer, QuantizerOutput
 from vqvae.quantizers.ema import EMAVectorQuantizer
 from vqvae.quantizers.fsq import FiniteScalarQuantizer
 from vqvae.quantizers.kmeans import kmeans
+from vqvae.quantizers.lfq import LookupFreeQuantizer, LookupFreeQuantizerOutput
 from vqvae.quantizers.residual import ResidualQuantizerOutput, ResidualVQ
 from vqvae.quantizers.vq import VectorQuantizer
 
 __all__ = [
     "EMAVectorQuantizer",
     "FiniteScalarQuantizer",
+    "LookupFreeQuantizer",
+    "LookupFreeQuantizerOutput",
     "Quantizer",
     "QuantizerOutput",
     "ResidualQuantizerOutput",
