@@ -8,6 +8,7 @@ from vqvae.quantizers.fsq import FiniteScalarQuantizer
 from vqvae.quantizers.kmeans import kmeans
 from vqvae.quantizers.lfq import LookupFreeQuantizer, LookupFreeQuantizerOutput
 from vqvae.quantizers.residual import ResidualQuantizerOutput, ResidualVQ
+from vqvae.quantizers.rotation import rotation_trick
 from vqvae.quantizers.vq import VectorQuantizer
 
 __all__ = [
@@ -22,4 +23,5 @@ __all__ = [
     "VectorQuantizer",
     "kmeans",
     "nearest_code",
+    "rotation_trick",
 ]
