@@ -3,6 +3,7 @@ quantizers the field added since: FSQ, LFQ, cosine (ViT-VQGAN) VQ and the rotati
 
 from vqvae.quantizers._nearest import nearest_code
 from vqvae.quantizers.base import Quantizer, QuantizerOutput
+from vqvae.quantizers.cosine import CosineVectorQuantizer
 from vqvae.quantizers.ema import EMAVectorQuantizer
 from vqvae.quantizers.fsq import FiniteScalarQuantizer
 from vqvae.quantizers.kmeans import kmeans
@@ -12,6 +13,7 @@ from vqvae.quantizers.rotation import rotation_trick
 from vqvae.quantizers.vq import VectorQuantizer
 
 __all__ = [
+    "CosineVectorQuantizer",
     "EMAVectorQuantizer",
     "FiniteScalarQuantizer",
     "LookupFreeQuantizer",
