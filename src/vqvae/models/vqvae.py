@@ -47,7 +47,9 @@ class VQVAE(Model):
 
     @property
     def num_codes(self) -> int:
-        return self.config.quantizer.num_codes
+        """K: the size of the built quantizer's codebook (an implicit codebook's size, a
+        product of levels or a power of two, can differ from the config's ``num_codes``)."""
+        return self.quantizer.num_codes
 
     @property
     def num_levels(self) -> int:

@@ -1,8 +1,11 @@
 """The quantizer's frozen dataclass config, and building a quantizer from it.
 
-One flat config for every kind: each kind reads the fields it needs (``from_config``) and
-ignores the rest, so ``--set quantizer.kind=NAME`` alone switches kinds. A kind is a class
-registered in ``vqvae.registry.QUANTIZERS`` by the file that defines it.
+One flat config for every kind: each kind reads the fields it needs
+(``from_config(config, level)``) and ignores the rest, so ``--set quantizer.kind=NAME`` alone
+switches kinds, with defaults that give about ``num_codes`` codes (an implicit codebook's
+size is a product of levels or a power of two, so it may differ: the built quantizer's
+``num_codes`` is the one that counts). A kind is a class registered in
+``vqvae.registry.QUANTIZERS`` by the file that defines it.
 """
 
 from __future__ import annotations
@@ -27,6 +30,11 @@ class QuantizerConfig:
     dead_code_steps: int = 20  # restart a code unused for this many training steps
     num_quantizers: int = 1  # > 1: residual VQ with this many levels
     quantizer_dropout: float = 0.0  # residual VQ: chance a batch uses a random number of levels
+    gradient: str = "ste"  # codebook kinds: "ste" (straight-through) or "rotation" (rotation.py)
+    levels: tuple[int, ...] = ()  # fsq: levels per dimension; () = chosen for about num_codes
+    num_bits: int = 0  # lfq: bits per code (2^bits codes); 0 = log2(num_codes)
+    entropy_weight: float = 0.1  # lfq: weight of the entropy penalty
+    lookup_dim: int = 32  # cosine: the low-dimensional space codes are looked up in
 
     def __post_init__(self) -> None:
         QUANTIZERS.get(self.kind)  # "unknown quantizer kind ...; expected one of [...]"
@@ -35,13 +43,13 @@ class QuantizerConfig:
 
     def build(self) -> nn.Module:
         """The quantizer this config names: one level, or ``num_quantizers`` residual levels."""
-        level = QUANTIZERS.get(self.kind)
+        kind = QUANTIZERS.get(self.kind)
         if self.num_quantizers == 1:
-            return level.from_config(self)
+            return kind.from_config(self)
         from vqvae.quantizers.residual import ResidualVQ
 
-        def one_level(*args, **kwargs) -> nn.Module:  # every level is built from this config
-            return level.from_config(self)
+        def one_level(index: int) -> nn.Module:  # level ``index`` of a residual quantizer
+            return kind.from_config(self, index)
 
         return ResidualVQ(
             self.num_quantizers,

@@ -23,9 +23,9 @@ from vqvae.quantizers.base import (
     flatten,
     nearest_and_counts,
     perplexity,
-    straight_through,
     unflatten,
 )
+from vqvae.quantizers.rotation import check_gradient, pass_gradient
 from vqvae.registry import QUANTIZERS
 
 
@@ -49,8 +49,10 @@ class EMAVectorQuantizer(Quantizer):
         init: str = "kmeans",
         restart_dead_codes: bool = True,
         dead_code_steps: int = 20,
+        gradient: str = "ste",
     ) -> None:
         super().__init__(num_codes, code_dim, beta, init, restart_dead_codes, dead_code_steps)
+        self.gradient = check_gradient(gradient)  # "ste" or "rotation" (rotation.py)
         if not 0.0 <= decay < 1.0:
             raise ValueError(f"expected decay in [0, 1), got {decay}")
         self.decay = decay
@@ -61,8 +63,8 @@ class EMAVectorQuantizer(Quantizer):
         self.register_buffer("embed_sum", embedding.clone())  # m: (K, D)
 
     @classmethod
-    def from_config(cls, config) -> EMAVectorQuantizer:
-        """From a ``QuantizerConfig``: K, D, beta, the EMA decay and eps, init/restarts."""
+    def from_config(cls, config, level: int = 0) -> EMAVectorQuantizer:
+        """From a ``QuantizerConfig``: K, D, beta, EMA decay and eps, init/restarts, gradient."""
         return cls(
             config.num_codes,
             config.code_dim,
@@ -72,6 +74,7 @@ class EMAVectorQuantizer(Quantizer):
             init=config.init,
             restart_dead_codes=config.restart_dead_codes,
             dead_code_steps=config.dead_code_steps,
+            gradient=config.gradient,
         )
 
     @property
@@ -106,7 +109,7 @@ class EMAVectorQuantizer(Quantizer):
         e = F.embedding(codes, self.embedding).to(flat.dtype)  # (N, D), no gradient
 
         commitment_loss = F.mse_loss(flat, e)
-        z_q = unflatten(straight_through(flat, e), z_e)  # (N, D) -> (B, D, *S)
+        z_q = unflatten(pass_gradient(flat, e, self.gradient), z_e)  # (N, D) -> (B, D, *S)
 
         if self.training:
             self._ema_update(flat.detach(), codes, counts)

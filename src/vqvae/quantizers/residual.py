@@ -4,10 +4,15 @@ Zeghidour et al., "SoundStream: An End-to-End Neural Audio Codec", 2021 (arXiv:2
 algorithm 1: quantizer i quantizes what quantizers 0..i-1 left over, and the quantized
 vector is the sum of the Q code vectors. Quantizer dropout (section 3.3 there) trains with a
 random number of levels per batch, so one model decodes at several bit rates.
+
+Residual FSQ (each level a ``FiniteScalarQuantizer``, quantizing residuals ever closer to zero)
+works best when level i scales its input up, i.e. uses a finer grid: give level i
+``scale=[(L - 1) ** -i for L in levels]``, as vector-quantize-pytorch's ResidualFSQ does.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -28,8 +33,13 @@ class ResidualQuantizerOutput(QuantizerOutput):
 class ResidualVQ(nn.Module):
     """``num_quantizers`` quantizers applied to successive residuals.
 
-    ``quantizer`` is the class of every level (``EMAVectorQuantizer`` by default, or
-    ``VectorQuantizer``); ``quantizer_kwargs`` go to each level.
+    ``quantizer`` is either a ``Quantizer`` subclass (``EMAVectorQuantizer`` by default,
+    ``VectorQuantizer``, ``CosineVectorQuantizer``), built as
+    ``quantizer(num_codes, code_dim, beta, **quantizer_kwargs)`` for every level, or a factory
+    called with the level's index, for quantizers with other constructors, e.g.
+    ``quantizer=lambda i: FiniteScalarQuantizer((8, 5, 5, 5), code_dim)``. A factory's levels
+    must all take ``code_dim`` channels and have one ``num_codes``, which they set: the
+    ``num_codes`` and ``beta`` arguments are not used, and ``quantizer_kwargs`` must be empty.
     """
 
     def __init__(
@@ -39,7 +49,7 @@ class ResidualVQ(nn.Module):
         code_dim: int = 64,
         beta: float = 0.25,
         *,
-        quantizer: type[Quantizer] = EMAVectorQuantizer,
+        quantizer: type[Quantizer] | Callable[[int], nn.Module] = EMAVectorQuantizer,
         quantizer_dropout: float = 0.0,
         **quantizer_kwargs,
     ) -> None:
@@ -48,9 +58,20 @@ class ResidualVQ(nn.Module):
             raise ValueError(f"expected num_quantizers >= 1, got {num_quantizers}")
         if not 0.0 <= quantizer_dropout <= 1.0:
             raise ValueError(f"expected quantizer_dropout in [0, 1], got {quantizer_dropout}")
-        self.levels = nn.ModuleList(
-            quantizer(num_codes, code_dim, beta, **quantizer_kwargs) for _ in range(num_quantizers)
-        )
+        if isinstance(quantizer, type) and issubclass(quantizer, Quantizer):
+            levels = [
+                quantizer(num_codes, code_dim, beta, **quantizer_kwargs)
+                for _ in range(num_quantizers)
+            ]
+        else:
+            if quantizer_kwargs:
+                raise ValueError(
+                    f"expected no quantizer keyword arguments with a quantizer factory, "
+                    f"got {sorted(quantizer_kwargs)}"
+                )
+            levels = [quantizer(i) for i in range(num_quantizers)]
+            num_codes = _check_levels(levels, code_dim)
+        self.levels = nn.ModuleList(levels)
         self.num_quantizers = num_quantizers
         self.num_codes = num_codes
         self.code_dim = code_dim
@@ -112,5 +133,17 @@ class ResidualVQ(nn.Module):
                 f"expected codes of shape (B, q, *spatial) with 1 <= q <= {self.num_quantizers}, "
                 f"got {tuple(codes.shape)}"
             )
-        levels: list[Quantizer] = list(self.levels)
+        levels: list[nn.Module] = list(self.levels)
         return sum(levels[i].lookup(codes[:, i]) for i in range(codes.shape[1]))
+
+
+def _check_levels(levels: list[nn.Module], code_dim: int) -> int:
+    """The one ``num_codes`` of a factory's levels, which must all accept ``code_dim`` channels."""
+    dims = {getattr(q, "code_dim", None) for q in levels}
+    sizes = {getattr(q, "num_codes", None) for q in levels}
+    if dims != {code_dim} or len(sizes) != 1 or None in sizes:
+        raise ValueError(
+            f"expected every level to have code_dim {code_dim} and one num_codes, "
+            f"got code_dim {sorted(dims, key=str)} and num_codes {sorted(sizes, key=str)}"
+        )
+    return sizes.pop()

@@ -20,9 +20,9 @@ from vqvae.quantizers.base import (
     flatten,
     nearest_and_counts,
     perplexity,
-    straight_through,
     unflatten,
 )
+from vqvae.quantizers.rotation import check_gradient, pass_gradient
 from vqvae.registry import QUANTIZERS
 
 
@@ -42,16 +42,18 @@ class VectorQuantizer(Quantizer):
         init: str = "kmeans",
         restart_dead_codes: bool = True,
         dead_code_steps: int = 20,
+        gradient: str = "ste",
     ) -> None:
         super().__init__(num_codes, code_dim, beta, init, restart_dead_codes, dead_code_steps)
+        self.gradient = check_gradient(gradient)  # "ste" or "rotation" (rotation.py)
         # Uniform in +-1/K, the common choice for the paper's random initialization.
         self.embedding = nn.Parameter(
             torch.empty(num_codes, code_dim).uniform_(-1 / num_codes, 1 / num_codes)
         )
 
     @classmethod
-    def from_config(cls, config) -> VectorQuantizer:
-        """From a ``QuantizerConfig``: K, D, beta and the init/restart options."""
+    def from_config(cls, config, level: int = 0) -> VectorQuantizer:
+        """From a ``QuantizerConfig``: K, D, beta, the init/restart options, the gradient."""
         return cls(
             config.num_codes,
             config.code_dim,
@@ -59,6 +61,7 @@ class VectorQuantizer(Quantizer):
             init=config.init,
             restart_dead_codes=config.restart_dead_codes,
             dead_code_steps=config.dead_code_steps,
+            gradient=config.gradient,
         )
 
     @property
@@ -78,7 +81,7 @@ class VectorQuantizer(Quantizer):
 
         codebook_loss = F.mse_loss(e, flat.detach())  # moves the codebook toward z_e
         commitment_loss = F.mse_loss(flat, e.detach())  # keeps z_e near its code
-        z_q = unflatten(straight_through(flat, e), z_e)  # (N, D) -> (B, D, *S)
+        z_q = unflatten(pass_gradient(flat, e, self.gradient), z_e)  # (N, D) -> (B, D, *S)
 
         restarted = self._restart_dead_codes(counts, flat)
 

@@ -1,0 +1,168 @@
+"""Lookup-free quantization: every one of d dimensions is one bit.
+
+Yu, Lezama, Gundavarapu, Versari, Sohn, Minnen, Cheng, Birodkar, Gupta, Gu, Hauptmann, Gong,
+Yang, Essa, Ross, Jiang, "Language Model Beats Diffusion -- Tokenizer is Key to Visual
+Generation" (MAGVIT-v2), 2023, arXiv:2310.05737, section 3.1. The codebook is the corners of
+the cube {-1, +1}^d, so the nearest code is each dimension's sign and needs no search:
+
+    q(z_i) = sign(z_i),   Index(z) = sum_i 2^(i-1) 1{q(z_i) = +1}   (dimension 1 the lowest bit)
+
+Sign convention: z_i = 0 maps to +1 (q(z_i) = +1 iff z_i >= 0). The paper's formula sends 0
+to -1; an exact zero is rare in training, and any fixed rule keeps ``lookup(codes)`` and the
+forward pass in agreement. ``torch.sign`` (which returns 0) is never used.
+
+Loss: beta * ||z - sg[q(z)]||^2 (commitment) plus ``entropy_weight`` times the paper's
+entropy penalty (eq. 2)
+
+    L_entropy = E[H(q(z))] - H[E(q(z))]
+
+minimised: each vector's code distribution confident (low per-sample entropy), the batch's
+average spread over the codebook (high codebook entropy). q(z) is softened to the softmax over
+all 2^d codes of -||z - c||^2 / tau. The full softmax, not the per-bit factorised form: both
+give the same per-sample entropy (the softmax over a product grid factorises), but the
+factorised batch entropy is the sum of the bits' marginal entropies, an upper bound already
+maximal when each bit is balanced, e.g. with only the two codes (+1,...,+1) and (-1,...,-1)
+in use; the full form counts codes. It costs an (N, 2^d) matrix per batch, fine up to d of
+about 14 at the usual N. The entropies are computed in float32 even under autocast.
+
+Projections: D -> d and d -> D are 1x1 linear maps, the identity when ``code_dim == num_bits``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vqvae.quantizers._projection import projection
+from vqvae.quantizers.base import (
+    QuantizerOutput,
+    check_codes,
+    code_counts,
+    flatten,
+    perplexity,
+    straight_through,
+    unflatten,
+)
+from vqvae.registry import QUANTIZERS
+
+
+@dataclass(frozen=True)
+class LookupFreeQuantizerOutput(QuantizerOutput):
+    entropy_loss: torch.Tensor | None = None  # E[H(q(z))] - H[E(q(z))], before entropy_weight
+    sample_entropy: torch.Tensor | None = None  # E[H(q(z))] in nats
+    codebook_entropy: torch.Tensor | None = None  # H[E(q(z))] in nats
+
+
+def entropy_terms(
+    z: torch.Tensor, corners: torch.Tensor, temperature: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """z (N, d), corners (K, d) -> (mean per-sample entropy, entropy of the mean), in nats.
+
+    p(c | z) = softmax_c(-||z - c||^2 / tau); with ||c||^2 = d for every corner, the logits
+    are 2 z.c / tau up to terms that do not depend on c and cancel in the softmax.
+    """
+    with torch.autocast(device_type=z.device.type, enabled=False):
+        logits = (2.0 / temperature) * (z.float() @ corners.float().t())  # (N, K)
+        log_p = logits.log_softmax(1)  # (N, K)
+        p = log_p.exp()
+        sample = -(p * log_p).sum(1).mean()
+        p_mean = p.mean(0)  # (K,): the batch's average code distribution
+        # clamp, not xlogy: a code no vector reaches has p_mean = 0 and needs a finite gradient
+        codebook = -(p_mean * p_mean.clamp(min=1e-30).log()).sum()
+    return sample, codebook
+
+
+class LookupFreeQuantizer(nn.Module):
+    """LFQ with d = ``num_bits`` binary dimensions: K = 2^d codes (section 3.1).
+
+    ``temperature`` (tau) sets how sharply the entropy's soft assignment follows distance.
+    """
+
+    def __init__(
+        self,
+        code_dim: int = 64,
+        num_bits: int = 10,
+        beta: float = 0.25,
+        entropy_weight: float = 0.1,
+        *,
+        temperature: float = 0.01,
+    ) -> None:
+        super().__init__()
+        if num_bits < 1:
+            raise ValueError(f"expected num_bits >= 1, got {num_bits}")
+        if temperature <= 0:
+            raise ValueError(f"expected temperature > 0, got {temperature}")
+        self.num_bits = num_bits  # d
+        self.num_codes = 2**num_bits  # K
+        self.code_dim = code_dim  # D
+        self.beta = beta
+        self.entropy_weight = entropy_weight
+        self.temperature = temperature
+        self.project_in = projection(code_dim, num_bits)  # D -> d
+        self.project_out = projection(num_bits, code_dim)  # d -> D
+        self.register_buffer("_powers", 2 ** torch.arange(num_bits), persistent=False)  # (d,)
+
+    @classmethod
+    def from_config(cls, config, level: int = 0) -> LookupFreeQuantizer:
+        """From a ``QuantizerConfig``: D, ``num_bits`` (or log2 of ``num_codes``), beta and
+        the entropy weight."""
+        bits = config.num_bits or max(1, round(math.log2(config.num_codes)))
+        return cls(config.code_dim, bits, config.beta, config.entropy_weight)
+
+    def codes_to_signs(self, codes: torch.Tensor) -> torch.Tensor:
+        """(N,) code indices -> (N, d) in {-1, +1}: bit i of the index is dimension i."""
+        bits = codes.long().unsqueeze(1).bitwise_and(self._powers) > 0  # (N, d)
+        return bits.float() * 2 - 1
+
+    def _param_dtype(self) -> torch.dtype:
+        return next(self.parameters(), torch.empty(0)).dtype
+
+    @property
+    def codebook(self) -> torch.Tensor:
+        """The (K, D) code vectors as the decoder receives them, code k in row k."""
+        corners = self.codes_to_signs(torch.arange(self.num_codes, device=self._powers.device))
+        return self.project_out(corners.to(self._param_dtype()))  # (K, d) -> (K, D)
+
+    def forward(self, z_e: torch.Tensor) -> LookupFreeQuantizerOutput:
+        flat = flatten(z_e, self.code_dim)  # (B, D, *S) -> (N, D)
+        z = self.project_in(flat)  # (N, D) -> (N, d)
+        bits = z.detach() >= 0  # (N, d): the sign convention, 0 -> +1
+        codes = (bits.long() * self._powers).sum(1)  # (N,) binary number
+        q = bits.to(z.dtype) * 2 - 1  # (N, d) in {-1, +1}
+        z_q = unflatten(self.project_out(straight_through(z, q)), z_e)  # -> (B, D, *S)
+
+        with torch.autocast(device_type=z.device.type, enabled=False):
+            commitment_loss = F.mse_loss(z.float(), q.float())
+        corners = self.codes_to_signs(torch.arange(self.num_codes, device=z.device))  # (K, d)
+        sample_entropy, codebook_entropy = entropy_terms(z, corners, self.temperature)
+        entropy_loss = sample_entropy - codebook_entropy
+        return LookupFreeQuantizerOutput(
+            z_q=z_q,
+            codes=codes.reshape(z_e.shape[0], *z_e.shape[2:]),  # (N,) -> (B, *S)
+            loss=self.beta * commitment_loss + self.entropy_weight * entropy_loss,
+            perplexity=perplexity(code_counts(codes, self.num_codes)),
+            commitment_loss=commitment_loss,
+            codebook_loss=torch.zeros((), device=z_e.device),
+            entropy_loss=entropy_loss,
+            sample_entropy=sample_entropy,
+            codebook_entropy=codebook_entropy,
+        )
+
+    def lookup(self, codes: torch.Tensor) -> torch.Tensor:
+        """codes (B, *spatial) -> (B, D, *spatial), equal to forward's z_q for those codes."""
+        check_codes(codes, self.num_codes)
+        q = self.codes_to_signs(codes.reshape(-1)).to(self._param_dtype())  # (N, d)
+        flat = self.project_out(q)  # (N, d) -> (N, D)
+        return flat.reshape(*codes.shape, self.code_dim).movedim(-1, 1)  # -> (B, D, *S)
+
+    def extra_repr(self) -> str:
+        return f"code_dim={self.code_dim}, num_bits={self.num_bits}, num_codes={self.num_codes}"
+
+
+QUANTIZERS.register(
+    "lfq", LookupFreeQuantizer, about="lookup-free quantization, MAGVIT-v2 (Yu et al. 2023)"
+)
