@@ -87,8 +87,10 @@ def main() -> None:
         "seconds": round(time.perf_counter() - t0, 1),
     }
     print(json.dumps(result))
-    print(f"| {spec} | {result['prior']} | {result['samples']} | "
-          f"{result['sample_accuracy']:.3f} | {real_acc:.4f} |")
+    print(
+        f"| {spec} | {result['prior']} | {result['samples']} | "
+        f"{result['sample_accuracy']:.3f} | {real_acc:.4f} |"
+    )
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ from vqvae.pretrained import (
     config_file_dict,
     config_from_dict,
     config_to_dict,
-    write_config_file,
 )
 from vqvae.registry import MODELS, PRIORS
 
@@ -126,9 +125,6 @@ class RunDir:
         if not isinstance(data, dict) or "config" not in data:
             raise RunError(f"{self.config_file}: not a vqvae run config")
         return data
-
-    def write_config(self, class_name: str, config: Any, **extra: Any) -> None:
-        write_config_file(self.config_file, class_name, config, **extra)
 
     # -- metrics -------------------------------------------------------------------------
     def log(self, record: dict[str, Any]) -> None:

@@ -98,75 +98,82 @@ def fit(
     """Train ``model`` for ``config.steps`` steps of ``step_fn(batch_indices)``, checkpointing
     into ``run.checkpoints`` and logging to ``run.metrics_file`` (rank 0 only)."""
     world = distributed.current()
-    checkpoints = run.checkpoints
-    start = 0
+    start = _start_step(model, optimizer, config, run, resume)
+    if start >= config.steps:
+        return FitResult(start, config.steps)
+
+    def checkpoint(step: int) -> None:
+        if world.is_main:
+            save_checkpoint(run.checkpoints, step, model, optimizer)
+        world.barrier()
+
+    def due(step: int, every: int) -> bool:
+        return step % every == 0 or step == config.steps
+
+    # disable=None: shown on a terminal, silent in a log file (CI)
+    bar = tqdm(total=config.steps, initial=start, desc=desc, dynamic_ncols=True,
+               disable=None if progress and world.is_main else True)  # fmt: skip
+    t0 = time.perf_counter()
+    with _StopRequest() as stop, bar:
+        for step in range(start, config.steps):
+            idx = batch_indices(step, num_examples, config.batch_size, config.seed)
+            out = step_fn(world.shard(idx))
+            _check_finite(out.loss, step, run)
+            optimizer.zero_grad(set_to_none=True)
+            out.loss.backward()
+            optimizer.step()
+            done = step + 1
+            bar.update(1)
+            if due(done, config.log_every):
+                logs = {"loss": out.loss.item(), **out.logs}
+                bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items() if k in _SHOWN})
+                seconds = round(time.perf_counter() - t0, 3)
+                if world.is_main:
+                    run.log({"step": done, "split": "train", **logs, "seconds": seconds})
+            if evaluate is not None and due(done, config.eval_every):
+                record = evaluate(done)
+                if world.is_main:
+                    run.log({"step": done, "split": "test", **record})
+            if due(done, config.checkpoint_every):
+                checkpoint(done)
+            if stop.requested:
+                if not due(done, config.checkpoint_every):
+                    checkpoint(done)
+                raise Interrupted(done)
+    return FitResult(start, config.steps)
+
+
+def _start_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    config: TrainConfig,
+    run: RunDir,
+    resume: bool,
+) -> int:
+    """The step to start from: the last checkpoint's when resuming (restoring the model, the
+    optimizer and the random-number state), else 0 with the generator seeded."""
+    world = distributed.current()
     if world.is_main:
-        clean_partial(checkpoints)
-    found = list_checkpoints(checkpoints) if resume else []
+        clean_partial(run.checkpoints)
+    found = list_checkpoints(run.checkpoints) if resume else []
+    start = 0
     if found:
         start = int(load_checkpoint(found[-1], model, optimizer)["step"])
     else:
         torch.manual_seed(config.seed)
     if resume and world.is_main:
         run.truncate_metrics(start)  # what was logged after the checkpoint is done again
-    log = run.log
-    if start >= config.steps:
-        return FitResult(start, config.steps)
+    return start
 
-    def checkpoint(step: int) -> None:
-        if world.is_main:
-            save_checkpoint(checkpoints, step, model, optimizer)
-        world.barrier()
 
-    bar = tqdm(
-        total=config.steps,
-        initial=start,
-        desc=desc,
-        # None: shown on a terminal, silent in a log file (CI)
-        disable=None if progress and world.is_main else True,
-        dynamic_ncols=True,
-    )
-    done = start
-    t0 = time.perf_counter()
-    with _StopRequest() as stop:
-        for step in range(start, config.steps):
-            idx = batch_indices(step, num_examples, config.batch_size, config.seed)
-            out = step_fn(world.shard(idx))
-            if not math.isfinite(out.loss.item()):
-                bar.close()
-                last = list_checkpoints(checkpoints)
-                kept = (
-                    f"the last good checkpoint is step {last[-1].step}"
-                    if last
-                    else "no checkpoint was written yet"
-                )
-                raise NonFiniteLoss(
-                    f"loss became {out.loss.item()} at step {step + 1}; {kept} (try a lower --lr)"
-                )
-            optimizer.zero_grad(set_to_none=True)
-            out.loss.backward()
-            optimizer.step()
-            done = step + 1
-            bar.update(1)
-            if done % config.log_every == 0 or done == config.steps:
-                logs = {"loss": out.loss.item(), **out.logs}
-                bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items() if k in _SHOWN})
-                if world.is_main:
-                    elapsed = time.perf_counter() - t0
-                    log({"step": done, "split": "train", **logs, "seconds": round(elapsed, 3)})
-            if evaluate is not None and (done % config.eval_every == 0 or done == config.steps):
-                record = evaluate(done)
-                if world.is_main:
-                    log({"step": done, "split": "test", **record})
-            if done % config.checkpoint_every == 0 or done == config.steps:
-                checkpoint(done)
-            if stop.requested:
-                if done % config.checkpoint_every and done != config.steps:
-                    checkpoint(done)
-                bar.close()
-                raise Interrupted(done)
-    bar.close()
-    return FitResult(start, config.steps)
+def _check_finite(loss: torch.Tensor, step: int, run: RunDir) -> None:
+    """Stop before a non-finite loss reaches the weights; the checkpoints stay as they were."""
+    value = loss.item()
+    if math.isfinite(value):
+        return
+    last = list_checkpoints(run.checkpoints)
+    kept = f"the last good checkpoint is step {last[-1].step}" if last else "no checkpoint yet"
+    raise NonFiniteLoss(f"loss became {value} at step {step + 1}; {kept} (try a lower --lr)")
 
 
 _SHOWN = ("loss", "perplexity", "code_usage", "psnr", "bits_per_code")
