@@ -41,8 +41,11 @@ class VectorQuantizer(Quantizer):
         init: str = "kmeans",
         restart_dead_codes: bool = True,
         dead_code_steps: int = 20,
+        init_steps: int = 1,
     ) -> None:
-        super().__init__(num_codes, code_dim, beta, init, restart_dead_codes, dead_code_steps)
+        super().__init__(
+            num_codes, code_dim, beta, init, restart_dead_codes, dead_code_steps, init_steps
+        )
         # Uniform in +-1/K, the common choice for the paper's random initialization.
         self.embedding = nn.Parameter(
             torch.empty(num_codes, code_dim).uniform_(-1 / num_codes, 1 / num_codes)
