@@ -359,11 +359,13 @@ def test_init_runs_only_in_training_and_once(cls):
 
 @pytest.mark.parametrize("cls", SINGLE)
 def test_init_state_is_saved_so_reloading_does_not_reinit(cls):
-    q = cls(K, D, init="kmeans", restart_dead_codes=False).train()
+    # init_steps=1: initialization ends with this first batch (by default the EMA codebook
+    # refits for its time constant; tests/test_codebook_init.py)
+    q = cls(K, D, init="kmeans", restart_dead_codes=False, init_steps=1).train()
     q(torch.randn(2, D, 4, 4) + 10)
     state = q.state_dict()
     assert state["initialized"].item() is True
-    fresh = cls(K, D, init="kmeans", restart_dead_codes=False)
+    fresh = cls(K, D, init="kmeans", restart_dead_codes=False, init_steps=1)
     fresh.load_state_dict(state)
     fresh.train()
     fresh(torch.randn(2, D, 4, 4) - 10)  # a batch a fresh kmeans init would jump to

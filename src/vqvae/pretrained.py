@@ -133,6 +133,10 @@ class PretrainedMixin:
 
 def load_state_checked(module: torch.nn.Module, state: dict[str, torch.Tensor], where: Any) -> None:
     """``load_state_dict`` that names a mismatch in one line instead of a wall of text."""
+    state = dict(state)
+    for name, sub in module.named_modules():  # entries that older weights lack, filled in
+        if hasattr(sub, "upgrade_state_dict"):
+            sub.upgrade_state_dict(state, f"{name}." if name else "")
     own = module.state_dict()
     missing = sorted(set(own) - set(state))
     extra = sorted(set(state) - set(own))

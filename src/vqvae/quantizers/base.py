@@ -18,6 +18,7 @@ from vqvae.quantizers._nearest import nearest_code
 from vqvae.quantizers.kmeans import kmeans, sample_rows
 
 INIT_METHODS = ("kmeans", "random", "none")
+REFIT_ITERS = 2  # Lloyd iterations per step after the first of the initialization
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,7 @@ class Quantizer(nn.Module):
         init: str,
         restart_dead_codes: bool,
         dead_code_steps: int,
+        init_steps: int = 1,
     ) -> None:
         super().__init__()
         if num_codes < 1 or code_dim < 1:
@@ -97,10 +99,29 @@ class Quantizer(nn.Module):
         if dead_code_steps < 1:
             raise ValueError(f"expected dead_code_steps >= 1, got {dead_code_steps}")
         self.dead_code_steps = dead_code_steps
+        if init_steps < 1:
+            raise ValueError(f"expected init_steps >= 1, got {init_steps}")
+        self.init_steps = init_steps
         # Training steps since each code was last chosen; a restart resets it.
         self.register_buffer("steps_unused", torch.zeros(num_codes, dtype=torch.long))
         # Saved with the weights, so a loaded model is never re-initialized from data.
         self.register_buffer("initialized", torch.tensor(init == "none"))
+        # Training steps of the data-dependent initialization done (see _maybe_initialize);
+        # saved too, so that a resumed run ends the initialization where it would have.
+        done = init_steps if init == "none" else 0
+        self.register_buffer("init_steps_done", torch.tensor(done, dtype=torch.long))
+
+    def upgrade_state_dict(self, state: dict[str, torch.Tensor], prefix: str = "") -> None:
+        """Fill in what weights saved before ``init_steps_done`` existed lack: a quantizer
+        saved initialized had finished its initialization (its codebook was then fitted once)."""
+        key, flag = prefix + "init_steps_done", prefix + "initialized"
+        if key not in state and flag in state:
+            done = self.init_steps if bool(state[flag]) else 0
+            state[key] = torch.tensor(done, dtype=torch.long)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        self.upgrade_state_dict(state_dict, prefix)  # as BatchNorm fills num_batches_tracked
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # -- the codebook ------------------------------------------------------------------
     @property
@@ -126,18 +147,40 @@ class Quantizer(nn.Module):
     # -- data-dependent initialization and dead-code restarts (docs/design-notes.md) ------
     @torch.no_grad()
     def _maybe_initialize(self, flat: torch.Tensor) -> None:
-        if not self.training or bool(self.initialized):
+        """Fit the codebook to the encoder outputs of each of the first ``init_steps``
+        training steps: on the first, by k-means from random rows (or by random rows);
+        on each later one, by ``REFIT_ITERS`` Lloyd iterations started from the current
+        codebook (or by fresh random rows).
+
+        Why more than the first batch: at initialization the encoder's outputs are a small
+        cloud that the first optimizer steps move by more than its own width (mnist preset:
+        spread 0.15, a mean shift of 0.36 after the first Adam step at lr 1e-3, codes 0.07
+        apart; see benchmarks/ema_init.py). A codebook fitted once is then left behind, every
+        output is nearest one edge code, and the collapse lasts: unchosen codes never move
+        under the EMA (paper appendix A.1), and the straight-through gradient keeps pushing
+        outputs that are far from their code the same way. Encoder outputs are non-stationary
+        early in training, and re-fitting codewords to data is the remedy Łańcucki et al.,
+        "Robust training of vector quantized bottleneck models" (2020, arXiv:2005.08520)
+        give for it. Test: tests/test_codebook_init.py.
+        """
+        if not self.training or self.init == "none":
             return
-        if self.init == "kmeans":
-            vectors = kmeans(flat.detach(), self.num_codes)
+        if int(self.init_steps_done) >= self.init_steps:
+            return
+        x = flat.detach().float()
+        if self.init == "kmeans" and bool(self.initialized):
+            vectors = kmeans(x, self.num_codes, iters=REFIT_ITERS, init=self.codebook)
+        elif self.init == "kmeans":
+            vectors = kmeans(x, self.num_codes)
         else:
-            vectors = sample_rows(flat.detach().float(), self.num_codes)
+            vectors = sample_rows(x, self.num_codes)
         vectors = broadcast_from_rank0(vectors.contiguous())
         counts = code_counts(nearest_code(flat.detach(), vectors), self.num_codes).float()
         counts = broadcast_from_rank0(counts)
         self._set_codes(torch.arange(self.num_codes, device=flat.device), vectors, counts)
         self.steps_unused.zero_()
         self.initialized.fill_(True)
+        self.init_steps_done.add_(1)
 
     @torch.no_grad()
     def _restart_dead_codes(self, counts: torch.Tensor, flat: torch.Tensor) -> int:

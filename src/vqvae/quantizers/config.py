@@ -26,6 +26,9 @@ class QuantizerConfig:
     decay: float = 0.99  # EMA only
     eps: float = 1e-5  # EMA only: Laplace smoothing of the counts
     init: str = "kmeans"  # data-dependent init: "kmeans", "random" (encoder outputs), "none"
+    # training steps the init refits the codebook to each batch; 0 = the kind's own default
+    # (EMA: its time constant 1/(1 - decay); others: the first batch only). docs/design-notes.md
+    init_steps: int = 0
     restart_dead_codes: bool = True
     dead_code_steps: int = 20  # restart a code unused for this many training steps
     num_quantizers: int = 1  # > 1: residual VQ with this many levels

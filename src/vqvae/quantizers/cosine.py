@@ -54,9 +54,12 @@ class CosineVectorQuantizer(Quantizer):
         init: str = "kmeans",
         restart_dead_codes: bool = True,
         dead_code_steps: int = 20,
+        init_steps: int = 1,
         gradient: str = "ste",
     ) -> None:
-        super().__init__(num_codes, code_dim, beta, init, restart_dead_codes, dead_code_steps)
+        super().__init__(
+            num_codes, code_dim, beta, init, restart_dead_codes, dead_code_steps, init_steps
+        )
         self.lookup_dim = lookup_dim
         self.gradient = check_gradient(gradient)
         self.project_in = projection(code_dim, lookup_dim)  # D -> lookup_dim
@@ -74,6 +77,7 @@ class CosineVectorQuantizer(Quantizer):
             init=config.init,
             restart_dead_codes=config.restart_dead_codes,
             dead_code_steps=config.dead_code_steps,
+            init_steps=config.init_steps or 1,
             gradient=config.gradient,
         )
 

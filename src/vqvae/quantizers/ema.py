@@ -34,8 +34,11 @@ class EMAVectorQuantizer(Quantizer):
 
     Dead-code restart: a code unused for ``dead_code_steps`` consecutive training steps is
     re-seeded from a random encoder output, with N_i = 1 and m_i = that output. (A rule on
-    steps rather than on N_i reacts in tens of steps, where a decayed count takes hundreds.) At the
-    data-dependent initialization, N_i is the number of first-batch outputs nearest to e_i.
+    steps rather than on N_i reacts in tens of steps, where a decayed count takes hundreds.) The
+    data-dependent initialization lasts ``init_steps`` training steps, by default the EMA's time
+    constant 1 / (1 - decay): the steps in which a codebook moving by (1 - decay) of the gap per
+    step cannot follow the encoder (``Quantizer._maybe_initialize``). At each of them, N_i is
+    the number of that batch's outputs nearest to e_i.
     """
 
     def __init__(
@@ -49,12 +52,17 @@ class EMAVectorQuantizer(Quantizer):
         init: str = "kmeans",
         restart_dead_codes: bool = True,
         dead_code_steps: int = 20,
+        init_steps: int | None = None,
         gradient: str = "ste",
     ) -> None:
-        super().__init__(num_codes, code_dim, beta, init, restart_dead_codes, dead_code_steps)
-        self.gradient = check_gradient(gradient)  # "ste" or "rotation" (rotation.py)
         if not 0.0 <= decay < 1.0:
             raise ValueError(f"expected decay in [0, 1), got {decay}")
+        if init_steps is None:
+            init_steps = round(1 / (1 - decay))  # the EMA's time constant: 100 at decay 0.99
+        super().__init__(
+            num_codes, code_dim, beta, init, restart_dead_codes, dead_code_steps, init_steps
+        )
+        self.gradient = check_gradient(gradient)  # "ste" or "rotation" (rotation.py)
         self.decay = decay
         self.eps = eps
         embedding = torch.randn(num_codes, code_dim)
@@ -74,6 +82,7 @@ class EMAVectorQuantizer(Quantizer):
             init=config.init,
             restart_dead_codes=config.restart_dead_codes,
             dead_code_steps=config.dead_code_steps,
+            init_steps=config.init_steps or None,
             gradient=config.gradient,
         )
 

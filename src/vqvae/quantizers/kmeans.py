@@ -25,10 +25,15 @@ def sample_rows(x: torch.Tensor, k: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def kmeans(x: torch.Tensor, k: int, iters: int = 10) -> torch.Tensor:
-    """Cluster x (N, D) into k centroids (k, D). Empty clusters are re-seeded from data rows."""
+def kmeans(
+    x: torch.Tensor, k: int, iters: int = 10, init: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Cluster x (N, D) into k centroids (k, D). Empty clusters are re-seeded from data rows.
+
+    ``init`` (k, D): start from these centroids (a warm start) instead of k random rows.
+    """
     x = x.float()
-    centroids = sample_rows(x, k)
+    centroids = sample_rows(x, k) if init is None else init.detach().float().clone()
     for _ in range(iters):
         codes = nearest_code(x, centroids)  # (N,)
         counts = torch.bincount(codes, minlength=k).to(x.dtype)  # (k,)

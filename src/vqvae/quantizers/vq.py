@@ -42,9 +42,12 @@ class VectorQuantizer(Quantizer):
         init: str = "kmeans",
         restart_dead_codes: bool = True,
         dead_code_steps: int = 20,
+        init_steps: int = 1,
         gradient: str = "ste",
     ) -> None:
-        super().__init__(num_codes, code_dim, beta, init, restart_dead_codes, dead_code_steps)
+        super().__init__(
+            num_codes, code_dim, beta, init, restart_dead_codes, dead_code_steps, init_steps
+        )
         self.gradient = check_gradient(gradient)  # "ste" or "rotation" (rotation.py)
         # Uniform in +-1/K, the common choice for the paper's random initialization.
         self.embedding = nn.Parameter(
@@ -61,6 +64,7 @@ class VectorQuantizer(Quantizer):
             init=config.init,
             restart_dead_codes=config.restart_dead_codes,
             dead_code_steps=config.dead_code_steps,
+            init_steps=config.init_steps or 1,
             gradient=config.gradient,
         )
 
