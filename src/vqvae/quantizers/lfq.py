@@ -60,17 +60,23 @@ class LookupFreeQuantizerOutput(QuantizerOutput):
 def entropy_terms(
     z: torch.Tensor, corners: torch.Tensor, temperature: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """z (N, d), corners (K, d) -> (mean per-sample entropy, entropy of the mean), in nats.
+    """z (N, d), corners (K, d) in {-1, +1} -> (mean per-sample entropy, entropy of the mean),
+    in nats, of p(c | z) = softmax_c(-||z - c||^2 / tau).
 
-    p(c | z) = softmax_c(-||z - c||^2 / tau); with ||c||^2 = d for every corner, the logits
-    are 2 z.c / tau up to terms that do not depend on c and cancel in the softmax.
+    With ||c||^2 = d for every corner the logits are 2 z.c / tau up to terms that cancel, and
+    over all 2^d corners the softmax factorises into independent bits:
+    p(c | z) = prod_i sigmoid(4 z_i c_i / tau). So the per-sample entropy is a sum of d
+    Bernoulli entropies, O(N d); the batch's mean distribution does not factorise and takes
+    one (N, d) x (d, K) product (tests/test_lfq.py checks both against the definition).
     """
     with torch.autocast(device_type=z.device.type, enabled=False):
-        logits = (2.0 / temperature) * (z.float() @ corners.float().t())  # (N, K)
-        log_p = logits.log_softmax(1)  # (N, K)
-        p = log_p.exp()
-        sample = -(p * log_p).sum(1).mean()
-        p_mean = p.mean(0)  # (K,): the batch's average code distribution
+        a = (4.0 / temperature) * z.float()  # (N, d): each bit's logit of being +1
+        log_plus, log_minus = F.logsigmoid(a), F.logsigmoid(-a)  # log p(+1), log p(-1)
+        sample = -(log_plus.exp() * log_plus + log_minus.exp() * log_minus).sum(1).mean()
+        is_plus = (corners.float() > 0).float()  # (K, d)
+        # log p(c | z) = sum_i log p(c_i): (N, d) x (d, K) -> (N, K)
+        log_p = (log_plus - log_minus) @ is_plus.t() + log_minus.sum(1, keepdim=True)
+        p_mean = log_p.exp().mean(0)  # (K,): the batch's average code distribution
         # clamp, not xlogy: a code no vector reaches has p_mean = 0 and needs a finite gradient
         codebook = -(p_mean * p_mean.clamp(min=1e-30).log()).sum()
     return sample, codebook
