@@ -28,7 +28,9 @@ def add_data_options(p: argparse.ArgumentParser, split: str = "test", required: 
     )
 
 
-def add_force(p: argparse.ArgumentParser) -> None:
+def add_output(p: argparse.ArgumentParser, what: str = "the output file") -> None:
+    """``--out`` (required) and ``--force`` (replace it if it exists)."""
+    p.add_argument("--out", required=True, help=what)
     p.add_argument("--force", action="store_true", help="replace existing output")
 
 

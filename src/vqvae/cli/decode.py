@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from vqvae.cli.common import add_force
+from vqvae.cli.common import add_output
 from vqvae.codefile import read_code_file
 from vqvae.data import save_pngs
 from vqvae.inference import decode
@@ -17,8 +17,7 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser("decode", help="code grids (.npz) -> PNG images")
     p.add_argument("run")
     p.add_argument("codes")
-    p.add_argument("--out", required=True)
-    add_force(p)
+    add_output(p, "a folder for the PNGs")
     p.set_defaults(func=run)
 
 

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from vqvae.cli.common import add_data_options, add_force, model_and_data
+from vqvae.cli.common import add_data_options, add_output, model_and_data
 from vqvae.codefile import write_code_file
 from vqvae.inference import encode
 from vqvae.runs import refuse_overwrite
@@ -16,8 +16,7 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser("encode", help="data -> code grids (.npz)")
     p.add_argument("run")
     add_data_options(p)
-    p.add_argument("--out", required=True)
-    add_force(p)
+    add_output(p, "the codes .npz")
     p.set_defaults(func=run)
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from vqvae._io import write_npz
-from vqvae.cli.common import add_data_options, add_force, model_and_data
+from vqvae.cli.common import add_data_options, add_output, model_and_data
 from vqvae.inference import reconstruct
 from vqvae.runs import refuse_overwrite
 
@@ -18,8 +18,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("run")
     add_data_options(p)
     p.add_argument("--limit", type=int)
-    p.add_argument("--out", required=True)
-    add_force(p)
+    add_output(p, "the .npz of originals and reconstructions")
     p.set_defaults(func=run)
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from vqvae.cli.common import add_force, write_samples
+from vqvae.cli.common import add_output, write_samples
 from vqvae.inference import sample
 from vqvae.runs import RunDir, load_prior, load_run_model, refuse_overwrite
 
@@ -21,8 +21,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--top-k", type=int)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True)
-    add_force(p)
+    add_output(p, "a folder for grid.png and samples.npz")
     p.set_defaults(func=run)
 
 
