@@ -30,7 +30,7 @@ def as_z_e(flat: torch.Tensor) -> torch.Tensor:
     return flat.t().unsqueeze(0)
 
 
-def test_signs_and_index_with_zero_mapped_to_plus_one():
+def test_signs_and_index_with_zero_mapped_to_minus_one():
     q = LookupFreeQuantizer(code_dim=BITS, num_bits=BITS).eval()
     z = torch.tensor(
         [
@@ -41,10 +41,10 @@ def test_signs_and_index_with_zero_mapped_to_plus_one():
         ]
     )
     out = q(as_z_e(z))
-    expected_q = torch.where(z >= 0, 1.0, -1.0)  # 0 (and -0.0) -> +1
+    expected_q = torch.where(z > 0, 1.0, -1.0)  # 0 (and -0.0) -> -1, as the paper's eq.
     assert torch.equal(flat_of(out.z_q), expected_q)
     # Index = sum_i 2^i [q_i = +1], dimension 0 the lowest bit (paper's Index(z), 0-based)
-    expected_codes = [1 + 2 + 4, 2 + 4, 15, 0]
+    expected_codes = [4, 2, 15, 0]  # rows 1-2: only the positive entries (1e-30, 3.0) are set
     assert out.codes.reshape(-1).tolist() == expected_codes
     assert torch.equal(q.lookup(out.codes), out.z_q)
 

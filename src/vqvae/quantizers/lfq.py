@@ -7,9 +7,9 @@ the cube {-1, +1}^d, so the nearest code is each dimension's sign and needs no s
 
     q(z_i) = sign(z_i),   Index(z) = sum_i 2^(i-1) 1{q(z_i) = +1}   (dimension 1 the lowest bit)
 
-Sign convention: z_i = 0 maps to +1 (q(z_i) = +1 iff z_i >= 0). The paper's formula sends 0
-to -1; an exact zero is rare in training, and any fixed rule keeps ``lookup(codes)`` and the
-forward pass in agreement. ``torch.sign`` (which returns 0) is never used.
+Sign convention: as the paper's eq. (section 3.1), q(z_i) = -1 for z_i <= 0 and +1 for
+z_i > 0, so an exact zero (or -0.0) is bit 0; any fixed rule keeps ``lookup(codes)`` equal to
+forward's ``z_q`` (tests/test_lfq.py).
 
 Loss: beta * ||z - sg[q(z)]||^2 (commitment) plus ``entropy_weight`` times the paper's
 entropy penalty (eq. 2)
@@ -136,7 +136,7 @@ class LookupFreeQuantizer(nn.Module):
     def forward(self, z_e: torch.Tensor) -> LookupFreeQuantizerOutput:
         flat = flatten(z_e, self.code_dim)  # (B, D, *S) -> (N, D)
         z = self.project_in(flat)  # (N, D) -> (N, d)
-        bits = z.detach() >= 0  # (N, d): the sign convention, 0 -> +1
+        bits = z.detach() > 0  # (N, d): the paper's sign convention, 0 -> -1
         codes = (bits.long() * self._powers).sum(1)  # (N,) binary number
         q = bits.to(z.dtype) * 2 - 1  # (N, d) in {-1, +1}
         z_q = unflatten(self.project_out(straight_through(z, q)), z_e)  # -> (B, D, *S)
