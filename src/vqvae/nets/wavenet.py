@@ -345,18 +345,29 @@ class WaveNet(nn.Module, PretrainedMixin):
 class FastWaveNetGenerator:
     """The Fast WaveNet Generation Algorithm (Paine et al. 2016), one sample per ``step``.
 
-    Queue layout: layer l (dilation d, kernel k) needs its input at t, t - d, ..., t - (k-1)d.
-    Its queue is a ring buffer ``(size, B, R)`` with ``size = (k - 1) d + 1``, zeros at the
-    start (the zero padding of the full pass); the input at time t lives in slot
-    ``t % size``, so the input at ``t - j d`` is slot ``(t - j d) % size``, still there
-    because it was written fewer than ``size`` steps ago. Each layer writes its output
-    (the next layer's input) straight into the next queue's slot: no copies.
+    Queues: layer l (dilation d, kernel k) needs its input at t, t - d, ..., t - (k - 1) d.
+    Its queue is a ring buffer of ``size = (k - 1) d + 1`` slots ``(B, R)``; the input at
+    time t lives in slot ``t % size``, so the input at ``t - j d`` is slot
+    ``(t - j d) % size``, written fewer than ``size`` steps ago. Each layer writes its
+    output, the next layer's input, straight into the next queue's slot: no copies.
 
-    Per step and layer: ``k`` products ``(B, R) @ (R, 2G)`` added in place onto the
-    precomputed conditioning, ``tanh`` / ``sigmoid`` / product into a preallocated
-    ``(B, layers, G)`` block, and one ``(B, G) @ (G, R)`` residual product. All skip
-    connections are then one product ``(B, layers * G) @ (layers * G, S)``. Every workspace
-    and every view of it is made once, in ``__init__``; the inner loop indexes Python lists.
+    Two rewrites of the same arithmetic save an operation per layer and step:
+
+    - ``tanh(a) = 1 - 2 sigmoid(-2 a)``: the filter half's weights and biases are scaled by
+      -2 here, one ``sigmoid`` covers both halves, and ``z = s_g - 2 s_f s_g`` is one
+      ``addcmul``.
+    - residual biases: the queues hold ``h_l - c_l`` with ``c_l`` the sum of the residual
+      biases below layer l, so ``h_{l+1} - c_{l+1} = (h_l - c_l) + z W_res`` needs no bias
+      add; layer l's conv bias absorbs ``sum_j c_l W_j``, and its queue starts filled with
+      ``-c_l``, which is what the full pass's zero padding becomes under the same shift.
+
+    Per step and layer this leaves: ``k`` products ``(B, R) @ (R, 2G)`` added in place onto
+    the precomputed conditioning, one ``sigmoid``, one ``addcmul`` into a ``(B, L, G)``
+    block, one residual product ``(B, G) @ (G, R)``; then all skip connections at once,
+    ``(B, L * G) @ (L * G, S)``, and the head. Rows are clips (batch first): on a CPU,
+    MKL multiplies a few rows by a weight matrix several times faster than a weight matrix
+    by a few columns. Workspaces and their views are made once, in ``__init__``; the inner
+    loop indexes Python lists.
     """
 
     @torch.no_grad()
@@ -364,51 +375,48 @@ class FastWaveNetGenerator:
         """``cond`` (B, C_l, T): upsampled latents; ``speaker`` (B, E) embeddings or None."""
         c = net.config
         self.batch, _, self.length = cond.shape
-        b, r, g, n = self.batch, c.residual_channels, c.gate_channels, len(net.layers)
-        weight = net.embed.weight.detach()
-        kw = {"dtype": weight.dtype, "device": weight.device}
+        b, g, n, k = self.batch, c.gate_channels, len(net.layers), c.kernel_size
+        self.embed = net.embed.weight.detach()  # (K, R): a row per mu-law value
+        kw = {"dtype": self.embed.dtype, "device": self.embed.device}
         self.t = 0
-        self.embed = weight  # (K, R)
-        # -- weights as matrices (R, 2G), (G, R), (L * G, S): mat2 of each addmm ----------
-        self.taps = [
-            [layer.conv.weight.detach()[:, :, j].t().contiguous() for j in range(c.kernel_size)]
-            for layer in net.layers
-        ]  # tap j of the causal conv reads the input at t - (k - 1 - j) * d
-        self.res_w = [
-            layer.residual.weight.detach()[:, :, 0].t().contiguous() for layer in net.layers[:-1]
-        ]
-        self.res_b = [layer.residual.bias.detach() for layer in net.layers[:-1]]
-        self.skip_w = torch.cat(
-            [layer.skip.weight.detach()[:, :, 0].t() for layer in net.layers]
-        )  # L x (G, S) -> (L * G, S)
+        # the filter half times -2 (tanh through sigmoid, see the class docstring)
+        scale = torch.cat([torch.full((g,), -2.0, **kw), torch.ones(g, **kw)])  # (2G,)
+        # -- residual biases folded into the queues -------------------------------------
+        shifts = [torch.zeros(c.residual_channels, **kw)]  # c_l: (R,) per layer
+        for layer in net.layers[:-1]:
+            shifts.append(shifts[-1] + layer.residual.bias.detach())
+        # -- weights as right-hand matrices: (R, 2G) per tap, (G, R), (L * G, S), head ----
+        self.taps, conv_b = [], []
+        for layer, shift in zip(net.layers, shifts, strict=True):
+            w = layer.conv.weight.detach() * scale[:, None, None]  # (2G, R, k)
+            self.taps.append([w[:, :, j].t().contiguous() for j in range(k)])
+            conv_b.append(layer.conv.bias.detach() * scale + w.sum(dim=2) @ shift)
+        self.res_w = [mat(layer.residual) for layer in net.layers[:-1]]
+        self.skip_w = torch.cat([mat(layer.skip) for layer in net.layers])  # (L * G, S)
         self.skip_b = sum(layer.skip.bias.detach() for layer in net.layers)  # (S,)
-        head1, head2 = net.head[1], net.head[3]
-        self.head = [
-            (m.weight.detach()[:, :, 0].t().contiguous(), m.bias.detach()) for m in (head1, head2)
-        ]
-        # -- conditioning: V_l * y for all layers at once, plus conv bias and V'_l h -------
+        self.head = [(mat(m), m.bias.detach()) for m in (net.head[1], net.head[3])]
+        # -- conditioning: y V_l for all layers at once; conv biases and h V'_l -----------
         self.cond = cond.detach()
-        self.local_w = torch.cat([layer.local.weight.detach()[:, :, 0] for layer in net.layers])
-        bias = torch.stack([layer.conv.bias.detach() for layer in net.layers])  # (L, 2G)
-        self.cond_bias = bias.expand(b, n, 2 * g).clone()  # (B, L, 2G)
+        self.local_w = torch.cat([mat(layer.local) * scale for layer in net.layers], 1)
+        cond_b = torch.stack(conv_b)[:, None, :].expand(n, b, 2 * g)  # (L, B, 2G)
         if speaker is not None:
-            spk = [layer.speaker(speaker.detach()) for layer in net.layers]  # L x (B, 2G)
-            self.cond_bias += torch.stack(spk, dim=1)
+            spk = [speaker.detach() @ (layer.speaker.weight.detach().t() * scale)
+                   for layer in net.layers]  # fmt: skip
+            cond_b = cond_b + torch.stack(spk)  # L x (B, E) @ (E, 2G) -> (L, B, 2G)
+        self.cond_b = cond_b.contiguous()
         self.block = max(1, min(self.length, _COND_BLOCK_FLOATS // (b * n * 2 * g)))
         self.block_start = 0
-        self.block_cond = torch.empty(0, **kw)
-        # -- queues, one per layer, and their slots as ready-made views -------------------
+        self.block_cond = torch.empty(0, b, n, 2 * g, **kw)
+        # -- queues, one per layer, filled with -c_l, and their slots as views ------------
         self.slots = [
-            list(torch.zeros((c.kernel_size - 1) * d + 1, b, r, **kw).unbind(0))
-            for d in c.dilations
-        ]
-        self.offsets = [
-            [(c.kernel_size - 1 - j) * d for j in range(c.kernel_size)] for d in c.dilations
-        ]
+            list((-shift).expand((k - 1) * d + 1, b, -1).clone().unbind(0))
+            for d, shift in zip(c.dilations, shifts, strict=True)
+        ]  # L x size x (B, R)
+        self.offsets = [[(k - 1 - j) * d for j in range(k)] for d in c.dilations]
         # -- workspaces ------------------------------------------------------------------
-        self.z = torch.empty(b, n, 2 * g, **kw)  # pre-activations of every layer
-        self.z_layer = list(self.z.unbind(1))  # L x (B, 2G)
-        self.filt = [z[:, :g] for z in self.z_layer]
+        self.z = torch.empty(n, b, 2 * g, **kw)  # pre-activations of every layer
+        self.z_layer = list(self.z.unbind(0))  # L x (B, 2G), contiguous
+        self.filt = [z[:, :g] for z in self.z_layer]  # sigmoid(-2 a_f) after the sigmoid
         self.gate = [z[:, g:] for z in self.z_layer]
         self.gated = torch.empty(b, n, g, **kw)  # every layer's z, side by side for the skips
         self.gated_layer = list(self.gated.unbind(1))  # L x (B, G)
@@ -417,11 +425,11 @@ class FastWaveNetGenerator:
         self.logits = torch.empty(b, c.num_classes, **kw)
 
     def _next_block(self) -> None:
-        """Conditioning pre-activations for the next ``block`` steps: (n, B, L, 2G)."""
+        """Conditioning projections ``y V_l`` for the next ``block`` steps: (n, B, L, 2G)."""
         start, stop = self.t, min(self.t + self.block, self.length)
         y = self.cond[:, :, start:stop].permute(2, 0, 1)  # (B, C_l, n) -> (n, B, C_l)
-        proj = F.linear(y, self.local_w)  # (n, B, L * 2G)
-        self.block_cond = proj.view(stop - start, *self.cond_bias.shape) + self.cond_bias
+        proj = y.reshape(-1, y.shape[2]) @ self.local_w  # (n * B, C_l) @ (C_l, L * 2G)
+        self.block_cond = proj.view(stop - start, self.batch, *self.cond_b.shape[::2])
         self.block_start = start
 
     def step(self, x_prev: torch.Tensor) -> torch.Tensor:
@@ -434,24 +442,28 @@ class FastWaveNetGenerator:
             raise ValueError(f"step: all {self.length} samples have been generated")
         if t - self.block_start >= len(self.block_cond):
             self._next_block()
-        self.z.copy_(self.block_cond[t - self.block_start])  # (B, L, 2G)
-        slots = self.slots
+        # pre-activations start as conditioning + biases: (B, L, 2G) -> (L, B, 2G)
+        torch.add(self.block_cond[t - self.block_start].transpose(0, 1), self.cond_b, out=self.z)
+        slots, filt, gate = self.slots, self.filt, self.gate
         torch.index_select(self.embed, 0, x_prev, out=slots[0][t % len(slots[0])])
         last = len(slots) - 1
         for l, queue in enumerate(slots):
             size, z = len(queue), self.z_layer[l]
             for w, offset in zip(self.taps[l], self.offsets[l], strict=True):
-                z.addmm_(queue[(t - offset) % size], w)  # += h(t - offset) @ W_j
-            self.filt[l].tanh_()
-            self.gate[l].sigmoid_()
-            gated = torch.mul(self.filt[l], self.gate[l], out=self.gated_layer[l])
+                z.addmm_(queue[(t - offset) % size], w)  # += h(t - offset) W_j
+            z.sigmoid_()  # (B, 2G): sigmoid(-2 a_f), sigmoid(a_g)
+            gated = torch.addcmul(gate[l], filt[l], gate[l], value=-2, out=self.gated_layer[l])
             if l < last:  # the next layer's input, written straight into its queue
-                out = slots[l + 1][t % len(slots[l + 1])]
-                torch.addmm(queue[t % size], gated, self.res_w[l], out=out)
-                out.add_(self.res_b[l])
-        torch.addmm(self.skip_b, self.gated.view(self.batch, -1), self.skip_w, out=self.skip)
+                nxt = slots[l + 1]
+                torch.addmm(queue[t % size], gated, self.res_w[l], out=nxt[t % len(nxt)])
+        skip = torch.addmm(self.skip_b, self.gated.view(self.batch, -1), self.skip_w, out=self.skip)
         (w1, b1), (w2, b2) = self.head
-        torch.addmm(b1, self.skip.relu_(), w1, out=self.hidden)
-        torch.addmm(b2, self.hidden.relu_(), w2, out=self.logits)
+        torch.addmm(b1, skip.relu_(), w1, out=self.hidden)  # (B, S)
+        torch.addmm(b2, self.hidden.relu_(), w2, out=self.logits)  # (B, K)
         self.t = t + 1
         return self.logits
+
+
+def mat(conv: nn.Conv1d) -> torch.Tensor:
+    """A 1x1 convolution's weight (out, in, 1) as the right-hand matrix (in, out) of x @ W."""
+    return conv.weight.detach()[:, :, 0].t().contiguous()
