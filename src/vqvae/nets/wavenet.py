@@ -42,9 +42,9 @@ Generation, ``generate(local, speaker, method=...)``:
   Layer l's output at time t needs its input at times t and t - d_l only, so each layer
   keeps a queue of its last ``(kernel_size - 1) * d_l + 1`` inputs (a ring buffer, see
   ``FastWaveNetGenerator``) and a new sample costs one step per layer, batched over clips:
-  a few matrix products with the convolution weights reshaped to matrices. The upsampled
-  latents and every layer's conditioning projection are computed in large blocks ahead of
-  the steps that use them.
+  a few matrix products with the convolution weights reshaped to matrices. The latents
+  are upsampled once for the whole clip, and every layer's conditioning projection is
+  computed in large blocks of steps ahead of the steps that use them.
 
 Both draw with ``vqvae.priors.base.draw_codes`` (one uniform number per clip and sample)
 and draw the same samples from the same generator seed (``tests/test_wavenet.py``).
@@ -59,7 +59,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vqvae.pretrained import PretrainedMixin
-from vqvae.priors.base import draw_codes
+from vqvae.priors.base import Draw, draw_codes
 
 # Conditioning projections are computed in blocks of at most this many floats (64 MiB).
 _COND_BLOCK_FLOATS = 2**24
@@ -242,8 +242,16 @@ class WaveNet(nn.Module, PretrainedMixin):
         finally:
             self.train(was_training)
 
-    def _generate_naive(self, cond: torch.Tensor, speaker: torch.Tensor | None, draw):
-        """For each t, the full network over inputs ``max(0, t + 1 - RF) .. t``."""
+    def _generate_naive(
+        self, cond: torch.Tensor, speaker: torch.Tensor | None, draw: Draw
+    ) -> torch.Tensor:
+        """For each t, the full network over inputs ``max(0, t + 1 - RF) .. t``.
+
+        Cutting the window at the receptive field changes nothing at its last position:
+        layer l there reads layer l - 1 no further back than the dilations of layers >= l
+        add up to, so the zero padding at the window's left edge only reaches positions
+        whose values never get to the output at t.
+        """
         batch, _, length = cond.shape
         rf = self.config.receptive_field
         # x_prev[:, t] is the input at t, the sample at t - 1; silence before the first
@@ -254,7 +262,9 @@ class WaveNet(nn.Module, PretrainedMixin):
             x_prev[:, t + 1] = draw(logits[:, :, -1])  # (B, K, window) -> (B, K) -> (B,)
         return x_prev[:, 1:]
 
-    def _generate_cached(self, cond: torch.Tensor, speaker: torch.Tensor | None, draw):
+    def _generate_cached(
+        self, cond: torch.Tensor, speaker: torch.Tensor | None, draw: Draw
+    ) -> torch.Tensor:
         """One step per layer and sample with ``FastWaveNetGenerator``."""
         batch, _, length = cond.shape
         fast = FastWaveNetGenerator(self, cond, speaker)
