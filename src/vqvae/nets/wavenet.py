@@ -352,6 +352,11 @@ class WaveNet(nn.Module, PretrainedMixin):
         return speaker.to(device=self.device, dtype=torch.long)
 
 
+def _conv_matrix(conv: nn.Conv1d) -> torch.Tensor:
+    """A 1x1 convolution's weight (out, in, 1) as the right-hand matrix (in, out) of x @ W."""
+    return conv.weight.detach()[:, :, 0].t().contiguous()
+
+
 class FastWaveNetGenerator:
     """The Fast WaveNet Generation Algorithm (Paine et al. 2016), one sample per ``step``.
 
@@ -401,18 +406,17 @@ class FastWaveNetGenerator:
             w = layer.conv.weight.detach() * scale[:, None, None]  # (2G, R, k)
             self.taps.append([w[:, :, j].t().contiguous() for j in range(k)])
             conv_b.append(layer.conv.bias.detach() * scale + w.sum(dim=2) @ shift)
-        self.res_w = [mat(layer.residual) for layer in net.layers[:-1]]
-        self.skip_w = torch.cat([mat(layer.skip) for layer in net.layers])  # (L * G, S)
+        self.res_w = [_conv_matrix(layer.residual) for layer in net.layers[:-1]]
+        self.skip_w = torch.cat([_conv_matrix(layer.skip) for layer in net.layers])  # (L * G, S)
         self.skip_b = sum(layer.skip.bias.detach() for layer in net.layers)  # (S,)
-        self.head = [(mat(m), m.bias.detach()) for m in (net.head[1], net.head[3])]
+        self.head = [(_conv_matrix(m), m.bias.detach()) for m in (net.head[1], net.head[3])]
         # -- conditioning: y V_l for all layers at once; conv biases and h V'_l -----------
         self.cond = cond.detach()
-        self.local_w = torch.cat([mat(layer.local) * scale for layer in net.layers], 1)
+        self.local_w = torch.cat([_conv_matrix(layer.local) * scale for layer in net.layers], 1)
         cond_b = torch.stack(conv_b)[:, None, :].expand(n, b, 2 * g)  # (L, B, 2G)
         if speaker is not None:
-            spk = [speaker.detach() @ (layer.speaker.weight.detach().t() * scale)
-                   for layer in net.layers]  # fmt: skip
-            cond_b = cond_b + torch.stack(spk)  # L x (B, E) @ (E, 2G) -> (L, B, 2G)
+            spk_w = [layer.speaker.weight.detach().t() * scale for layer in net.layers]
+            cond_b = cond_b + torch.stack([speaker @ w for w in spk_w])  # L x (B, E) @ (E, 2G)
         self.cond_b = cond_b.contiguous()
         self.block = max(1, min(self.length, _COND_BLOCK_FLOATS // (b * n * 2 * g)))
         self.block_start = 0
@@ -472,8 +476,3 @@ class FastWaveNetGenerator:
         torch.addmm(b2, self.hidden.relu_(), w2, out=self.logits)  # (B, K)
         self.t = t + 1
         return self.logits
-
-
-def mat(conv: nn.Conv1d) -> torch.Tensor:
-    """A 1x1 convolution's weight (out, in, 1) as the right-hand matrix (in, out) of x @ W."""
-    return conv.weight.detach()[:, :, 0].t().contiguous()
