@@ -15,7 +15,17 @@ PACKAGE = Path(vqvae.__file__).parent
 
 # A module's layer may import from its own layer and the layers below it, never above.
 LAYERS = [
-    {"registry", "errors", "console", "_io", "metrics", "torch_utils", "pretrained", "mulaw"},
+    {
+        "registry",
+        "errors",
+        "console",
+        "_io",
+        "metrics",
+        "torch_utils",
+        "pretrained",
+        "mulaw",
+        "sampling",
+    },
     {"quantizers", "nets", "likelihoods", "data", "codefile"},
     {"models", "priors"},
     {"config", "bits", "runs", "inference"},

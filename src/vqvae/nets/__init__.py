@@ -1,6 +1,18 @@
-"""Encoders and decoders, one registered kind per file (``vqvae.registry.NETS``)."""
+"""Encoders and decoders, one registered kind per file (``vqvae.registry.NETS``), and the
+audio networks of the paper's speech experiment (section 4.3): the strided 1-D encoder and
+the WaveNet decoder."""
 
 from vqvae.nets.config import NetConfig, NetKind
 from vqvae.nets.conv import Decoder, Encoder, ResidualBlock
+from vqvae.nets.wavenet import FastWaveNetGenerator, WaveNet, WaveNetConfig
 
-__all__ = ["Decoder", "Encoder", "NetConfig", "NetKind", "ResidualBlock"]
+__all__ = [
+    "Decoder",
+    "Encoder",
+    "FastWaveNetGenerator",
+    "NetConfig",
+    "NetKind",
+    "ResidualBlock",
+    "WaveNet",
+    "WaveNetConfig",
+]
