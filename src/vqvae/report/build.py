@@ -19,6 +19,7 @@ from vqvae import metrics
 from vqvae._io import atomic_write
 from vqvae.errors import RunError
 from vqvae.models import VQVAE
+from vqvae.registry import QUANTIZERS
 from vqvae.report import analysis, figures
 from vqvae.report.html import Section, figure, note, page, stats, table
 from vqvae.runs import RunDir, load_prior, load_run_model
@@ -216,16 +217,16 @@ def _config_rows(state: _Run) -> tuple[list[tuple[str, object]], list[tuple[str,
     factor = 2 ** net.get("num_downsamples", 0)
     grid = "?" if "?" in size else f"{size[0] // factor}x{size[1] // factor}"
     levels = q.get("num_quantizers", 1)
-    kind = {"vq": "gradient codebook (eq. 3)", "ema": "EMA codebook (app. A.1)"}
+    name = q.get("kind", "?")
+    kind = f"{name}: {QUANTIZERS.entry(name).about}" if name in QUANTIZERS else name
     model_rows: list[tuple[str, object]] = [
         ("images", f"{size[0]}x{size[1]}, {c.get('in_channels', '?')} channel(s)"),
         ("code grid (h x w)", grid),
-        ("codebook size K", q.get("num_codes", "?")),
+        ("codebook size K", state.model.num_codes if state.model else q.get("num_codes", "?")),
         ("code dimension D", q.get("code_dim", "?")),
         (
             "quantizer",
-            kind.get(q.get("kind"), q.get("kind", "?"))
-            + (f", residual with {levels} levels" if levels > 1 else ""),
+            kind + (f", residual with {levels} levels" if levels > 1 else ""),
         ),
         ("commitment beta", q.get("beta", "?")),
         (
