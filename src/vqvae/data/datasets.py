@@ -26,7 +26,7 @@ from vqvae.errors import DataError
 from vqvae.registry import DATASETS
 
 from . import download as _download
-from .audio import AUDIO_SUFFIXES, FSDD_NAME, AudioDataset, load_audio_folder
+from .audio import AUDIO_SUFFIXES, FSDD_NAME, AudioDataset, audio_files, load_audio_folder
 from .base import SPLIT_SEED, TEST_FRACTION, ImageDataset, check_split, split_indices
 from .formats import find_idx, is_cifar_folder, read_array, read_cifar, read_idx_pair
 from .images import IMAGE_SUFFIXES, read_image_folder
@@ -123,9 +123,19 @@ def load_audio(
     download: bool = True,
     sample_rate: int | None = None,
 ) -> AudioDataset:
-    """``load_dataset`` for audio: images are refused in one line before they are read."""
+    """``load_dataset`` for audio: a registered audio name or a folder of audio files. Image
+    data is refused in one line before it is read."""
     if data_kind(spec) == IMAGES:
-        raise DataError(_wrong_kind(spec, IMAGES))
+        path = Path(str(spec)).expanduser()
+        if _registered_name(str(spec)) is not None:
+            raise DataError(_wrong_kind(spec, IMAGES))
+        if not path.exists():
+            raise DataError(f"{spec}: no such folder (and not a data set name: {_known()})")
+        if not path.is_dir():
+            raise DataError(f"{path}: not a folder of audio files")
+        if audio_files(path, recursive=True):
+            raise DataError(f"{path}: holds image data as well as audio, so it loads as images")
+        raise DataError(f"{path}: no audio files found (looked for {', '.join(AUDIO_SUFFIXES)})")
     ds = load_dataset(spec, split, data_root, download=download, sample_rate=sample_rate)
     if not isinstance(ds, AudioDataset):
         raise DataError(_wrong_kind(spec, IMAGES))
@@ -156,6 +166,10 @@ def data_kind(spec: str) -> str:
         return getattr(DATASETS.get(name), "kind", IMAGES)
     path = Path(str(spec)).expanduser()
     return AUDIO if path.is_dir() and _is_audio_folder(path) else IMAGES
+
+
+def _known() -> str:
+    return ", ".join(DATASETS.names())
 
 
 def _registered_name(spec: str) -> str | None:
@@ -259,8 +273,7 @@ def _load_path(
     path: Path, name: str, split: str, resize: tuple[int, int] | None, sample_rate: int | None
 ) -> ImageDataset | AudioDataset:
     if not path.exists():
-        known = ", ".join(DATASETS.names())
-        raise DataError(f"{name}: no such file or folder (and not a data set name: {known})")
+        raise DataError(f"{name}: no such file or folder (and not a data set name: {_known()})")
     if path.is_file():
         if path.suffix.lower() not in (".npy", ".npz"):
             raise DataError(

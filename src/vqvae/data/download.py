@@ -64,7 +64,7 @@ _IDX_NAMES = (
 
 # The Free Spoken Digit Dataset as GitHub archives its release tag: the recordings/ folder
 # inside free-spoken-digit-dataset-1.0.10/. FSDD_SHA256 is content_digest() of those 3,000 WAVs,
-# the same files as the tag's git tree (checked blob by blob when the constant was computed).
+# byte for byte the files of the tag's git tree (each one's git blob hash matches the tree's).
 FSDD_VERSION = "1.0.10"
 FSDD_SHA256 = "6f9f93bcb41589befe6c07a1bb3419a76285a12979f8a3e5ffa1c59ba83518cf"
 
