@@ -6,7 +6,7 @@ The public API, re-exported. Importing the package registers every built-in kind
 """
 
 from vqvae.config import TrainConfig, get_preset
-from vqvae.data import load_dataset
+from vqvae.data import AudioDataset, ImageDataset, load_audio, load_dataset, load_images
 from vqvae.errors import DataError, RunError, VQVAEError
 from vqvae.models import VAE, VQVAE, ModelConfig, QuantizerConfig, VAEConfig, VQVAEConfig
 from vqvae.nets import Decoder, Encoder, NetConfig, NetKind
@@ -50,11 +50,13 @@ __all__ = [
     "QUANTIZERS",
     "VAE",
     "VQVAE",
+    "AudioDataset",
     "Condition",
     "DataError",
     "Decoder",
     "EMAVectorQuantizer",
     "Encoder",
+    "ImageDataset",
     "ModelConfig",
     "NetConfig",
     "NetKind",
@@ -76,6 +78,8 @@ __all__ = [
     "VectorQuantizer",
     "build_prior",
     "get_preset",
+    "load_audio",
     "load_dataset",
+    "load_images",
     "nearest_code",
 ]

@@ -82,4 +82,4 @@ LIKELIHOODS: Registry[Any] = Registry("likelihood")  # Likelihood classes
 MODELS: Registry[Any] = Registry("model")  # model classes, by the name config.json records
 PRIORS: Registry[Any] = Registry("prior kind")  # Prior classes
 PRESETS: Registry[Any] = Registry("preset")  # () -> Preset
-DATASETS: Registry[Any] = Registry("data set")  # (split, root, download) -> data set
+DATASETS: Registry[Any] = Registry("data set")  # (split, root, download) -> Image/AudioDataset

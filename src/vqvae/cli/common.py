@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from vqvae._io import write_npz
-from vqvae.data import ImageDataset, load_dataset, save_png_grid
+from vqvae.data import ImageDataset, load_images, save_png_grid
 from vqvae.errors import RunError
 from vqvae.registry import DATASETS
 from vqvae.runs import RunDir, load_run_model
@@ -39,7 +39,7 @@ def resize(args: argparse.Namespace) -> tuple[int, int] | None:
 
 
 def load_data(args: argparse.Namespace, split: str | None = None) -> ImageDataset:
-    return load_dataset(args.data, split or args.split, args.data_root, resize=resize(args))
+    return load_images(args.data, split or args.split, args.data_root, resize=resize(args))
 
 
 def model_and_data(args: argparse.Namespace) -> tuple[Any, ImageDataset]:

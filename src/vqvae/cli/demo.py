@@ -13,7 +13,7 @@ from vqvae.cli.common import write_samples
 from vqvae.cli.train import summarise
 from vqvae.config import TrainConfig, get_full_preset
 from vqvae.console import say
-from vqvae.data import load_dataset
+from vqvae.data import load_images
 from vqvae.inference import encode, sample
 from vqvae.priors import build_prior
 from vqvae.report import try_write_report
@@ -40,8 +40,8 @@ def add_parser(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     folder = RunDir(args.out)
-    train_set = load_dataset("digits", "train")
-    test_set = load_dataset("digits", "test")
+    train_set = load_images("digits", "train")
+    test_set = load_images("digits", "test")
     preset = get_full_preset("digits")
     train_config = replace(
         preset.train, steps=args.steps or preset.train.steps, eval_limit=len(test_set)

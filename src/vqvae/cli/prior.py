@@ -13,7 +13,7 @@ import torch
 from vqvae._io import write_json
 from vqvae.codefile import read_code_file
 from vqvae.console import say
-from vqvae.data import ImageDataset, load_dataset
+from vqvae.data import ImageDataset, load_images
 from vqvae.errors import RunError
 from vqvae.inference import encode
 from vqvae.priors import build_prior
@@ -55,7 +55,7 @@ def code_sources(args: argparse.Namespace, run: RunDir, model) -> tuple[Any, Any
     spec = args.data or run.read_config().get("data")
     if not spec:
         raise RunError(f"{run.path}: no data spec recorded; pass --data or --codes")
-    train, test = (load_dataset(spec, split, args.data_root) for split in ("train", "test"))
+    train, test = (load_images(spec, split, args.data_root) for split in ("train", "test"))
     return train, test
 
 

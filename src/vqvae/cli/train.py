@@ -17,7 +17,7 @@ from vqvae.config import (
     load_toml,
 )
 from vqvae.console import say
-from vqvae.data import ImageDataset, load_dataset
+from vqvae.data import ImageDataset, load_images
 from vqvae.errors import RunError
 from vqvae.models import VQVAEConfig
 from vqvae.pretrained import config_from_dict
@@ -107,8 +107,8 @@ def resolve_configs(
 def run(args: argparse.Namespace) -> int:
     folder = RunDir(args.out)
     folder.check(resume=args.resume, force=args.force)  # refuse before loading the data
-    train_set = load_dataset(args.data, "train", args.data_root, resize=resize(args))
-    test_set = load_dataset(args.data, "test", args.data_root, resize=resize(args))
+    train_set = load_images(args.data, "train", args.data_root, resize=resize(args))
+    test_set = load_images(args.data, "test", args.data_root, resize=resize(args))
     notes: list[str] = []
     model_config, train_config, meta = resolve_configs(args, train_set, folder, notes.append)
     # Everything is checked before the folder is touched: a bad option destroys nothing.

@@ -1,16 +1,33 @@
-"""Image data: registered data sets and paths loaded as uint8 arrays, and the conversions to
-and from the ``[-1, 1]`` tensors the models see. See ``datasets.py`` for what a spec can be."""
+"""Data: registered data sets and paths loaded as uint8 image arrays (with the conversions to
+and from the ``[-1, 1]`` tensors the models see) or as float32 waveforms (``audio.py``). See
+``datasets.py`` for what a spec can be."""
 
 from vqvae.errors import DataError
 
+from .audio import AudioDataset, load_audio_folder, read_audio, resample
 from .base import ImageDataset
-from .datasets import load_dataset, resolve_data_root
+from .datasets import (
+    check_images,
+    data_kind,
+    load_audio,
+    load_dataset,
+    load_images,
+    resolve_data_root,
+)
 from .transforms import resize_images, save_png_grid, save_pngs, to_model_input, to_uint8_images
 
 __all__ = [
+    "AudioDataset",
     "DataError",
     "ImageDataset",
+    "check_images",
+    "data_kind",
+    "load_audio",
+    "load_audio_folder",
     "load_dataset",
+    "load_images",
+    "read_audio",
+    "resample",
     "resize_images",
     "resolve_data_root",
     "save_png_grid",

@@ -13,6 +13,8 @@ import numpy as np
 from vqvae.errors import DataError
 
 SPLITS = ("train", "test")
+TEST_FRACTION = 0.1  # for data with no split of its own
+SPLIT_SEED = 0
 
 
 # eq=False: the generated __eq__/__hash__ would compare numpy arrays, which has no single answer

@@ -1,15 +1,17 @@
-"""``load_dataset(spec)``: a registered name or a path, turned into an ``ImageDataset``.
+"""``load_dataset(spec)``: a registered name or a path, turned into an ``ImageDataset`` or, for
+audio, an ``AudioDataset`` (``load_images`` and ``load_audio`` insist on one kind).
 
 Names (registered in ``vqvae.registry.DATASETS``) are looked up under the data root: the
 ``data_root`` argument, else ``$VQVAE_DATA``, else ``~/.cache/vqvae/data``, laid out as
 ``<root>/mnist/``, ``<root>/fashion-mnist/``, ``<root>/cifar10/cifar-10-batches-py/`` (or
-``<root>/cifar-10-batches-py/``), and downloaded there when missing unless ``download=False``.
-A name wins over a folder of the same name in the working directory; write ``./mnist`` for
-the folder.
+``<root>/cifar-10-batches-py/``), ``<root>/fsdd/recordings/`` (or WAVs in ``<root>/fsdd/``), and
+downloaded there when missing unless ``download=False``. A name wins over a folder of the same
+name in the working directory; write ``./mnist`` for the folder.
 
-Paths: a ``.npy``/``.npz`` file, a CIFAR batches folder, a folder of idx files, or a folder
-of images. Data with no split of its own is split with a fixed seed: 10% test (``digits``:
-20%, as it has only 1,797 images), not stratified; the two splits partition the data.
+Paths: a ``.npy``/``.npz`` file, a CIFAR batches folder, a folder of idx files, a folder of
+images, or a folder of audio files (one that holds audio and no images: see ``audio.py``).
+Data with no split of its own is split with a fixed seed: 10% test (``digits``: 20%, as it has
+only 1,797 images), not stratified; the two splits partition the data.
 """
 
 from __future__ import annotations
@@ -24,22 +26,23 @@ from vqvae.errors import DataError
 from vqvae.registry import DATASETS
 
 from . import download as _download
-from .base import ImageDataset, check_split, split_indices
+from .audio import AUDIO_SUFFIXES, FSDD_NAME, AudioDataset, audio_files, load_audio_folder
+from .base import SPLIT_SEED, TEST_FRACTION, ImageDataset, check_split, split_indices
 from .formats import find_idx, is_cifar_folder, read_array, read_cifar, read_idx_pair
-from .images import read_image_folder
+from .images import IMAGE_SUFFIXES, read_image_folder
 from .transforms import resize_images
 
 _ALIASES = {"fashion_mnist": "fashion-mnist", "fashionmnist": "fashion-mnist",
             "cifar-10": "cifar10", "cifar_10": "cifar10"}  # fmt: skip
 DATA_ENV = "VQVAE_DATA"
 DEFAULT_DATA_ROOT = "~/.cache/vqvae/data"
-TEST_FRACTION = 0.1  # for data with no split of its own
-SPLIT_SEED = 0
 
 FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                          "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")  # fmt: skip
 _DIGIT_CLASSES = tuple(str(i) for i in range(10))
 _IDX_SPLIT_PREFIXES = {"train": ("train",), "test": ("t10k", "test")}
+FSDD_SAMPLE_RATE = 8000
+IMAGES, AUDIO = "images", "audio"  # the kinds of data set, as data_kind() names them
 
 
 def resolve_data_root(data_root: str | os.PathLike | None = None) -> Path:
@@ -55,11 +58,14 @@ def load_dataset(
     *,
     download: bool = True,
     resize: tuple[int, int] | None = None,
-) -> ImageDataset:
+    sample_rate: int | None = None,
+) -> ImageDataset | AudioDataset:
     """Load split ``train`` or ``test`` of a registered data set or a path (see module doc).
 
     ``resize=(H, W)`` resizes every image (bicubic); it also lets a folder of images of mixed
-    sizes load. Every problem with the input raises ``DataError`` with a one-line message."""
+    sizes load. ``sample_rate`` resamples audio (default: the data's own rate). Each applies
+    to its kind only. Every problem with the input raises ``DataError`` with a one-line
+    message."""
     check_split(split)
     if resize is not None:
         try:
@@ -69,17 +75,106 @@ def load_dataset(
         if h <= 0 or w <= 0:
             raise DataError(f"resize must be two positive integers (H, W), got {resize!r}")
         resize = (h, w)
+        if data_kind(spec) == AUDIO:
+            raise DataError(f"{spec} is an audio data set; resize applies to images")
+    if sample_rate is not None:
+        if isinstance(sample_rate, bool) or not isinstance(sample_rate, int) or sample_rate <= 0:
+            raise DataError(f"sample_rate must be a positive integer, got {sample_rate!r}")
+        if data_kind(spec) == IMAGES:
+            raise DataError(f"{spec} is an image data set; sample_rate applies to audio")
     spec = str(spec)
-    name = _ALIASES.get(spec.lower(), spec.lower())
-    if name in DATASETS:
+    name = _registered_name(spec)
+    if name is not None:
         ds = DATASETS.get(name)(split, resolve_data_root(data_root), download)
     else:
-        ds = _load_path(Path(spec).expanduser(), spec, split, resize)
+        ds = _load_path(Path(spec).expanduser(), spec, split, resize, sample_rate)
     if len(ds) == 0:
-        raise DataError(f"{ds.name}: the {split} split is empty (too few images to split)")
+        items = "recordings" if isinstance(ds, AudioDataset) else "images"
+        raise DataError(f"{ds.name}: the {split} split is empty (too few {items} to split)")
+    if isinstance(ds, AudioDataset):
+        return ds.resampled(sample_rate) if sample_rate is not None else ds
     if resize is not None and ds.image_size != resize:
         ds = ImageDataset(resize_images(ds.images, resize), ds.labels, ds.name, ds.class_names)
     return ds
+
+
+def load_images(
+    spec: str,
+    split: str = "train",
+    data_root: str | None = None,
+    *,
+    download: bool = True,
+    resize: tuple[int, int] | None = None,
+) -> ImageDataset:
+    """``load_dataset`` for the image commands: audio is refused in one line before any file
+    is read or downloaded."""
+    check_images(spec)
+    ds = load_dataset(spec, split, data_root, download=download, resize=resize)
+    if not isinstance(ds, ImageDataset):  # a registered loader that did not declare its kind
+        raise DataError(_wrong_kind(spec, AUDIO))
+    return ds
+
+
+def load_audio(
+    spec: str,
+    split: str = "train",
+    data_root: str | None = None,
+    *,
+    download: bool = True,
+    sample_rate: int | None = None,
+) -> AudioDataset:
+    """``load_dataset`` for audio: a registered audio name or a folder of audio files. Image
+    data is refused in one line before it is read."""
+    if data_kind(spec) == IMAGES:
+        path = Path(str(spec)).expanduser()
+        if _registered_name(str(spec)) is not None:
+            raise DataError(_wrong_kind(spec, IMAGES))
+        if not path.exists():
+            raise DataError(f"{spec}: no such folder (and not a data set name: {_known()})")
+        if not path.is_dir():
+            raise DataError(f"{path}: not a folder of audio files")
+        if audio_files(path, recursive=True):
+            raise DataError(f"{path}: holds image data as well as audio, so it loads as images")
+        raise DataError(f"{path}: no audio files found (looked for {', '.join(AUDIO_SUFFIXES)})")
+    ds = load_dataset(spec, split, data_root, download=download, sample_rate=sample_rate)
+    if not isinstance(ds, AudioDataset):
+        raise DataError(_wrong_kind(spec, IMAGES))
+    return ds
+
+
+def check_images(spec: str) -> None:
+    """Raise ``DataError`` in one line if ``spec`` names audio (nothing is read or fetched)."""
+    if data_kind(spec) == AUDIO:
+        raise DataError(_wrong_kind(spec, AUDIO))
+
+
+def _wrong_kind(spec: str, kind: str) -> str:
+    if kind == AUDIO:
+        return (
+            f"{spec} is an audio data set; this command takes images "
+            "(audio runs come with the audio model)"
+        )
+    return f"{spec} is an image data set, not audio"
+
+
+def data_kind(spec: str) -> str:
+    """``"images"`` or ``"audio"``: what ``load_dataset(spec)`` returns, found without reading
+    the data. A registered loader declares audio with a ``kind`` attribute; a folder is audio
+    when it holds audio files and no images (images win, so image folders load as before)."""
+    name = _registered_name(str(spec))
+    if name is not None:
+        return getattr(DATASETS.get(name), "kind", IMAGES)
+    path = Path(str(spec)).expanduser()
+    return AUDIO if path.is_dir() and _is_audio_folder(path) else IMAGES
+
+
+def _known() -> str:
+    return ", ".join(DATASETS.names())
+
+
+def _registered_name(spec: str) -> str | None:
+    name = _ALIASES.get(spec.lower(), spec.lower())
+    return name if name in DATASETS else None
 
 
 # -- registered names -----------------------------------------------------------------------------
@@ -144,18 +239,46 @@ def _load_digits(split: str, root: Path | None = None, download: bool = False) -
     return ImageDataset(images[idx], labels[idx], "digits", _DIGIT_CLASSES)
 
 
+@DATASETS.register(
+    "fsdd", about="Free Spoken Digit Dataset: 2,700 + 300 spoken digits, 6 speakers, 8 kHz audio"
+)
+def _load_fsdd(split: str, root: Path, download: bool) -> AudioDataset:
+    """FSDD (Jackson et al.): recordings 0..4 of each digit and speaker are the test split."""
+    folder = _find_fsdd(root)
+    if folder is None and download:
+        _download.fetch("fsdd", root)
+        folder = _find_fsdd(root)
+    if folder is None:
+        raise DataError(f"fsdd not found; {_download.where_to_put('fsdd', root)}")
+    stray = next((p for p in folder.glob("*.wav") if not FSDD_NAME.fullmatch(p.stem)), None)
+    if stray is not None:
+        raise DataError(f"{stray}: not an FSDD name ({{digit}}_{{speaker}}_{{index}}.wav)")
+    return load_audio_folder(folder, split, FSDD_SAMPLE_RATE, name="fsdd")
+
+
+_load_fsdd.kind = AUDIO  # type: ignore[attr-defined]  # read by data_kind()
+
+
+def _find_fsdd(root: Path) -> Path | None:
+    for folder in (root / "fsdd" / "recordings", root / "fsdd"):
+        if folder.is_dir() and any(folder.glob("*.wav")):
+            return folder
+    return None
+
+
 # -- paths ----------------------------------------------------------------------------------------
 
 
-def _load_path(path: Path, name: str, split: str, resize: tuple[int, int] | None) -> ImageDataset:
+def _load_path(
+    path: Path, name: str, split: str, resize: tuple[int, int] | None, sample_rate: int | None
+) -> ImageDataset | AudioDataset:
     if not path.exists():
-        known = ", ".join(DATASETS.names())
-        raise DataError(f"{name}: no such file or folder (and not a data set name: {known})")
+        raise DataError(f"{name}: no such file or folder (and not a data set name: {_known()})")
     if path.is_file():
         if path.suffix.lower() not in (".npy", ".npz"):
             raise DataError(
                 f"{path}: unsupported file; expected a .npy/.npz array or a folder "
-                "(of images, of idx files, or of CIFAR batches)"
+                "(of images, of idx files, of CIFAR batches, or of audio files)"
             )
         images, labels = read_array(path)
         return _seeded_split(images, labels, name, None, split)
@@ -165,8 +288,26 @@ def _load_path(path: Path, name: str, split: str, resize: tuple[int, int] | None
             return ImageDataset(images, labels, name, class_names)
     if any(path.glob("*-idx3-ubyte*")):
         return _load_idx_folder(path, name, split)
+    if _is_audio_folder(path):
+        return load_audio_folder(path, split, sample_rate, name=name)
     images, labels, class_names = read_image_folder(path, resize)
     return _seeded_split(images, labels, name, class_names, split)
+
+
+def _is_audio_folder(folder: Path) -> bool:
+    """Audio files anywhere in the folder, and no image file anywhere: images win (and CIFAR
+    batches and idx files, which ``_load_path`` looks for first)."""
+    if any(f.is_dir() and is_cifar_folder(f) for f in (folder, folder / "cifar-10-batches-py")):
+        return False
+    if any(folder.glob("*-idx3-ubyte*")):
+        return False
+    found_audio = False
+    for p in folder.rglob("*"):
+        suffix = p.suffix.lower()
+        if suffix in IMAGE_SUFFIXES and p.is_file():
+            return False
+        found_audio = found_audio or (suffix in AUDIO_SUFFIXES and p.is_file())
+    return found_audio
 
 
 def _load_idx_folder(folder: Path, name: str, split: str) -> ImageDataset:

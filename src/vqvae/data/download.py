@@ -5,6 +5,11 @@ renamed into place only when the checksum matches (``vqvae._io.atomic_write``), 
 interrupted or corrupted download never leaves a file that looks complete. When no mirror
 answers, the error says which files to put in which folder, for machines without internet.
 
+Where the host re-packs its archives (GitHub's archives of a tag: their bytes, hence their
+md5, are not promised to stay the same), the *content* is checked instead: the unpacked folder's
+``content_digest``, a sha256 over its files' relative names and bytes, before it is renamed
+into place; on a mismatch the archive is deleted too.
+
 Mirrors are tried in order. ``REMOTES`` can be patched, and the ``VQVAE_MIRROR`` environment
 variable (one base URL, or several separated by commas) replaces the public mirrors with a
 server laid out like the data root: ``$VQVAE_MIRROR/mnist/train-images-idx3-ubyte.gz``.
@@ -38,8 +43,10 @@ _CHUNK = 1 << 16
 @dataclass(frozen=True)
 class RemoteFile:
     filename: str
-    md5: str  # of the file as downloaded
-    unpacks_to: str | None = None  # for an archive: the top-level folder it holds
+    md5: str | None  # of the file as downloaded; None where only the content is checked
+    unpacks_to: str | None = None  # for an archive: the folder it holds, unpacked in place
+    inside: str | None = None  # the archive's top-level folder holding unpacks_to (stripped)
+    content_sha256: str | None = None  # content_digest() of the unpacked folder
 
 
 @dataclass(frozen=True)
@@ -54,6 +61,12 @@ _IDX_NAMES = (
     "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
     "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz",
 )  # fmt: skip
+
+# The Free Spoken Digit Dataset as GitHub archives its release tag: the recordings/ folder
+# inside free-spoken-digit-dataset-1.0.10/. FSDD_SHA256 is content_digest() of those 3,000 WAVs,
+# byte for byte the files of the tag's git tree (each one's git blob hash matches the tree's).
+FSDD_VERSION = "1.0.10"
+FSDD_SHA256 = "6f9f93bcb41589befe6c07a1bb3419a76285a12979f8a3e5ffa1c59ba83518cf"
 
 REMOTES: dict[str, Remote] = {
     "mnist": Remote(
@@ -109,6 +122,21 @@ REMOTES: dict[str, Remote] = {
         expect="the folder cifar-10-batches-py (data_batch_1..5, test_batch, batches.meta) "
         "unpacked from cifar-10-python.tar.gz",
     ),
+    "fsdd": Remote(
+        folder="fsdd",
+        files=(
+            RemoteFile(
+                f"v{FSDD_VERSION}.tar.gz",
+                md5=None,
+                unpacks_to="recordings",
+                inside=f"free-spoken-digit-dataset-{FSDD_VERSION}",
+                content_sha256=FSDD_SHA256,
+            ),
+        ),
+        mirrors=("https://github.com/Jakobovski/free-spoken-digit-dataset/archive/refs/tags/",),
+        expect="the folder recordings (the 3,000 {digit}_{speaker}_{index}.wav files of "
+        "github.com/Jakobovski/free-spoken-digit-dataset)",
+    ),
 }
 
 
@@ -130,8 +158,9 @@ class _NetworkError(Exception):
     pass
 
 
-def _stream(response, tmp: str, *, md5: str, url: str, filename: str) -> None:
-    """Copy the response into ``tmp`` with a progress bar; raise unless its md5 matches."""
+def _stream(response, tmp: str, *, md5: str | None, url: str, filename: str) -> None:
+    """Copy the response into ``tmp`` with a progress bar; raise unless its md5 matches
+    (when one is given)."""
     digest = hashlib.md5(usedforsecurity=False)  # a checksum, not a security measure
     total = int(response.headers.get("Content-Length") or 0) or None
     with open(tmp, "wb") as f, tqdm(
@@ -148,14 +177,14 @@ def _stream(response, tmp: str, *, md5: str, url: str, filename: str) -> None:
             f.write(chunk)
             digest.update(chunk)
             bar.update(len(chunk))
-    if digest.hexdigest() != md5:
+    if md5 is not None and digest.hexdigest() != md5:
         raise DataError(
             f"{url}: checksum mismatch for {filename} (expected md5 {md5}, got "
             f"{digest.hexdigest()}); the download was deleted"
         )
 
 
-def download_file(urls: list[str], dest: Path, md5: str) -> Path:
+def download_file(urls: list[str], dest: Path, md5: str | None) -> Path:
     """Fetch the first URL that answers into ``dest``, checking ``md5``.
 
     Raises ``_NetworkError`` naming every URL tried when none answers, and ``DataError`` on a
@@ -180,11 +209,36 @@ def download_file(urls: list[str], dest: Path, md5: str) -> Path:
     raise _NetworkError("; ".join(failures) or "no mirror configured")
 
 
-def _extract_tar(archive: Path, folder: Path, member: str) -> Path:
-    """Unpack the top-level folder ``member`` of ``archive`` to ``folder/member``, atomically:
-    into a temporary folder first, then one rename. Links, devices and paths leaving the
-    folder are refused (a tar file can otherwise write anywhere)."""
+def content_digest(folder: Path) -> str:
+    """sha256 over every file under ``folder``, in sorted order of the relative names: each
+    name and each file's bytes, both prefixed by their length. It depends on the files alone,
+    not on the archive they came in (its compression, order, timestamps)."""
+    digest = hashlib.sha256()
+    files = sorted((p.relative_to(folder).as_posix(), p) for p in folder.rglob("*") if p.is_file())
+    for name, path in files:
+        for part in (name.encode(), path.read_bytes()):
+            digest.update(len(part).to_bytes(8, "big"))
+            digest.update(part)
+    return digest.hexdigest()
+
+
+class _ContentMismatch(DataError):
+    pass
+
+
+def _extract_tar(
+    archive: Path,
+    folder: Path,
+    member: str,
+    inside: str | None = None,
+    content_sha256: str | None = None,
+) -> Path:
+    """Unpack the folder ``member`` of ``archive`` (at its top level, or in its top-level
+    folder ``inside``) to ``folder/member``, atomically: into a temporary folder first, checked
+    against ``content_sha256`` when given, then one rename. Links, devices and paths leaving
+    the folder are refused (a tar file can otherwise write anywhere)."""
     target = folder / member
+    prefix = (inside, member) if inside else (member,)
     tmp = Path(tempfile.mkdtemp(prefix=".extract-", dir=folder))
     try:
         try:
@@ -194,18 +248,26 @@ def _extract_tar(archive: Path, folder: Path, member: str) -> Path:
                     parts = PurePosixPath(m.name).parts
                     if m.name.startswith("/") or ".." in parts or not (m.isfile() or m.isdir()):
                         raise DataError(f"{archive}: refused unsafe archive entry {m.name!r}")
-                    if parts and parts[0] == member:
+                    if parts[: len(prefix)] == prefix:
                         members.append(m)
                 if not members:
-                    raise DataError(f"{archive}: no {member}/ folder inside the archive")
+                    raise DataError(f"{archive}: no {'/'.join(prefix)}/ folder inside the archive")
                 if hasattr(tarfile, "data_filter"):  # Python >= 3.11.4 / 3.10.12
                     tar.extractall(tmp, members=members, filter="data")
                 else:  # pragma: no cover - older Pythons; members were checked above
                     tar.extractall(tmp, members=members)
         except (tarfile.TarError, EOFError, OSError) as e:
             raise DataError(f"{archive}: corrupt or unreadable archive ({e})") from None
+        unpacked = tmp.joinpath(*prefix)
+        if content_sha256 is not None:
+            got = content_digest(unpacked)
+            if got != content_sha256:
+                raise _ContentMismatch(
+                    f"{archive}: the unpacked {member}/ is not the expected content (sha256 "
+                    f"{content_sha256}, got {got}); the download was deleted"
+                )
         if not target.exists():  # another process may have unpacked it meanwhile
-            os.replace(tmp / member, target)
+            os.replace(unpacked, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
@@ -215,7 +277,7 @@ def fetch(name: str, data_root: str | os.PathLike) -> Path:
     """Download the missing files of registered data set ``name`` into ``data_root/<folder>``
     and return that folder.
 
-    Archives (CIFAR-10) are unpacked next to the downloaded file, which is kept. Raises
+    Archives (CIFAR-10, FSDD) are unpacked next to the downloaded file, which is kept. Raises
     ``DataError`` saying where to put the files when no mirror answers."""
     if name not in REMOTES:
         raise DataError(f"no download known for {name!r}; known: {', '.join(REMOTES)}")
@@ -239,5 +301,9 @@ def fetch(name: str, data_root: str | os.PathLike) -> Path:
             except OSError as e:
                 raise DataError(f"{dest}: cannot write ({e.strerror or e})") from None
         if f.unpacks_to:
-            _extract_tar(dest, folder, f.unpacks_to)
+            try:
+                _extract_tar(dest, folder, f.unpacks_to, f.inside, f.content_sha256)
+            except _ContentMismatch:
+                dest.unlink(missing_ok=True)  # a fresh download next time, not the same bytes
+                raise
     return folder

@@ -26,7 +26,7 @@ from vqvae import bits
 from vqvae._io import atomic_write, write_json, write_safetensors
 from vqvae.config import TrainConfig
 from vqvae.console import say
-from vqvae.data import ImageDataset, load_dataset, to_model_input
+from vqvae.data import ImageDataset, check_images, load_images, to_model_input
 from vqvae.errors import RunError
 from vqvae.inference import encode
 from vqvae.models import VQVAE, QuantizerConfig, VAEConfig, VIMCOConfig, VQVAEConfig
@@ -293,6 +293,7 @@ def run_compare(
     root = RunDir(out)
     if root.path.exists() and not root.path.is_dir():
         raise RunError(f"{root.path}: exists and is not a folder")
+    check_images(spec)  # audio is refused before the output folder is made
     if resume:
         if not root.config_file.is_file():
             raise RunError(f"{root.path}: nothing to resume (no config.json)")
@@ -301,8 +302,8 @@ def run_compare(
             raise RunError(f"{root.path}: --resume with different options than the first run")
     else:
         root.prepare(resume=False, force=force)
-    train_data = load_dataset(spec, "train", data_root)
-    test_data = load_dataset(spec, "test", data_root)
+    train_data = load_images(spec, "train", data_root)
+    test_data = load_images(spec, "test", data_root)
     write_json(root.config_file, {"compare": config_to_dict(config), "data": spec})
     x_train = to_model_input(train_data.images)  # (N, C, H, W) in [-1, 1]
     x_test = to_model_input(test_data.images[: config.eval_limit])

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from vqvae import metrics
-from vqvae.data import ImageDataset, load_dataset, resize_images
+from vqvae.data import ImageDataset, load_images, resize_images
 from vqvae.inference import decode, reconstruct
 from vqvae.models import VQVAE
 
@@ -48,7 +48,7 @@ def load_held_out(
 
     Never downloads: a report is drawn from what is on disk (a missing data set is a
     note on the page, not a network request)."""
-    data: ImageDataset = load_dataset(spec, "test", data_root, download=False)
+    data: ImageDataset = load_images(spec, "test", data_root, download=False)
     images, note = data.images[:limit], ""
     c, size = model.config.in_channels, tuple(model.config.input_size)
     if data.num_channels != c:
