@@ -8,8 +8,10 @@ A name wins over a folder of the same name in the working directory; write ``./m
 the folder.
 
 Paths: a ``.npy``/``.npz`` file, a CIFAR batches folder, a folder of idx files, or a folder
-of images. Data with no split of its own is split with a fixed seed: 10% test (``digits``:
-20%, as it has only 1,797 images), not stratified; the two splits partition the data.
+of images; a folder of images whose sub-folders are ``train/``, ``val/`` and ``test/`` (any
+of them) is read as those splits (``splits.py``). Data with no split of its own is split
+with a fixed seed: 10% test (``digits``: 20%, as it has only 1,797 images), not stratified;
+the two splits partition the data. ``split_layout(spec)`` says which of these it is.
 """
 
 from __future__ import annotations
@@ -27,6 +29,15 @@ from . import download as _download
 from .base import ImageDataset, check_split, split_indices
 from .formats import find_idx, is_cifar_folder, read_array, read_cifar, read_idx_pair
 from .images import read_image_folder
+from .splits import (
+    FILES,
+    SEEDED,
+    SplitLayout,
+    check_has_split,
+    find_split_folders,
+    folder_layout,
+    union_of_classes,
+)
 from .transforms import resize_images
 
 _ALIASES = {"fashion_mnist": "fashion-mnist", "fashionmnist": "fashion-mnist",
@@ -56,7 +67,8 @@ def load_dataset(
     download: bool = True,
     resize: tuple[int, int] | None = None,
 ) -> ImageDataset:
-    """Load split ``train`` or ``test`` of a registered data set or a path (see module doc).
+    """Load split ``train``, ``val`` or ``test`` of a registered data set or a path (see module
+    doc); ``val`` only where the data has one (``split_layout(spec).splits``).
 
     ``resize=(H, W)`` resizes every image (bicubic); it also lets a folder of images of mixed
     sizes load. Every problem with the input raises ``DataError`` with a one-line message."""
@@ -72,6 +84,7 @@ def load_dataset(
     spec = str(spec)
     name = _ALIASES.get(spec.lower(), spec.lower())
     if name in DATASETS:
+        check_has_split(_named_layout(name), split, name)
         ds = DATASETS.get(name)(split, resolve_data_root(data_root), download)
     else:
         ds = _load_path(Path(spec).expanduser(), spec, split, resize)
@@ -147,10 +160,15 @@ def _load_digits(split: str, root: Path | None = None, download: bool = False) -
 # -- paths ----------------------------------------------------------------------------------------
 
 
-def _load_path(path: Path, name: str, split: str, resize: tuple[int, int] | None) -> ImageDataset:
+def _missing(path: Path, name: str) -> None:
     if not path.exists():
         known = ", ".join(DATASETS.names())
         raise DataError(f"{name}: no such file or folder (and not a data set name: {known})")
+
+
+def _load_path(path: Path, name: str, split: str, resize: tuple[int, int] | None) -> ImageDataset:
+    _missing(path, name)
+    check_has_split(_path_layout(path, name), split, name)
     if path.is_file():
         if path.suffix.lower() not in (".npy", ".npz"):
             raise DataError(
@@ -165,8 +183,7 @@ def _load_path(path: Path, name: str, split: str, resize: tuple[int, int] | None
             return ImageDataset(images, labels, name, class_names)
     if any(path.glob("*-idx3-ubyte*")):
         return _load_idx_folder(path, name, split)
-    images, labels, class_names = read_image_folder(path, resize)
-    return _seeded_split(images, labels, name, class_names, split)
+    return _load_image_folder(path, name, split, resize)
 
 
 def _load_idx_folder(folder: Path, name: str, split: str) -> ImageDataset:
@@ -200,3 +217,57 @@ def _seeded_split(
 ) -> ImageDataset:
     idx = split_indices(len(images), split, test_fraction=TEST_FRACTION, seed=SPLIT_SEED)
     return ImageDataset(images[idx], None if labels is None else labels[idx], name, class_names)
+
+
+def _load_image_folder(
+    path: Path, name: str, split: str, resize: tuple[int, int] | None
+) -> ImageDataset:
+    """Split folders (``train/``, ``val/``, ``test/``) if there are, else one folder split
+    with a fixed seed; so is ``train/`` alone."""
+    folders = find_split_folders(path)
+    if not folders:
+        images, labels, class_names = read_image_folder(path, resize)
+        return _seeded_split(images, labels, name, class_names, split)
+    classes = union_of_classes(folders)
+    if set(folders) == {"train"}:
+        images, labels, _ = read_image_folder(folders["train"], resize, classes)
+        return _seeded_split(images, labels, name, classes, split)
+    images, labels, _ = read_image_folder(folders[split], resize, classes)
+    return ImageDataset(images, labels, name, classes)
+
+
+# -- layouts --------------------------------------------------------------------------------------
+_SEEDED_NAMES = {"digits": 0.2}  # registered data sets split with a fixed seed; others: files
+
+
+def _named_layout(name: str) -> SplitLayout:
+    if name in _SEEDED_NAMES:
+        return SplitLayout(SEEDED, ("train", "test"), test_fraction=_SEEDED_NAMES[name])
+    return SplitLayout(FILES, ("train", "test"))
+
+
+def _path_layout(path: Path, name: str) -> SplitLayout:
+    seeded = SplitLayout(SEEDED, ("train", "test"), test_fraction=TEST_FRACTION)
+    if path.is_file():
+        return seeded
+    if any(f.is_dir() and is_cifar_folder(f) for f in (path, path / "cifar-10-batches-py")):
+        return SplitLayout(FILES, ("train", "test"))
+    if any(path.glob("*-idx3-ubyte*")):
+        train = find_idx(path, "images", _IDX_SPLIT_PREFIXES["train"])
+        test = find_idx(path, "images", _IDX_SPLIT_PREFIXES["test"])
+        return SplitLayout(FILES, ("train", "test")) if train and test else seeded
+    folders = find_split_folders(path)
+    return folder_layout(folders, TEST_FRACTION) if folders else seeded
+
+
+def split_layout(spec: str) -> SplitLayout:
+    """How the data of ``spec`` is split (``splits.py``): its own files, split folders, or a
+    fixed seeded split; which splits there are, and which one evaluation uses. Reads only
+    folder listings, never the data; refuses an ambiguous folder layout with a DataError."""
+    spec = str(spec)
+    name = _ALIASES.get(spec.lower(), spec.lower())
+    if name in DATASETS:
+        return _named_layout(name)
+    path = Path(spec).expanduser()
+    _missing(path, spec)
+    return _path_layout(path, spec)
