@@ -120,4 +120,3 @@ def union_of_classes(folders: dict[str, Path]) -> tuple[str, ...] | None:
             f"{', '.join(unlabelled)} only loose images; use class folders in every split"
         )
     return tuple(sorted(set().union(*per_split.values())))
-
