@@ -4,6 +4,7 @@ writing sampled data."""
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -69,20 +70,24 @@ def layout_note(spec: str, layout: SplitLayout, split: str | None = None) -> str
 
 
 def load_data(
-    args: argparse.Namespace, split: str | None = None, saved: dict[str, Any] | None = None
+    args: argparse.Namespace,
+    split: str | None = None,
+    saved: dict[str, Any] | None = None,
+    notes: Callable[[str], None] = say,
 ) -> ImageDataset:
     """The data of ``--data``: ``split``, else ``--split``, else its held-out split (test, or
     val where there is no test), resized by ``--resize`` or else as the run recorded
-    (``saved``: its ``config.json``). The split chosen is written back to ``args.split``."""
+    (``saved``: its ``config.json``). The split chosen is written back to ``args.split``;
+    what was chosen goes to ``notes``."""
     layout = split_layout(args.data)
     args.split = split or getattr(args, "split", None) or layout.held_out
     note = layout_note(args.data, layout, args.split)
     dataset = load_dataset(args.data, args.split, args.data_root, resize=resize(args, saved))
     if note:
-        say(note)
+        notes(note)
     recorded = (saved or {}).get("split_layout")
     if recorded and args.data == saved.get("data") and recorded != layout.to_dict():
-        say(
+        notes(
             f"vqvae: note: {args.data} is now split as {layout.to_dict()}; the run was "
             f"trained when it was split as {recorded}"
         )
@@ -93,7 +98,8 @@ def model_and_data(args: argparse.Namespace) -> tuple[Any, ImageDataset]:
     """The run's model and the data it is asked to work on, checked to fit each other."""
     run = RunDir(args.run)
     model = load_run_model(run)
-    dataset = load_data(args, saved=run.read_config())
+    notes: list[str] = []
+    dataset = load_data(args, saved=run.read_config(), notes=notes.append)
     got = (dataset.num_channels, *dataset.image_size)
     want = (model.config.in_channels, *model.config.input_size)
     if got != want:
@@ -101,6 +107,8 @@ def model_and_data(args: argparse.Namespace) -> tuple[Any, ImageDataset]:
             f"{dataset.name}: images are {got[1]}x{got[2]} with {got[0]} channel(s); "
             f"the model expects {'x'.join(map(str, want[1:]))} with {want[0]}"
         )
+    for note in notes:  # only once the data fits: a refusal stays one line
+        say(note)
     return model, dataset
 
 

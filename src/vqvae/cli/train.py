@@ -107,8 +107,7 @@ def resolve_configs(
 def run(args: argparse.Namespace) -> int:
     folder = RunDir(args.out)
     folder.check(resume=args.resume, force=args.force)  # refuse before loading the data
-    # --resume without --resize keeps the run's; a different one is refused (check_resumable)
-    size = resize(args, folder.read_config() if args.resume else None)
+    size = _resize(args, folder)
     layout = split_layout(args.data)
     train_set = load_dataset(args.data, "train", args.data_root, resize=size)
     test_set = load_dataset(args.data, layout.held_out, args.data_root, resize=size)
@@ -142,6 +141,22 @@ def run(args: argparse.Namespace) -> int:
         if not args.no_report:
             try_write_report(folder.path, args.data_root)
     return 0
+
+
+def _resize(args: argparse.Namespace, folder: RunDir) -> tuple[int, int] | None:
+    """``--resize``; under ``--resume`` the run's (where recorded), and no other."""
+    if not args.resume:
+        return resize(args)
+    saved = folder.read_config()
+    size = resize(args, saved)
+    if "resize" in saved and size != resize(argparse.Namespace(), saved):
+        was = "x".join(map(str, saved["resize"])) if saved["resize"] else "no --resize"
+        raise RunError(
+            f"{folder.path}: --resume with a config that does not match the run (differs in "
+            f"resize: {'x'.join(map(str, size or ()))} asked, the run used {was}); drop "
+            f"--resize, or start a new run"
+        )
+    return size
 
 
 def _check_splits_agree(spec: str, train: ImageDataset, test: ImageDataset, held: str) -> None:
