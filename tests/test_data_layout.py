@@ -184,6 +184,16 @@ def test_every_format_pillow_reads(tmp_path, suffix, mode, channels):
         assert any(np.array_equal(img, a) for a in arrays)
 
 
+@pytest.mark.parametrize("suffix", [".pgm", ".png", ".tif"])
+def test_16_bit_grey_keeps_its_range(tmp_path, suffix):
+    wide = (np.arange(12, dtype=np.uint16).reshape(3, 4) * 5957).astype(np.uint16)
+    for i in range(2):
+        Image.fromarray(wide).save(tmp_path / f"{i}{suffix}")
+    ds = load_dataset(str(tmp_path), "train")
+    want = np.rint(wide / 257.0).astype(np.uint8)[..., None]  # 65535 -> 255, not clipped
+    np.testing.assert_array_equal(ds.images[0], want)
+
+
 def test_suffixes_come_from_pillow():
     assert {".png", ".jpg", ".pgm", ".ppm", ".pbm", ".tif", ".webp"} <= set(IMAGE_SUFFIXES)
     assert ".pdf" not in IMAGE_SUFFIXES  # Pillow writes PDF but cannot read it

@@ -71,6 +71,11 @@ def _read_image(path: Path, resize: tuple[int, int] | None) -> np.ndarray:
     try:
         with Image.open(path) as img:
             img.load()  # decode now, so a truncated file fails here with its name
+            if img.mode == "I" or img.mode.startswith("I;16"):
+                # 16-bit grey (PGM with maxval > 255, which Pillow scales to 0..65535; PNG;
+                # TIFF): 0..65535 -> 0..255, where convert("L") would clip at 255
+                wide = np.asarray(img, dtype=np.float64)
+                img = Image.fromarray(np.clip(np.rint(wide / 257.0), 0, 255).astype(np.uint8))
             img = img.convert("L" if img.mode in _GREY_MODES else "RGB")
             if resize is not None and img.size != (resize[1], resize[0]):
                 img = img.resize((resize[1], resize[0]), _BICUBIC)  # PIL sizes are (W, H)
