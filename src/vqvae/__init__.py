@@ -6,7 +6,7 @@ The public API, re-exported. Importing the package registers every built-in kind
 """
 
 from vqvae.config import TrainConfig, get_preset
-from vqvae.data import load_dataset
+from vqvae.data import load_dataset, split_layout
 from vqvae.errors import DataError, RunError, VQVAEError
 from vqvae.models import VAE, VQVAE, ModelConfig, QuantizerConfig, VAEConfig, VQVAEConfig
 from vqvae.nets import Decoder, Encoder, NetConfig, NetKind
@@ -78,4 +78,5 @@ __all__ = [
     "get_preset",
     "load_dataset",
     "nearest_code",
+    "split_layout",
 ]

@@ -153,8 +153,12 @@ def _load_digits(split: str, root: Path | None = None, download: bool = False) -
     # values are counts 0..16 of set pixels in 4x4 blocks -> 0..255
     images = np.round(bunch.images * (255.0 / 16.0)).astype(np.uint8)[..., None]  # (N, 8, 8, 1)
     labels = bunch.target.astype(np.int64)
-    idx = split_indices(len(images), split, test_fraction=0.2, seed=SPLIT_SEED)
+    idx = split_indices(len(images), split, test_fraction=_DIGITS_TEST, seed=SPLIT_SEED)
     return ImageDataset(images[idx], labels[idx], "digits", _DIGIT_CLASSES)
+
+
+_DIGITS_TEST = 0.2  # of only 1,797 images
+_load_digits.split_layout = SplitLayout(SEEDED, ("train", "test"), test_fraction=_DIGITS_TEST)  # type: ignore[attr-defined]
 
 
 # -- paths ----------------------------------------------------------------------------------------
@@ -237,13 +241,11 @@ def _load_image_folder(
 
 
 # -- layouts --------------------------------------------------------------------------------------
-_SEEDED_NAMES = {"digits": 0.2}  # registered data sets split with a fixed seed; others: files
-
-
 def _named_layout(name: str) -> SplitLayout:
-    if name in _SEEDED_NAMES:
-        return SplitLayout(SEEDED, ("train", "test"), test_fraction=_SEEDED_NAMES[name])
-    return SplitLayout(FILES, ("train", "test"))
+    """A registered loader's ``split_layout`` attribute where it sets one (``digits``);
+    else its own train and test files."""
+    layout = getattr(DATASETS.get(name), "split_layout", None)
+    return layout if isinstance(layout, SplitLayout) else SplitLayout(FILES, ("train", "test"))
 
 
 def _path_layout(path: Path, name: str) -> SplitLayout:
