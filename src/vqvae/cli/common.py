@@ -32,7 +32,11 @@ def add_data_options(
         help=f"default: {split}" if split else "default: test, or val where there is no test",
     )
     p.add_argument(
-        "--resize", type=int, nargs=2, metavar=("H", "W"), help="resize images of a folder to H x W"
+        "--resize",
+        type=int,
+        nargs=2,
+        metavar=("H", "W"),
+        help="resize every image to H x W (a run records it; later commands on the run reuse it)",
     )
 
 
