@@ -164,15 +164,15 @@ _load_digits.split_layout = SplitLayout(SEEDED, ("train", "test"), test_fraction
 # -- paths ----------------------------------------------------------------------------------------
 
 
-def _missing(path: Path, name: str) -> None:
+def _check_exists(path: Path, name: str) -> None:
     if not path.exists():
         known = ", ".join(DATASETS.names())
         raise DataError(f"{name}: no such file or folder (and not a data set name: {known})")
 
 
 def _load_path(path: Path, name: str, split: str, resize: tuple[int, int] | None) -> ImageDataset:
-    _missing(path, name)
-    check_has_split(_path_layout(path, name), split, name)
+    _check_exists(path, name)
+    check_has_split(_path_layout(path), split, name)
     if path.is_file():
         if path.suffix.lower() not in (".npy", ".npz"):
             raise DataError(
@@ -248,7 +248,7 @@ def _named_layout(name: str) -> SplitLayout:
     return layout if isinstance(layout, SplitLayout) else SplitLayout(FILES, ("train", "test"))
 
 
-def _path_layout(path: Path, name: str) -> SplitLayout:
+def _path_layout(path: Path) -> SplitLayout:
     seeded = SplitLayout(SEEDED, ("train", "test"), test_fraction=TEST_FRACTION)
     if path.is_file():
         return seeded
@@ -271,5 +271,5 @@ def split_layout(spec: str) -> SplitLayout:
     if name in DATASETS:
         return _named_layout(name)
     path = Path(spec).expanduser()
-    _missing(path, spec)
-    return _path_layout(path, spec)
+    _check_exists(path, spec)
+    return _path_layout(path)
