@@ -6,7 +6,14 @@ The public API, re-exported. Importing the package registers every built-in kind
 """
 
 from vqvae.config import TrainConfig, get_preset
-from vqvae.data import AudioDataset, ImageDataset, load_audio, load_dataset, load_images
+from vqvae.data import (
+    AudioDataset,
+    ImageDataset,
+    load_audio,
+    load_dataset,
+    load_images,
+    split_layout,
+)
 from vqvae.errors import DataError, RunError, VQVAEError
 from vqvae.models import VAE, VQVAE, ModelConfig, QuantizerConfig, VAEConfig, VQVAEConfig
 from vqvae.nets import Decoder, Encoder, NetConfig, NetKind
@@ -82,4 +89,5 @@ __all__ = [
     "load_dataset",
     "load_images",
     "nearest_code",
+    "split_layout",
 ]

@@ -4,27 +4,39 @@ writing sampled data."""
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from vqvae._io import write_npz
-from vqvae.data import ImageDataset, load_images, save_png_grid
+from vqvae.console import say
+from vqvae.data import ImageDataset, SplitLayout, load_images, save_png_grid, split_layout
+from vqvae.data.base import SPLITS
 from vqvae.errors import RunError
 from vqvae.registry import DATASETS
 from vqvae.runs import RunDir, load_run_model
 
-SPLITS = ("train", "test")
 
-
-def add_data_options(p: argparse.ArgumentParser, split: str = "test", required: bool = True):
+def add_data_options(
+    p: argparse.ArgumentParser, split: str | None = None, required: bool = True
+) -> None:
     names = ", ".join(DATASETS.names())
     p.add_argument("--data", required=required, help=f"a registered name ({names}) or a path")
     p.add_argument("--data-root", help="where named data sets live (default: $VQVAE_DATA)")
-    p.add_argument("--split", default=split, choices=SPLITS)
     p.add_argument(
-        "--resize", type=int, nargs=2, metavar=("H", "W"), help="resize images of a folder to H x W"
+        "--split",
+        default=split,
+        choices=SPLITS,
+        help=f"default: {split}" if split else "default: test, or val where there is no test",
+    )
+    p.add_argument(
+        "--resize",
+        type=int,
+        nargs=2,
+        metavar=("H", "W"),
+        help="resize every image to H x W (a run records it; later commands on the run reuse it)",
     )
 
 
@@ -34,18 +46,64 @@ def add_output(p: argparse.ArgumentParser, what: str = "the output file") -> Non
     p.add_argument("--force", action="store_true", help="replace existing output")
 
 
-def resize(args: argparse.Namespace) -> tuple[int, int] | None:
-    return tuple(args.resize) if getattr(args, "resize", None) else None  # type: ignore[return-value]
+def resize(args: argparse.Namespace, saved: dict[str, Any] | None = None) -> tuple[int, int] | None:
+    """``--resize H W``, else the ``resize`` a run's ``config.json`` records, else None."""
+    if getattr(args, "resize", None):
+        return tuple(args.resize)  # type: ignore[return-value]
+    recorded = (saved or {}).get("resize")
+    return (int(recorded[0]), int(recorded[1])) if recorded else None
 
 
-def load_data(args: argparse.Namespace, split: str | None = None) -> ImageDataset:
-    return load_images(args.data, split or args.split, args.data_root, resize=resize(args))
+def layout_note(spec: str, layout: SplitLayout, split: str | None = None) -> str | None:
+    """The line said when split folders decide the splits: which folder is used (``split``),
+    or for training (``split=None``) which one trains and which one evaluates."""
+    if not layout.folders:
+        return None
+    folders = layout.folders
+    found = ", ".join(f"{f}/" for f in folders.values())
+    if layout.kind == "seeded":  # train/ alone
+        note = f"a seeded {layout.test_fraction:.0%} of {folders['train']}/ is the test split"
+        return f"vqvae: {spec} has the split folder {found} only: {note}" + (
+            ", the rest trains" if split is None else f"; using the {split} split"
+        )
+    if split is None:
+        use = f"{folders['train']}/ for training and {folders[layout.held_out]}/ for evaluation"
+    else:
+        use = f"{folders[split]}/"
+    return f"vqvae: {spec} has split folders {found}: using {use}"
+
+
+def load_data(
+    args: argparse.Namespace,
+    split: str | None = None,
+    saved: dict[str, Any] | None = None,
+    notes: Callable[[str], None] = say,
+) -> ImageDataset:
+    """The data of ``--data``: ``split``, else ``--split``, else its held-out split (test, or
+    val where there is no test), resized by ``--resize`` or else as the run recorded
+    (``saved``: its ``config.json``). The split chosen is written back to ``args.split``;
+    what was chosen goes to ``notes``."""
+    layout = split_layout(args.data)
+    args.split = split or getattr(args, "split", None) or layout.held_out
+    note = layout_note(args.data, layout, args.split)
+    dataset = load_images(args.data, args.split, args.data_root, resize=resize(args, saved))
+    if note:
+        notes(note)
+    recorded = (saved or {}).get("split_layout")
+    if recorded and args.data == saved.get("data") and recorded != layout.to_dict():
+        notes(
+            f"vqvae: note: {args.data} is now split as {layout.to_dict()}; the run was "
+            f"trained when it was split as {recorded}"
+        )
+    return dataset
 
 
 def model_and_data(args: argparse.Namespace) -> tuple[Any, ImageDataset]:
     """The run's model and the data it is asked to work on, checked to fit each other."""
-    model = load_run_model(RunDir(args.run))
-    dataset = load_data(args)
+    run = RunDir(args.run)
+    model = load_run_model(run)
+    notes: list[str] = []
+    dataset = load_data(args, saved=run.read_config(), notes=notes.append)
     got = (dataset.num_channels, *dataset.image_size)
     want = (model.config.in_channels, *model.config.input_size)
     if got != want:
@@ -53,6 +111,8 @@ def model_and_data(args: argparse.Namespace) -> tuple[Any, ImageDataset]:
             f"{dataset.name}: images are {got[1]}x{got[2]} with {got[0]} channel(s); "
             f"the model expects {'x'.join(map(str, want[1:]))} with {want[0]}"
         )
+    for note in notes:  # only once the data fits: a refusal stays one line
+        say(note)
     return model, dataset
 
 

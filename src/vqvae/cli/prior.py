@@ -11,9 +11,10 @@ from typing import Any
 import torch
 
 from vqvae._io import write_json
+from vqvae.cli.common import resize
 from vqvae.codefile import read_code_file
 from vqvae.console import say
-from vqvae.data import ImageDataset, load_images
+from vqvae.data import ImageDataset, load_images, split_layout
 from vqvae.errors import RunError
 from vqvae.inference import encode
 from vqvae.priors import build_prior
@@ -52,10 +53,13 @@ def code_sources(args: argparse.Namespace, run: RunDir, model) -> tuple[Any, Any
         train = _read_codes(Path(args.codes), model)
         test = _read_codes(Path(args.test_codes), model) if args.test_codes else train
         return train, test
-    spec = args.data or run.read_config().get("data")
+    saved = run.read_config()
+    spec = args.data or saved.get("data")
     if not spec:
         raise RunError(f"{run.path}: no data spec recorded; pass --data or --codes")
-    train, test = (load_images(spec, split, args.data_root) for split in ("train", "test"))
+    splits = ("train", split_layout(spec).held_out)
+    size = resize(args, saved)  # as the run was trained
+    train, test = (load_images(spec, s, args.data_root, resize=size) for s in splits)
     return train, test
 
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from vqvae.cli.common import add_data_options, resize
+from vqvae.cli.common import add_data_options, layout_note, resize
 from vqvae.config import (
     TrainConfig,
     apply_overrides,
@@ -17,8 +17,8 @@ from vqvae.config import (
     load_toml,
 )
 from vqvae.console import say
-from vqvae.data import ImageDataset, load_images
-from vqvae.errors import RunError
+from vqvae.data import ImageDataset, load_images, split_layout
+from vqvae.errors import DataError, RunError
 from vqvae.models import VQVAEConfig
 from vqvae.pretrained import config_from_dict
 from vqvae.registry import PRESETS
@@ -107,10 +107,17 @@ def resolve_configs(
 def run(args: argparse.Namespace) -> int:
     folder = RunDir(args.out)
     folder.check(resume=args.resume, force=args.force)  # refuse before loading the data
-    train_set = load_images(args.data, "train", args.data_root, resize=resize(args))
-    test_set = load_images(args.data, "test", args.data_root, resize=resize(args))
-    notes: list[str] = []
+    size = _resize(args, folder)
+    layout = split_layout(args.data)
+    train_set = load_images(args.data, "train", args.data_root, resize=size)
+    test_set = load_images(args.data, layout.held_out, args.data_root, resize=size)
+    _check_splits_agree(args.data, train_set, test_set, layout.held_out)
+    note = layout_note(args.data, layout)
+    notes: list[str] = [note] if note else []
     model_config, train_config, meta = resolve_configs(args, train_set, folder, notes.append)
+    # The run remembers its data (docs/design-notes.md, "Data layouts"): eval, encode,
+    # reconstruct, report and prior train resize as it did, and --resume keeps both.
+    meta |= {"resize": list(size) if size else None, "split_layout": layout.to_dict()}
     # Everything is checked before the folder is touched: a bad option destroys nothing.
     # Under torchrun only rank 0 touches the folder (two ranks clearing it at once race);
     # the others wait for it in the process group's set-up.
@@ -134,6 +141,32 @@ def run(args: argparse.Namespace) -> int:
         if not args.no_report:
             try_write_report(folder.path, args.data_root)
     return 0
+
+
+def _resize(args: argparse.Namespace, folder: RunDir) -> tuple[int, int] | None:
+    """``--resize``; under ``--resume`` the run's (where recorded), and no other."""
+    if not args.resume:
+        return resize(args)
+    saved = folder.read_config()
+    size = resize(args, saved)
+    if "resize" in saved and size != resize(argparse.Namespace(), saved):
+        was = "x".join(map(str, saved["resize"])) if saved["resize"] else "no --resize"
+        raise RunError(
+            f"{folder.path}: --resume with a config that does not match the run (differs in "
+            f"resize: {'x'.join(map(str, size or ()))} asked, the run used {was}); drop "
+            f"--resize, or start a new run"
+        )
+    return size
+
+
+def _check_splits_agree(spec: str, train: ImageDataset, test: ImageDataset, held: str) -> None:
+    """Split folders are read one by one: their images must come out the same shape."""
+    a, b = (train.num_channels, *train.image_size), (test.num_channels, *test.image_size)
+    if a != b:
+        raise DataError(
+            f"{spec}: the {held} images are {b[1]}x{b[2]} with {b[0]} channel(s), the train "
+            f"images {a[1]}x{a[2]} with {a[0]}; pass --resize H W (or make the channels agree)"
+        )
 
 
 def summarise(folder: RunDir, result: TrainResult) -> None:

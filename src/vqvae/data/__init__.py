@@ -13,7 +13,9 @@ from .datasets import (
     load_dataset,
     load_images,
     resolve_data_root,
+    split_layout,
 )
+from .splits import SplitLayout
 from .transforms import resize_images, save_png_grid, save_pngs, to_model_input, to_uint8_images
 
 __all__ = [
@@ -24,6 +26,7 @@ __all__ = [
     "data_kind",
     "load_audio",
     "load_audio_folder",
+    "SplitLayout",
     "load_dataset",
     "load_images",
     "read_audio",
@@ -32,6 +35,7 @@ __all__ = [
     "resolve_data_root",
     "save_png_grid",
     "save_pngs",
+    "split_layout",
     "to_model_input",
     "to_uint8_images",
 ]

@@ -9,9 +9,11 @@ downloaded there when missing unless ``download=False``. A name wins over a fold
 name in the working directory; write ``./mnist`` for the folder.
 
 Paths: a ``.npy``/``.npz`` file, a CIFAR batches folder, a folder of idx files, a folder of
-images, or a folder of audio files (one that holds audio and no images: see ``audio.py``).
-Data with no split of its own is split with a fixed seed: 10% test (``digits``: 20%, as it has
-only 1,797 images), not stratified; the two splits partition the data.
+images, or a folder of audio files (one that holds audio and no images: see ``audio.py``); a
+folder of images whose sub-folders are ``train/``, ``val/`` and ``test/`` (any of them) is
+read as those splits (``splits.py``). Data with no split of its own is split with a fixed
+seed: 10% test (``digits``: 20%, as it has only 1,797 images), not stratified; the two splits
+partition the data. ``split_layout(spec)`` says which of these it is.
 """
 
 from __future__ import annotations
@@ -30,6 +32,15 @@ from .audio import AUDIO_SUFFIXES, FSDD_NAME, AudioDataset, audio_files, load_au
 from .base import SPLIT_SEED, TEST_FRACTION, ImageDataset, check_split, split_indices
 from .formats import find_idx, is_cifar_folder, read_array, read_cifar, read_idx_pair
 from .images import IMAGE_SUFFIXES, read_image_folder
+from .splits import (
+    FILES,
+    SEEDED,
+    SplitLayout,
+    check_has_split,
+    find_split_folders,
+    folder_layout,
+    union_of_classes,
+)
 from .transforms import resize_images
 
 _ALIASES = {"fashion_mnist": "fashion-mnist", "fashionmnist": "fashion-mnist",
@@ -60,7 +71,8 @@ def load_dataset(
     resize: tuple[int, int] | None = None,
     sample_rate: int | None = None,
 ) -> ImageDataset | AudioDataset:
-    """Load split ``train`` or ``test`` of a registered data set or a path (see module doc).
+    """Load split ``train``, ``val`` or ``test`` of a registered data set or a path (see module
+    doc); ``val`` only where the data has one (``split_layout(spec).splits``).
 
     ``resize=(H, W)`` resizes every image (bicubic); it also lets a folder of images of mixed
     sizes load. ``sample_rate`` resamples audio (default: the data's own rate). Each applies
@@ -85,6 +97,7 @@ def load_dataset(
     spec = str(spec)
     name = _registered_name(spec)
     if name is not None:
+        check_has_split(_named_layout(name), split, name)
         ds = DATASETS.get(name)(split, resolve_data_root(data_root), download)
     else:
         ds = _load_path(Path(spec).expanduser(), spec, split, resize, sample_rate)
@@ -235,7 +248,7 @@ def _load_digits(split: str, root: Path | None = None, download: bool = False) -
     # values are counts 0..16 of set pixels in 4x4 blocks -> 0..255
     images = np.round(bunch.images * (255.0 / 16.0)).astype(np.uint8)[..., None]  # (N, 8, 8, 1)
     labels = bunch.target.astype(np.int64)
-    idx = split_indices(len(images), split, test_fraction=0.2, seed=SPLIT_SEED)
+    idx = split_indices(len(images), split, test_fraction=_DIGITS_TEST, seed=SPLIT_SEED)
     return ImageDataset(images[idx], labels[idx], "digits", _DIGIT_CLASSES)
 
 
@@ -266,14 +279,23 @@ def _find_fsdd(root: Path) -> Path | None:
     return None
 
 
+_DIGITS_TEST = 0.2  # of only 1,797 images
+_load_digits.split_layout = SplitLayout(SEEDED, ("train", "test"), test_fraction=_DIGITS_TEST)  # type: ignore[attr-defined]
+
+
 # -- paths ----------------------------------------------------------------------------------------
+
+
+def _check_exists(path: Path, name: str) -> None:
+    if not path.exists():
+        raise DataError(f"{name}: no such file or folder (and not a data set name: {_known()})")
 
 
 def _load_path(
     path: Path, name: str, split: str, resize: tuple[int, int] | None, sample_rate: int | None
 ) -> ImageDataset | AudioDataset:
-    if not path.exists():
-        raise DataError(f"{name}: no such file or folder (and not a data set name: {_known()})")
+    _check_exists(path, name)
+    check_has_split(_path_layout(path), split, name)
     if path.is_file():
         if path.suffix.lower() not in (".npy", ".npz"):
             raise DataError(
@@ -290,8 +312,7 @@ def _load_path(
         return _load_idx_folder(path, name, split)
     if _is_audio_folder(path):
         return load_audio_folder(path, split, sample_rate, name=name)
-    images, labels, class_names = read_image_folder(path, resize)
-    return _seeded_split(images, labels, name, class_names, split)
+    return _load_image_folder(path, name, split, resize)
 
 
 def _is_audio_folder(folder: Path) -> bool:
@@ -341,3 +362,55 @@ def _seeded_split(
 ) -> ImageDataset:
     idx = split_indices(len(images), split, test_fraction=TEST_FRACTION, seed=SPLIT_SEED)
     return ImageDataset(images[idx], None if labels is None else labels[idx], name, class_names)
+
+
+def _load_image_folder(
+    path: Path, name: str, split: str, resize: tuple[int, int] | None
+) -> ImageDataset:
+    """Split folders (``train/``, ``val/``, ``test/``) if there are, else one folder split
+    with a fixed seed; so is ``train/`` alone."""
+    folders = find_split_folders(path)
+    if not folders:
+        images, labels, class_names = read_image_folder(path, resize)
+        return _seeded_split(images, labels, name, class_names, split)
+    classes = union_of_classes(folders)
+    if set(folders) == {"train"}:
+        images, labels, _ = read_image_folder(folders["train"], resize, classes)
+        return _seeded_split(images, labels, name, classes, split)
+    images, labels, _ = read_image_folder(folders[split], resize, classes)
+    return ImageDataset(images, labels, name, classes)
+
+
+# -- layouts --------------------------------------------------------------------------------------
+def _named_layout(name: str) -> SplitLayout:
+    """A registered loader's ``split_layout`` attribute where it sets one (``digits``);
+    else its own train and test files."""
+    layout = getattr(DATASETS.get(name), "split_layout", None)
+    return layout if isinstance(layout, SplitLayout) else SplitLayout(FILES, ("train", "test"))
+
+
+def _path_layout(path: Path) -> SplitLayout:
+    seeded = SplitLayout(SEEDED, ("train", "test"), test_fraction=TEST_FRACTION)
+    if path.is_file():
+        return seeded
+    if any(f.is_dir() and is_cifar_folder(f) for f in (path, path / "cifar-10-batches-py")):
+        return SplitLayout(FILES, ("train", "test"))
+    if any(path.glob("*-idx3-ubyte*")):
+        train = find_idx(path, "images", _IDX_SPLIT_PREFIXES["train"])
+        test = find_idx(path, "images", _IDX_SPLIT_PREFIXES["test"])
+        return SplitLayout(FILES, ("train", "test")) if train and test else seeded
+    folders = find_split_folders(path)
+    return folder_layout(folders, TEST_FRACTION) if folders else seeded
+
+
+def split_layout(spec: str) -> SplitLayout:
+    """How the data of ``spec`` is split (``splits.py``): its own files, split folders, or a
+    fixed seeded split; which splits there are, and which one evaluation uses. Reads only
+    folder listings, never the data; refuses an ambiguous folder layout with a DataError."""
+    spec = str(spec)
+    name = _registered_name(spec)
+    if name is not None:
+        return _named_layout(name)
+    path = Path(spec).expanduser()
+    _check_exists(path, spec)
+    return _path_layout(path)

@@ -1,31 +1,69 @@
-"""A folder of image files (PNG, JPEG, BMP, GIF, WebP, TIFF) read with Pillow.
+"""A folder of image files in any format Pillow reads (PNG, JPEG, BMP, GIF, WebP, TIFF,
+PGM/PPM/PBM, ...).
 
 Loose images in the folder make an unlabelled data set; sub-folders make classes, labelled
 0, 1, ... in sorted order of their names (as torchvision's ImageFolder does). Grey images
-stay one channel; if any image has colour, all become RGB.
+stay one channel; if any image has colour, all become RGB. Hidden files and folders (a
+leading dot) are ignored.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageFile, UnidentifiedImageError
 
 from vqvae.errors import DataError
 
 from .transforms import _BICUBIC
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 _GREY_MODES = ("1", "L", "LA", "I", "I;16", "F")
+# Pillow lists MPEG among the formats it opens but only identifies it: it cannot decode one
+# (Pillow's docs, "Identify-only formats"; the others are StubImageFile plugins).
+_IDENTIFY_ONLY = ("MPEG",)
+
+
+def _readable_suffixes() -> tuple[str, ...]:
+    """The file suffixes of every format Pillow can open and decode, e.g. ``.png``, ``.pgm``."""
+    Image.init()  # load every plugin, not only the common five
+    suffixes = []
+    for suffix, fmt in Image.registered_extensions().items():
+        factory = Image.OPEN.get(fmt, (None,))[0]
+        stub = isinstance(factory, type) and issubclass(factory, ImageFile.StubImageFile)
+        if factory is not None and not stub and fmt not in _IDENTIFY_ONLY:
+            suffixes.append(suffix.lower())
+    return tuple(sorted(set(suffixes)))
+
+
+IMAGE_SUFFIXES = _readable_suffixes()
+_COMMON = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".pgm", ".ppm")
+
+
+def _is_image(p: Path) -> bool:
+    return p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and p.is_file()
+
+
+def _walk(folder: Path, recursive: bool) -> Iterator[Path]:
+    found = folder.rglob("*") if recursive else folder.iterdir()
+    return (p for p in found if _is_image(p))
 
 
 def _image_files(folder: Path, recursive: bool) -> list[Path]:
-    found = folder.rglob("*") if recursive else folder.iterdir()
+    return sorted(_walk(folder, recursive))
+
+
+def has_images(folder: Path) -> bool:
+    """Whether ``folder`` holds an image file, at any depth (stops at the first)."""
+    return next(_walk(folder, recursive=True), None) is not None
+
+
+def class_folders(folder: Path) -> list[Path]:
+    """Sub-folders holding images (the classes of an image folder), sorted by name."""
     return sorted(
-        p for p in found
-        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
-    )  # fmt: skip
+        d for d in folder.iterdir() if d.is_dir() and not d.name.startswith(".") and has_images(d)
+    )
 
 
 def _read_image(path: Path, resize: tuple[int, int] | None) -> np.ndarray:
@@ -33,6 +71,11 @@ def _read_image(path: Path, resize: tuple[int, int] | None) -> np.ndarray:
     try:
         with Image.open(path) as img:
             img.load()  # decode now, so a truncated file fails here with its name
+            if img.mode == "I" or img.mode.startswith("I;16"):
+                # 16-bit grey (PGM with maxval > 255, which Pillow scales to 0..65535; PNG;
+                # TIFF): 0..65535 -> 0..255, where convert("L") would clip at 255
+                wide = np.asarray(img, dtype=np.float64)
+                img = Image.fromarray(np.clip(np.rint(wide / 257.0), 0, 255).astype(np.uint8))
             img = img.convert("L" if img.mode in _GREY_MODES else "RGB")
             if resize is not None and img.size != (resize[1], resize[0]):
                 img = img.resize((resize[1], resize[0]), _BICUBIC)  # PIL sizes are (W, H)
@@ -43,31 +86,38 @@ def _read_image(path: Path, resize: tuple[int, int] | None) -> np.ndarray:
 
 
 def read_image_folder(
-    folder: Path, resize: tuple[int, int] | None = None
+    folder: Path,
+    resize: tuple[int, int] | None = None,
+    class_names: tuple[str, ...] | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None, tuple[str, ...] | None]:
-    """Images uint8 (N, H, W, C), labels int64 (N,) or None, and the class names or None."""
+    """Images uint8 (N, H, W, C), labels int64 (N,) or None, and the class names or None.
+
+    ``class_names`` fixes the labels (a split folder labels its classes by their place in
+    the union over all splits); a class missing from this folder is fine."""
     loose = _image_files(folder, recursive=False)
-    classes = sorted(
-        d for d in folder.iterdir()
-        if d.is_dir() and not d.name.startswith(".") and _image_files(d, recursive=True)
-    )  # fmt: skip
+    classes = class_folders(folder)
     if loose and classes:
         raise DataError(
             f"{folder}: holds both loose images ({loose[0].name}, ...) and class sub-folders "
             f"({classes[0].name}, ...); use one or the other"
         )
     if classes:
+        class_names = class_names or tuple(d.name for d in classes)
+        index = {name: i for i, name in enumerate(class_names)}
         files, labels = [], []
-        for label, d in enumerate(classes):
+        for d in classes:
             these = _image_files(d, recursive=True)
             files += these
-            labels += [label] * len(these)
+            labels += [index[d.name]] * len(these)
         label_array = np.asarray(labels, dtype=np.int64)
-        class_names = tuple(d.name for d in classes)
     elif loose:
         files, label_array, class_names = loose, None, None
     else:
-        raise DataError(f"{folder}: no images found (looked for {', '.join(IMAGE_SUFFIXES)})")
+        shown = ", ".join(s for s in _COMMON if s in IMAGE_SUFFIXES)
+        raise DataError(
+            f"{folder}: no images found (looked for the {len(IMAGE_SUFFIXES)} formats Pillow "
+            f"reads: {shown}, ...)"
+        )
 
     images = [_read_image(p, resize) for p in files]
     first = images[0].shape[:2]

@@ -26,7 +26,7 @@ from vqvae import bits
 from vqvae._io import atomic_write, write_json, write_safetensors
 from vqvae.config import TrainConfig
 from vqvae.console import say
-from vqvae.data import ImageDataset, check_images, load_images, to_model_input
+from vqvae.data import ImageDataset, check_images, load_images, split_layout, to_model_input
 from vqvae.errors import RunError
 from vqvae.inference import encode
 from vqvae.models import VQVAE, QuantizerConfig, VAEConfig, VIMCOConfig, VQVAEConfig
@@ -303,7 +303,7 @@ def run_compare(
     else:
         root.prepare(resume=False, force=force)
     train_data = load_images(spec, "train", data_root)
-    test_data = load_images(spec, "test", data_root)
+    test_data = load_images(spec, split_layout(spec).held_out, data_root)  # test, else val
     write_json(root.config_file, {"compare": config_to_dict(config), "data": spec})
     x_train = to_model_input(train_data.images)  # (N, C, H, W) in [-1, 1]
     x_test = to_model_input(test_data.images[: config.eval_limit])

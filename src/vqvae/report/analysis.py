@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from vqvae import metrics
-from vqvae.data import ImageDataset, load_images, resize_images
+from vqvae.data import ImageDataset, load_images, resize_images, split_layout
 from vqvae.inference import decode, reconstruct
 from vqvae.models import VQVAE
 
@@ -42,13 +42,20 @@ class HeldOut:
 
 
 def load_held_out(
-    model: VQVAE, spec: str, data_root: str | None, limit: int = DEFAULT_LIMIT
+    model: VQVAE,
+    spec: str,
+    data_root: str | None,
+    limit: int = DEFAULT_LIMIT,
+    resize: tuple[int, int] | None = None,
 ) -> HeldOut:
-    """Encode and reconstruct the first ``limit`` test images of the run's data.
+    """Encode and reconstruct the first ``limit`` held-out images of the run's data (its test
+    split, or val where it has no test), resized to ``resize`` (the run's ``config.json``
+    records it) if given.
 
     Never downloads: a report is drawn from what is on disk (a missing data set is a
     note on the page, not a network request)."""
-    data: ImageDataset = load_images(spec, "test", data_root, download=False)
+    held = split_layout(spec).held_out
+    data: ImageDataset = load_images(spec, held, data_root, download=False, resize=resize)
     images, note = data.images[:limit], ""
     c, size = model.config.in_channels, tuple(model.config.input_size)
     if data.num_channels != c:
@@ -56,7 +63,8 @@ def load_held_out(
             f"{data.name}: images have {data.num_channels} channel(s), the model expects {c}"
         )
     if data.image_size != size:
-        # The run was trained with --resize, which config.json does not record.
+        # A run of an older release trained with --resize, which its config.json does not
+        # record; or data other than the run's.
         images = resize_images(images, size)
         note = f"images resized from {data.image_size[0]}x{data.image_size[1]} to fit the model"
     codes, recons = reconstruct(model, images)

@@ -125,7 +125,9 @@ def _load(state: _Run, spec: str | None, data_root: str | None) -> None:
     else:
         limit = state.saved.get("train", {}).get("eval_limit") or analysis.DEFAULT_LIMIT
         try:
-            state.held = analysis.load_held_out(state.model, spec, data_root, limit)
+            size = state.saved.get("resize")  # None in runs of older releases
+            size = (int(size[0]), int(size[1])) if size else None
+            state.held = analysis.load_held_out(state.model, spec, data_root, limit, size)
         except Exception as e:  # noqa: BLE001
             state.held_missing = (
                 f"the held-out images of {spec!r} could not be loaded ({_one_line(e)}); "

@@ -35,8 +35,12 @@ class TrainResult:
 
 
 def check_resumable(run: RunDir, wanted: dict[str, Any]) -> None:
-    """--resume must continue the same run: same model, same trajectory-shaping settings."""
-    diffs = resume_differences(run.read_config(), wanted, VQVAEConfig, top_keys=("data",))
+    """--resume must continue the same run: same model, same trajectory-shaping settings,
+    same data (its spec, and where recorded, its resize and split layout: runs of older
+    releases record neither)."""
+    saved = run.read_config()
+    keys = ("data", *(k for k in ("resize", "split_layout") if k in saved))
+    diffs = resume_differences(saved, wanted, VQVAEConfig, top_keys=keys)
     if diffs:
         raise RunError(
             f"{run.path}: --resume with a config that does not match the run (differs in "
