@@ -177,12 +177,13 @@ def main() -> None:
         ours = train_and_score(name, overrides, args, data)
         ours["step_seconds"] = time_quantizer(ours.pop("_quantizer"), args.repeats)
         rows.append(ours)
+        print(json.dumps(ours), flush=True)
         if peer and not args.no_peer:
             theirs = train_and_score(f"{name}: peer", {**overrides, "kind": peer}, args, data)
             theirs["step_seconds"] = time_quantizer(theirs.pop("_quantizer"), args.repeats)
             rows.append(theirs)
             ours["peer_time_ratio"] = theirs["step_seconds"] / ours["step_seconds"]
-        print(json.dumps({k: v for k, v in rows[-1].items()}), flush=True)
+            print(json.dumps(theirs), flush=True)
     print_table(rows, args)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
