@@ -57,29 +57,39 @@ class LookupFreeQuantizerOutput(QuantizerOutput):
     codebook_entropy: torch.Tensor | None = None  # H[E(q(z))] in nats
 
 
-def entropy_terms(
-    z: torch.Tensor, corners: torch.Tensor, temperature: float
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """z (N, d), corners (K, d) in {-1, +1} -> (mean per-sample entropy, entropy of the mean),
-    in nats, of p(c | z) = softmax_c(-||z - c||^2 / tau).
+def entropy_terms(z: torch.Tensor, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """z (N, d) -> (mean per-sample entropy, entropy of the batch's mean), in nats, of
+    p(c | z) = softmax_c(-||z - c||^2 / tau) over the 2^d codes c in {-1, +1}^d.
 
-    With ||c||^2 = d for every corner the logits are 2 z.c / tau up to terms that cancel, and
-    over all 2^d corners the softmax factorises into independent bits:
-    p(c | z) = prod_i sigmoid(4 z_i c_i / tau). So the per-sample entropy is a sum of d
-    Bernoulli entropies, O(N d); the batch's mean distribution does not factorise and takes
-    one (N, d) x (d, K) product (tests/test_lfq.py checks both against the definition).
+    With ||c||^2 = d for every code the logits are 2 z.c / tau up to terms that cancel, and
+    the softmax factorises into independent bits: p(c | z) = prod_i sigmoid(4 z_i c_i / tau).
+    So the per-sample entropy is a sum of d Bernoulli entropies, O(N d). The batch's mean
+    does not factorise, but with the bits cut in two groups A (low) and B (high),
+    p(c | z) = p_A(c_A | z) p_B(c_B | z), and the mean over the batch of that product is one
+    (2^a, N) x (N, 2^b) matrix product, with exponentials over N (2^a + 2^b) values only,
+    not N 2^d (tests/test_lfq.py checks both terms against the definition).
     """
     with torch.autocast(device_type=z.device.type, enabled=False):
         a = (4.0 / temperature) * z.float()  # (N, d): each bit's logit of being +1
         log_plus, log_minus = F.logsigmoid(a), F.logsigmoid(-a)  # log p(+1), log p(-1)
         sample = -(log_plus.exp() * log_plus + log_minus.exp() * log_minus).sum(1).mean()
-        is_plus = (corners.float() > 0).float()  # (K, d)
-        # log p(c | z) = sum_i log p(c_i): (N, d) x (d, K) -> (N, K)
-        log_p = (log_plus - log_minus) @ is_plus.t() + log_minus.sum(1, keepdim=True)
-        p_mean = log_p.exp().mean(0)  # (K,): the batch's average code distribution
+        low = z.shape[1] // 2
+        p_low = _pattern_probs(log_plus[:, :low], log_minus[:, :low])  # (N, 2^a)
+        p_high = _pattern_probs(log_plus[:, low:], log_minus[:, low:])  # (N, 2^b)
+        # mean_n p_A[n, c_A] p_B[n, c_B]: (2^a, N) x (N, 2^b); code c = c_A + 2^a c_B
+        p_mean = (p_low.t() @ p_high).t().reshape(-1) / z.shape[0]  # (K,)
         # clamp, not xlogy: a code no vector reaches has p_mean = 0 and needs a finite gradient
         codebook = -(p_mean * p_mean.clamp(min=1e-30).log()).sum()
     return sample, codebook
+
+
+def _pattern_probs(log_plus: torch.Tensor, log_minus: torch.Tensor) -> torch.Tensor:
+    """(N, g) per-bit log-probabilities -> (N, 2^g) probabilities of every pattern of the g
+    bits, pattern j having bit i = (j >> i) & 1 (bit i of a code is dimension i)."""
+    g = log_plus.shape[1]
+    j = torch.arange(2**g, device=log_plus.device)
+    bits = ((j[:, None] >> torch.arange(g, device=j.device)) & 1).float()  # (2^g, g)
+    return ((log_plus - log_minus) @ bits.t() + log_minus.sum(1, keepdim=True)).exp()
 
 
 class LookupFreeQuantizer(nn.Module):
@@ -143,8 +153,7 @@ class LookupFreeQuantizer(nn.Module):
 
         with torch.autocast(device_type=z.device.type, enabled=False):
             commitment_loss = F.mse_loss(z.float(), q.float())
-        corners = self.codes_to_signs(torch.arange(self.num_codes, device=z.device))  # (K, d)
-        sample_entropy, codebook_entropy = entropy_terms(z, corners, self.temperature)
+        sample_entropy, codebook_entropy = entropy_terms(z, self.temperature)
         entropy_loss = sample_entropy - codebook_entropy
         return LookupFreeQuantizerOutput(
             z_q=z_q,
