@@ -231,33 +231,7 @@ def load_audio_folder(
     check_split(split)
     folder = Path(folder)
     name = name or str(folder)
-    if not folder.is_dir():
-        raise DataError(f"{folder}: not a folder")
-    loose = audio_files(folder, recursive=False)
-    speaker_dirs = sorted(
-        d for d in folder.iterdir()
-        if d.is_dir() and not d.name.startswith(".") and audio_files(d, recursive=True)
-    )  # fmt: skip
-    if loose and speaker_dirs:
-        raise DataError(
-            f"{folder}: holds both loose audio files ({loose[0].name}, ...) and speaker "
-            f"sub-folders ({speaker_dirs[0].name}, ...); use one or the other"
-        )
-    speakers: np.ndarray | None = None
-    speaker_names: tuple[str, ...] | None = None
-    if speaker_dirs:
-        files, ids = [], []
-        for i, d in enumerate(speaker_dirs):
-            these = audio_files(d, recursive=True)
-            files += these
-            ids += [i] * len(these)
-        speakers = np.asarray(ids, dtype=np.int64)
-        speaker_names = tuple(d.name for d in speaker_dirs)
-    elif loose:
-        files = loose
-    else:
-        raise DataError(f"{folder}: no audio files found (looked for {', '.join(AUDIO_SUFFIXES)})")
-
+    files, speakers, speaker_names = _files_and_speakers(folder)
     matches = [FSDD_NAME.fullmatch(p.stem) for p in files]
     labels: np.ndarray | None = None
     if all(matches):  # FSDD's names: digit labels, speakers, and a split of their own
@@ -287,3 +261,31 @@ def load_audio_folder(
         files=tuple(p.relative_to(folder).as_posix() for p in chosen),
         name=name,
     )
+
+
+def _files_and_speakers(
+    folder: Path,
+) -> tuple[list[Path], np.ndarray | None, tuple[str, ...] | None]:
+    """The folder's audio files, and speaker ids and names from its sub-folders (or none)."""
+    if not folder.is_dir():
+        raise DataError(f"{folder}: not a folder")
+    loose = audio_files(folder, recursive=False)
+    speaker_dirs = sorted(
+        d for d in folder.iterdir()
+        if d.is_dir() and not d.name.startswith(".") and audio_files(d, recursive=True)
+    )  # fmt: skip
+    if loose and speaker_dirs:
+        raise DataError(
+            f"{folder}: holds both loose audio files ({loose[0].name}, ...) and speaker "
+            f"sub-folders ({speaker_dirs[0].name}, ...); use one or the other"
+        )
+    if loose:
+        return loose, None, None
+    if not speaker_dirs:
+        raise DataError(f"{folder}: no audio files found (looked for {', '.join(AUDIO_SUFFIXES)})")
+    files, ids = [], []
+    for i, d in enumerate(speaker_dirs):
+        these = audio_files(d, recursive=True)
+        files += these
+        ids += [i] * len(these)
+    return files, np.asarray(ids, dtype=np.int64), tuple(d.name for d in speaker_dirs)
