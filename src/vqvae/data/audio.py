@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from vqvae.errors import DataError
 
-from .base import SPLIT_SEED, TEST_FRACTION, check_split, split_indices
+from .base import SPLIT_SEED, TEST_FRACTION, check_split, count_classes, split_indices
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
 # FSDD's file names: {digit}_{speaker}_{index}.wav, e.g. 7_jackson_32.wav
@@ -100,11 +100,7 @@ class AudioDataset:
     @property
     def num_classes(self) -> int:
         """The number of classes; 0 when the data set has no labels."""
-        if self.labels is None:
-            return 0
-        if self.class_names is not None:
-            return len(self.class_names)
-        return int(self.labels.max()) + 1 if len(self.labels) else 0
+        return count_classes(self.labels, self.class_names)
 
     @property
     def num_speakers(self) -> int:

@@ -53,11 +53,7 @@ class ImageDataset:
     @property
     def num_classes(self) -> int:
         """The number of classes; 0 when the data set has no labels."""
-        if self.labels is None:
-            return 0
-        if self.class_names is not None:
-            return len(self.class_names)
-        return int(self.labels.max()) + 1 if len(self.labels) else 0
+        return count_classes(self.labels, self.class_names)
 
 
 def check_split(split: str) -> str:
@@ -76,3 +72,13 @@ def split_indices(n: int, split: str, test_fraction: float = 0.1, seed: int = 0)
     test = np.zeros(n, dtype=bool)
     test[np.random.default_rng(seed).permutation(n)[:n_test]] = True
     return np.flatnonzero(test if split == "test" else ~test)
+
+
+def count_classes(labels: np.ndarray | None, class_names: tuple[str, ...] | None) -> int:
+    """How many classes a data set has: its class names, else the largest label + 1; 0 when
+    it has no labels."""
+    if labels is None:
+        return 0
+    if class_names is not None:
+        return len(class_names)
+    return int(labels.max()) + 1 if len(labels) else 0
