@@ -56,13 +56,21 @@ def _convert(tp: Any, value: Any) -> Any:
     return value
 
 
+def renamed_keys(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` with the keys an older release named otherwise under today's names: a config
+    class lists them as ``RENAMED = {old: new}`` (a ``ClassVar``; subclasses inherit it)."""
+    out = dict(data)
+    for old, new in getattr(cls, "RENAMED", {}).items():
+        if old in out and new not in out:
+            out[new] = out.pop(old)
+    return out
+
+
 def config_from_dict(cls: type[C], data: dict[str, Any]) -> C:
     """Rebuild a (nested) frozen dataclass config; unknown keys are a ``ValueError``."""
     if not isinstance(data, dict):
         raise ValueError(f"{cls.__name__}: expected a JSON object, got {type(data).__name__}")
-    migrate = getattr(cls, "migrate", None)
-    if migrate is not None:  # configs written by older releases: renamed keys
-        data = migrate(dict(data))
+    data = renamed_keys(cls, data)  # configs written by older releases
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - names)

@@ -7,7 +7,7 @@ model and prior, and the safety rules: never overwrite a run without ``--force``
 ``config.json`` of a run is what ``from_pretrained`` reads (``class`` and ``config``) plus
 ``train`` (the training config) and how the run was made (``data``, ``preset``,
 ``overrides``; a prior's adds ``kind``). Configs of older releases are migrated on reading
-(``ModelConfig.migrate``, ``PriorConfig.migrate``; tests/test_compat.py).
+(the ``RENAMED`` keys of each config class, ``pretrained.renamed_keys``; tests/test_compat.py).
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ network kind handles (``net.kind``: 1-D sequences, 2-D images, 3-D volumes).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import ClassVar
 
 from vqvae.nets import NetConfig
 from vqvae.quantizers import QuantizerConfig
@@ -23,6 +23,8 @@ class ModelConfig:
     input_size: tuple[int, ...] = (32, 32)  # spatial size of one example: (H, W) for images
     net: NetConfig = field(default_factory=NetConfig)
     likelihood: str = "mse"
+    # release 0.1 called the input size image_size (images were all it knew)
+    RENAMED: ClassVar[dict[str, str]] = {"image_size": "input_size"}
 
     def __post_init__(self) -> None:
         if self.in_channels < 1:
@@ -30,13 +32,6 @@ class ModelConfig:
         LIKELIHOODS.get(self.likelihood)  # "unknown likelihood ...; expected one of [...]"
         object.__setattr__(self, "input_size", tuple(self.input_size))
         self.net.net_kind.latent_size(self.input_size, self.net)  # raises if it does not fit
-
-    @classmethod
-    def migrate(cls, data: dict[str, Any]) -> dict[str, Any]:
-        """Release 0.1 called the input size ``image_size`` (images were all it knew)."""
-        if "image_size" in data and "input_size" not in data:
-            data["input_size"] = data.pop("image_size")
-        return data
 
     @property
     def latent_shape(self) -> tuple[int, ...]:

@@ -25,13 +25,13 @@ import abc
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vqvae.pretrained import PretrainedMixin
+from vqvae.pretrained import PretrainedMixin, renamed_keys
 from vqvae.registry import PRIORS
 from vqvae.sampling import Draw, draw_codes
 from vqvae.torch_utils import eval_mode, module_device
@@ -57,6 +57,8 @@ class PriorConfig:
     cond_dim: int = 0  # a global conditioning vector of this size; 0 = none
     context_shape: tuple[int, ...] = ()  # a code context of this shape; () = none
     context_codes: int = 0  # K of the context's codes (default: num_codes)
+    # release 0.1's priors were 2-D only and named their shape grid_size
+    RENAMED: ClassVar[dict[str, str]] = {"grid_size": "shape"}
 
     def __post_init__(self) -> None:
         # frozen dataclass: normalise lists and ints to the canonical tuples once, here
@@ -70,13 +72,6 @@ class PriorConfig:
         for name in ("num_classes", "cond_dim", "context_codes"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}: expected >= 0 (0 = none), got {getattr(self, name)}")
-
-    @classmethod
-    def migrate(cls, data: dict[str, Any]) -> dict[str, Any]:
-        """Release 0.1 priors were 2-D only and named their shape ``grid_size``."""
-        if "grid_size" in data and "shape" not in data:
-            data["shape"] = data.pop("grid_size")
-        return data
 
     @property
     def conditional(self) -> bool:
@@ -132,9 +127,7 @@ class Prior(nn.Module, PretrainedMixin, metaclass=abc.ABCMeta):
     def __init__(self, config: PriorConfig | None = None, **kwargs) -> None:
         super().__init__()
         if config is None:
-            if "grid_size" in kwargs:  # the keyword of release 0.1
-                kwargs["shape"] = kwargs.pop("grid_size")
-            config = self.config_class(**kwargs)
+            config = self.config_class(**renamed_keys(self.config_class, kwargs))
         elif kwargs:
             raise TypeError(f"{type(self).__name__}: pass a config or keywords, not both")
         if not isinstance(config, self.config_class):
