@@ -255,14 +255,15 @@ class PixelCNNPrior(Prior):
                 layer.link(a)[:, :, 0].transpose(1, 2).contiguous()
                 for layer, a in zip(self.layers, above, strict=True)
             ]
+            # the horizontal stack's conditioning bias at each column of row i, per layer
+            h_cols = [_columns(b, i, w) for b in h_biases]
             # h_in[l]: the horizontal input of layer l on row i, left-padded with p zeros
             h_in = [torch.zeros(n, ch, w + p, dtype=dtype, device=dev) for _ in self.layers]
             for j in range(w):
                 skip = 0.0
                 for l, layer in enumerate(self.layers):
                     window = h_in[l][:, :, j : j + p + 1]  # columns j-p .. j: (n, C, p + 1)
-                    h_bias = _at(h_biases[l], i, j)
-                    out, s = layer.horizontal_column(window, links[l][:, j], h_bias)
+                    out, s = layer.horizontal_column(window, links[l][:, j], h_cols[l][j])
                     if l + 1 < len(self.layers):
                         h_in[l + 1][:, :, p + j] = out  # (n, C)
                     skip = skip + s
@@ -285,11 +286,15 @@ def _row(bias: torch.Tensor | float, i: int) -> torch.Tensor | float:
     return bias[:, :, i : i + 1]
 
 
-def _at(bias: torch.Tensor | float, i: int, j: int) -> torch.Tensor | float:
-    """A bias at position (i, j): (n, 2C, h|1, w|1) -> (n, 2C); 0.0 stays 0.0."""
+def _columns(bias: torch.Tensor | float, i: int, w: int) -> list:
+    """A bias at each of the w columns of row i, made once per row so that the sampler's
+    inner loop only indexes a list: 0.0, one (n, 2C) global bias, or (n, 2C) per column of a
+    bias map (n, 2C, h, w)."""
     if not torch.is_tensor(bias):
-        return bias
-    return bias[:, :, min(i, bias.shape[2] - 1), min(j, bias.shape[3] - 1)]
+        return [bias] * w
+    if bias.shape[2] == 1:  # global: (n, 2C, 1, 1)
+        return [bias[:, :, 0, 0]] * w
+    return list(bias[:, :, i].unbind(2))  # (n, 2C, w) -> w x (n, 2C)
 
 
 PRIORS.register(
