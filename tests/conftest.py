@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import gzip
+import http.server
 import io
 import os
 import pickle
 import struct
 import tarfile
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -80,3 +85,41 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@dataclass
+class LocalServer:
+    """A static HTTP server on 127.0.0.1 over ``www``; ``base, www = server`` unpacks it."""
+
+    base: str  # http://127.0.0.1:PORT
+    www: Path  # the served folder
+    requests: list[str] = field(default_factory=list)  # paths asked for, in order
+
+    def __iter__(self) -> Iterator:
+        return iter((self.base, self.www))
+
+
+@pytest.fixture
+def server(tmp_path) -> Iterator[LocalServer]:
+    """A local HTTP server over ``tmp_path / "www"`` (download tests: never the internet)."""
+    www = tmp_path / "www"
+    www.mkdir()
+    requests: list[str] = []
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):  # keep pytest output clean
+            pass
+
+        def do_GET(self):
+            requests.append(self.path)
+            super().do_GET()
+
+    httpd = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(Handler, directory=str(www))
+    )
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    yield LocalServer(f"http://127.0.0.1:{httpd.server_address[1]}", www, requests)
+    httpd.shutdown()
+    httpd.server_close()
+    thread.join()

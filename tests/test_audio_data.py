@@ -3,12 +3,9 @@ tmp_path, downloads from a local HTTP server (never the internet), and the real 
 
 from __future__ import annotations
 
-import functools
-import http.server
 import io
 import sys
 import tarfile
-import threading
 from dataclasses import replace
 from pathlib import Path
 
@@ -330,27 +327,6 @@ def _fsdd_tar(files: dict[str, bytes], top: str) -> bytes:
     return buf.getvalue()
 
 
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def served(tmp_path):
-    """A local HTTP server over ``tmp_path / "www"``: yields (base URL, served folder)."""
-    www = tmp_path / "www"
-    www.mkdir()
-    httpd = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(www))
-    )
-    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}", www
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join()
-
-
 def _patch_fsdd(monkeypatch, base: str, sha256: str) -> str:
     remote = dl.REMOTES["fsdd"]
     (file,) = remote.files
@@ -370,8 +346,8 @@ def _digest_of(files: dict[str, bytes], folder: Path) -> str:
     return dl.content_digest(folder)
 
 
-def test_fsdd_download_checks_the_content(tmp_path, served, monkeypatch):
-    base, www = served
+def test_fsdd_download_checks_the_content(tmp_path, server, monkeypatch):
+    base, www = server
     files = _fsdd_files()
     remote_file = dl.REMOTES["fsdd"].files[0]
     archive = _patch_fsdd(monkeypatch, base, _digest_of(files, tmp_path / "expected"))
@@ -387,8 +363,8 @@ def test_fsdd_download_checks_the_content(tmp_path, served, monkeypatch):
     assert len(load_dataset("fsdd", "train", data_root=str(root))) == 4
 
 
-def test_fsdd_tampered_archive_is_refused_and_leaves_nothing(tmp_path, served, monkeypatch):
-    base, www = served
+def test_fsdd_tampered_archive_is_refused_and_leaves_nothing(tmp_path, server, monkeypatch):
+    base, www = server
     files = _fsdd_files()
     remote_file = dl.REMOTES["fsdd"].files[0]
     archive = _patch_fsdd(monkeypatch, base, _digest_of(files, tmp_path / "expected"))
@@ -402,8 +378,8 @@ def test_fsdd_tampered_archive_is_refused_and_leaves_nothing(tmp_path, served, m
     assert list((root / "fsdd").iterdir()) == []  # no archive, no recordings, no temporary folder
 
 
-def test_fsdd_archive_without_recordings_and_offline(tmp_path, served, monkeypatch):
-    base, www = served
+def test_fsdd_archive_without_recordings_and_offline(tmp_path, server, monkeypatch):
+    base, www = server
     archive = _patch_fsdd(monkeypatch, base, "0" * 64)
     (www / archive).write_bytes(_fsdd_tar(_fsdd_files(), "some-other-folder"))
     root = tmp_path / "root"

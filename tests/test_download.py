@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import http.server
 import io
 import socket
 import tarfile
-import threading
 from dataclasses import replace
 
 import numpy as np
@@ -18,33 +15,6 @@ from vqvae.data import DataError, load_dataset
 from vqvae.data import download as dl
 
 RNG = np.random.default_rng(1)
-
-
-class _Handler(http.server.SimpleHTTPRequestHandler):
-    requests: list[str] = []
-
-    def log_message(self, *args):  # keep pytest output clean
-        pass
-
-    def do_GET(self):
-        type(self).requests.append(self.path)
-        super().do_GET()
-
-
-@pytest.fixture
-def server(tmp_path):
-    """A local HTTP server over ``tmp_path / "www"``; yields (base URL, served folder)."""
-    www = tmp_path / "www"
-    www.mkdir()
-    _Handler.requests = []
-    handler = functools.partial(_Handler, directory=str(www))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}", www
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join()
 
 
 @pytest.fixture
@@ -103,9 +73,9 @@ def test_download_lands_in_place_with_fallback(tmp_path, server, fake_data, monk
     for name, data in files.items():
         assert (root / "mnist" / name).read_bytes() == data
     assert sorted(p.name for p in (root / "mnist").iterdir()) == sorted(files)  # no temp files
-    n_requests = len(_Handler.requests)
+    n_requests = len(server.requests)
     load_dataset("mnist", "train", data_root=str(root))  # present now: no network
-    assert len(_Handler.requests) == n_requests
+    assert len(server.requests) == n_requests
 
 
 def test_checksum_mismatch_raises_and_keeps_nothing(tmp_path, server, fake_data, monkeypatch):
@@ -142,7 +112,7 @@ def test_download_false_never_touches_network(tmp_path, server, fake_data, monke
     _patch(monkeypatch, "mnist", files, [f"{base}/mnist/"])
     with pytest.raises(DataError, match=r"mnist not found; put train-images"):
         load_dataset("mnist", data_root=str(tmp_path / "root"), download=False)
-    assert _Handler.requests == []
+    assert server.requests == []
 
 
 def test_vqvae_mirror_env(tmp_path, server, fake_data, monkeypatch, closed_port_url):
@@ -151,7 +121,7 @@ def test_vqvae_mirror_env(tmp_path, server, fake_data, monkeypatch, closed_port_
     _patch(monkeypatch, "mnist", files, [closed_port_url])  # public mirrors "down"
     monkeypatch.setenv(dl.MIRROR_ENV, base)  # laid out as <mirror>/mnist/<file>
     ds = load_dataset("mnist", data_root=str(tmp_path / "root"))
-    assert len(ds) == 6 and _Handler.requests[0] == "/mnist/train-images-idx3-ubyte.gz"
+    assert len(ds) == 6 and server.requests[0] == "/mnist/train-images-idx3-ubyte.gz"
 
 
 def test_cifar10_download_and_unpack(tmp_path, server, fake_data, monkeypatch):
