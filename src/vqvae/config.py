@@ -16,8 +16,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from vqvae.models import QuantizerConfig, VQVAEConfig
+from vqvae.models import AudioVQVAEConfig, QuantizerConfig, VQVAEConfig
 from vqvae.nets import NetConfig
+from vqvae.nets.wavenet import WaveNetConfig
 from vqvae.pretrained import config_from_dict, config_to_dict
 from vqvae.registry import PRESETS
 
@@ -125,6 +126,31 @@ def _imagenet128() -> Preset:
     )
 
 
+@PRESETS.register(
+    "speech8k", about="8 kHz speech (FSDD): 6 strided convs -> 125 codes/s, K=512; WaveNet decoder"
+)
+def _speech8k() -> Preset:
+    # Section 4.3's model at a CPU's scale: the paper's encoder (6 strided convolutions,
+    # stride 2, window 4: one code per 64 samples), K=512, and a WaveNet decoder of 2 stacks
+    # of 10 dilated layers (receptive field 2,047 samples, a quarter second) with 32
+    # residual channels, conditioned on the codes and a speaker embedding. Windows of 2,048
+    # samples (32 codes), 16 per batch; Adam at 1e-3 (docs/speech.md has the measurements).
+    return Preset(
+        AudioVQVAEConfig(
+            input_size=(2048,),
+            wavenet=WaveNetConfig(residual_channels=32, gate_channels=32, skip_channels=64),
+        ),
+        TrainConfig(
+            steps=1500,
+            batch_size=16,
+            lr=1e-3,
+            checkpoint_every=250,
+            eval_every=500,
+            eval_limit=60,
+        ),
+    )
+
+
 def get_full_preset(name: str) -> Preset:
     """A registered preset: its model config and training settings."""
     return PRESETS.get(name)()
@@ -154,6 +180,12 @@ def choose_preset(in_channels: int, input_size: tuple[int, ...]) -> tuple[str, P
     preset = get_full_preset(name)
     model = replace(preset.model, in_channels=in_channels, input_size=(h, w))
     return name, replace(preset, model=model)
+
+
+def choose_audio_preset(sample_rate: int) -> tuple[str, Preset]:
+    """The preset for speech at ``sample_rate``: ``speech8k``, at the data's rate."""
+    preset = get_full_preset("speech8k")
+    return "speech8k", replace(preset, model=replace(preset.model, sample_rate=sample_rate))
 
 
 # -- overrides ----------------------------------------------------------------------------

@@ -12,19 +12,22 @@ from vqvae.cli.common import add_data_options, layout_note, resize
 from vqvae.config import (
     TrainConfig,
     apply_overrides,
+    choose_audio_preset,
     choose_preset,
     get_full_preset,
     load_toml,
 )
 from vqvae.console import say
-from vqvae.data import ImageDataset, load_images, split_layout
+from vqvae.data import AudioDataset, ImageDataset, data_kind, load_audio, load_images, split_layout
+from vqvae.data.datasets import AUDIO
 from vqvae.errors import DataError, RunError
-from vqvae.models import VQVAEConfig
+from vqvae.models import AudioVQVAEConfig, VQVAEConfig
 from vqvae.pretrained import config_from_dict
-from vqvae.registry import PRESETS
+from vqvae.registry import MODELS, PRESETS
 from vqvae.report import try_write_report
 from vqvae.runs import RunDir
 from vqvae.train import distributed
+from vqvae.train.audio import train_audio_vqvae
 from vqvae.train.vqvae import TrainResult, train_vqvae
 
 
@@ -58,15 +61,22 @@ def add_parser(sub: Any) -> None:
 
 
 def _base_configs(
-    args: argparse.Namespace, data: ImageDataset, saved: dict[str, Any] | None, notes
+    args: argparse.Namespace, data: ImageDataset | AudioDataset, saved: dict[str, Any] | None, notes
 ) -> tuple[VQVAEConfig, TrainConfig, str | None]:
     """The resumed run's configs, a named preset's, or the preset that fits the data."""
     if saved is not None and not args.preset:
-        model = config_from_dict(VQVAEConfig, saved["config"])
+        config_class = MODELS.get(saved.get("class", "VQVAE")).config_class
+        model = config_from_dict(config_class, saved["config"])
         return model, config_from_dict(TrainConfig, saved.get("train", {})), saved.get("preset")
     if args.preset:
         preset = get_full_preset(args.preset)
         return preset.model, preset.train, args.preset
+    if isinstance(data, AudioDataset):
+        name, chosen = choose_audio_preset(data.sample_rate)
+        notes(
+            f"vqvae: chose preset {name!r} for {data.sample_rate} Hz audio (override with --preset)"
+        )
+        return chosen.model, chosen.train, name
     name, chosen = choose_preset(data.num_channels, data.image_size)
     h, w = data.image_size
     notes(
@@ -92,6 +102,9 @@ def resolve_configs(
         "checkpoint_every": args.checkpoint_every,
     }
     train = replace(train, **{k: v for k, v in flags.items() if v is not None})
+    meta = {"data": args.data, "preset": preset, "overrides": pairs}
+    if isinstance(data, AudioDataset):
+        return _fit_audio_config(model, data), train, meta
     got = (data.num_channels, *data.image_size)
     want = (model.in_channels, *model.input_size)
     if got != want:
@@ -101,12 +114,33 @@ def resolve_configs(
             f"config expects {size} with {want[0]} "
             f"(use --set input_size=[{got[1]},{got[2]}] --set in_channels={got[0]})"
         )
-    return model, train, {"data": args.data, "preset": preset, "overrides": pairs}
+    return model, train, meta
+
+
+def _fit_audio_config(model: Any, data: AudioDataset) -> AudioVQVAEConfig:
+    """An audio model config with the data's speakers (names in sorted order)."""
+    if not isinstance(model, AudioVQVAEConfig):
+        raise RunError(
+            f"{data.name}: audio needs an audio preset ({', '.join(_audio_presets())}), "
+            f"not an image model's"
+        )
+    if model.sample_rate != data.sample_rate:
+        raise RunError(
+            f"{data.name}: audio at {data.sample_rate} Hz, the config expects "
+            f"{model.sample_rate} Hz (use --set sample_rate={data.sample_rate})"
+        )
+    return replace(model, speakers=tuple(data.speaker_names or ()))
+
+
+def _audio_presets() -> list[str]:
+    return [n for n in PRESETS.names() if isinstance(get_full_preset(n).model, AudioVQVAEConfig)]
 
 
 def run(args: argparse.Namespace) -> int:
     folder = RunDir(args.out)
     folder.check(resume=args.resume, force=args.force)  # refuse before loading the data
+    if data_kind(args.data) == AUDIO:
+        return run_audio(args, folder)
     size = _resize(args, folder)
     layout = split_layout(args.data)
     train_set = load_images(args.data, "train", args.data_root, resize=size)
@@ -138,6 +172,46 @@ def run(args: argparse.Namespace) -> int:
     )
     if distributed.current().is_main:
         summarise(folder, result)
+        if not args.no_report:
+            try_write_report(folder.path, args.data_root)
+    return 0
+
+
+def run_audio(args: argparse.Namespace, folder: RunDir) -> int:
+    """``vqvae train`` on audio: the speech VQ-VAE with its WaveNet decoder."""
+    if args.resize:
+        raise RunError("--resize applies to images; this data set is audio")
+    rate = None
+    if args.resume:  # the run's rate, whatever the files are stored at
+        rate = folder.read_config()["config"].get("sample_rate")
+    train_set = load_audio(args.data, "train", args.data_root, sample_rate=rate)
+    test_set = load_audio(args.data, "test", args.data_root, sample_rate=train_set.sample_rate)
+    notes: list[str] = []
+    model_config, train_config, meta = resolve_configs(args, train_set, folder, notes.append)
+    if distributed.launch_rank() == 0:
+        folder.prepare(resume=args.resume, force=args.force)
+        for note in notes:
+            say(note)
+    result = train_audio_vqvae(
+        folder,
+        train_set,
+        test_set,
+        model_config,
+        train_config,
+        meta=meta,
+        resume=args.resume,
+        progress=not args.no_progress,
+        device=args.device,
+    )
+    if distributed.current().is_main:
+        e = result.evaluation
+        if e is not None:
+            print(
+                f"{folder.path}: test {e.bits_per_sample:.3f} bits/sample (teacher-forced), "
+                f"code usage {e.code_usage:.3f}, perplexity {e.perplexity:.1f}, "
+                f"{e.bit_rate:.0f} bit/s"
+            )
+        print(f"weights: {folder.weights_file}")
         if not args.no_report:
             try_write_report(folder.path, args.data_root)
     return 0

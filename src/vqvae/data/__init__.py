@@ -4,7 +4,7 @@ and from the ``[-1, 1]`` tensors the models see) or as float32 waveforms (``audi
 
 from vqvae.errors import DataError
 
-from .audio import AudioDataset, load_audio_folder, read_audio, resample
+from .audio import AudioDataset, load_audio_folder, pad_to_hop, read_audio, resample, write_wav
 from .base import ImageDataset
 from .datasets import (
     check_images,
@@ -26,6 +26,8 @@ __all__ = [
     "data_kind",
     "load_audio",
     "load_audio_folder",
+    "pad_to_hop",
+    "write_wav",
     "SplitLayout",
     "load_dataset",
     "load_images",

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from vqvae._io import atomic_write
 from vqvae.errors import DataError
 
 from .base import SPLIT_SEED, TEST_FRACTION, check_split, count_classes, split_indices
@@ -115,6 +116,18 @@ class AudioDataset:
     def durations(self) -> np.ndarray:
         """Seconds per utterance, float64 (N,)."""
         return np.array([len(x) for x in self.waveforms], dtype=np.float64) / self.sample_rate
+
+    def subset(self, idx) -> AudioDataset:
+        """The utterances ``idx`` (ints, in that order), with their labels, speakers, files."""
+        idx = np.asarray(idx, dtype=np.int64)
+        take = lambda a: None if a is None else a[idx]  # noqa: E731
+        return replace(
+            self,
+            waveforms=tuple(self.waveforms[i] for i in idx),
+            labels=take(self.labels),
+            speakers=take(self.speakers),
+            files=tuple(self.files[i] for i in idx),
+        )
 
     def resampled(self, sample_rate: int) -> AudioDataset:
         """The same utterances at ``sample_rate`` (itself when the rate is already that)."""
@@ -285,3 +298,23 @@ def _files_and_speakers(
         files += these
         ids += [i] * len(these)
     return files, np.asarray(ids, dtype=np.int64), tuple(d.name for d in speaker_dirs)
+
+
+# -- helpers the models and commands share ----------------------------------------------------
+
+
+def pad_to_hop(x: np.ndarray, hop: int, length: int | None = None) -> np.ndarray:
+    """A waveform (T,) padded with silence at the end to ``length`` samples (default: T),
+    rounded up to a multiple of ``hop``, the samples per code of an audio encoder."""
+    n = max(len(x), length or 0)
+    n = -(-n // hop) * hop
+    return np.pad(x, (0, n - len(x)))
+
+
+def write_wav(path: str | Path, waveform: np.ndarray, sample_rate: int) -> Path:
+    """A float waveform (T,) in [-1, 1] as a 16-bit PCM WAV file, written atomically."""
+    x = np.clip(np.asarray(waveform, dtype=np.float32), -1.0, 1.0)
+    sf = _soundfile()
+    return atomic_write(
+        path, lambda tmp: sf.write(tmp, x, int(sample_rate), subtype="PCM_16", format="WAV")
+    )

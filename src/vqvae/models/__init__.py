@@ -1,5 +1,6 @@
 """Whole models with their losses, registered by class name (``vqvae.registry.MODELS``)."""
 
+from vqvae.models.audio import AudioVQVAE, AudioVQVAEConfig, AudioVQVAEOutput
 from vqvae.models.base import Model
 from vqvae.models.config import (
     ModelConfig,
@@ -13,6 +14,9 @@ from vqvae.models.vqvae import VQVAE, VQVAEOutput
 from vqvae.quantizers import QuantizerConfig
 
 __all__ = [
+    "AudioVQVAE",
+    "AudioVQVAEConfig",
+    "AudioVQVAEOutput",
     "VAE",
     "VIMCO",
     "VQVAE",

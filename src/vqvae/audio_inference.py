@@ -1,0 +1,199 @@
+"""Batched inference with a speech VQ-VAE (``vqvae.models.AudioVQVAE``): encode utterances
+of any length into code sequences, generate waveforms from codes with any speaker (a
+reconstruction with the utterance's own speaker, a voice conversion with another), and
+score held-out audio.
+
+Utterances differ in length. Encoding pads each with silence to the longest one of the set,
+rounded up to the encoder's hop (64 samples), so a data set's codes are one array
+``(N, T')`` with ``lengths`` (codes per utterance); the padding's codes are those of
+silence, which is what a prior over these arrays learns to end an utterance with.
+Generation runs the WaveNet over a batch of clips at once (sorted by length, so that a
+batch wastes little on padding) and cuts each result to its own length.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from vqvae import metrics
+from vqvae.data.audio import AudioDataset, pad_to_hop
+from vqvae.mulaw import mulaw_encode
+from vqvae.torch_utils import eval_mode, module_device
+
+ENCODE_BATCH = 32  # utterances per encoder pass
+GENERATE_BATCH = 64  # clips generated side by side (the cached WaveNet's rows)
+SCORE_BATCH = 8  # utterances per teacher-forced pass
+
+
+@dataclass(frozen=True, eq=False)
+class AudioCodes:
+    """A data set's code sequences, padded to one length, with what each utterance is."""
+
+    codes: np.ndarray  # int64 (N, T') or (N, Q, T') for residual levels
+    lengths: np.ndarray  # int64 (N,): codes that cover each utterance, ceil(T_i / hop)
+    hop: int  # audio samples per code
+    sample_rate: int
+    labels: np.ndarray | None = None  # int64 (N,)
+    speakers: np.ndarray | None = None  # int64 (N,), the model's speaker ids
+
+
+@dataclass(frozen=True)
+class AudioEvaluation:
+    bits_per_sample: float  # teacher-forced -log2 p(x_t | x_<t, z_q) over the real samples
+    perplexity: float  # of the code histogram over the utterances' codes
+    code_usage: float  # fraction of the K codes used
+    codes_per_second: float  # sample_rate / hop
+    bit_rate: float  # codes_per_second * log2(K) * levels, bits per second
+    num_utterances: int
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+def speaker_ids(model, dataset: AudioDataset) -> np.ndarray | None:
+    """The data set's speakers as the model's ids (matched by name); None for a model without
+    speakers. A speaker the model never heard is a ``ValueError`` naming it."""
+    if not model.speakers:
+        return None
+    if dataset.speakers is None or dataset.speaker_names is None:
+        raise ValueError(
+            f"{dataset.name}: has no speakers, but the model needs one per utterance "
+            f"({', '.join(model.speakers)}); pick one with --speaker"
+        )
+    unknown = sorted(set(dataset.speaker_names) - set(model.speakers))
+    used = {dataset.speaker_names[i] for i in np.unique(dataset.speakers)}
+    if used & set(unknown):
+        raise ValueError(
+            f"{dataset.name}: speaker(s) {', '.join(sorted(used & set(unknown)))} unknown to "
+            f"the model, which knows {', '.join(model.speakers)}; pick one with --speaker"
+        )
+    table = np.array([model.speakers.index(s) if s in model.speakers else -1
+                      for s in dataset.speaker_names], dtype=np.int64)  # fmt: skip
+    return table[dataset.speakers]
+
+
+def _bar(items, desc: str, total: int):
+    return tqdm(items, desc=desc, total=total, unit="batch", leave=False, disable=None)
+
+
+@torch.inference_mode()
+def encode_audio(model, dataset: AudioDataset, batch_size: int = ENCODE_BATCH) -> AudioCodes:
+    """Every utterance -> its codes, padded with silence's codes to the longest: (N, T')."""
+    hop, device = model.hop, module_device(model)
+    longest = max(len(x) for x in dataset.waveforms)
+    width = -(-longest // hop) * hop
+    parts = []
+    with eval_mode(model):
+        starts = range(0, len(dataset), batch_size)
+        for start in _bar(starts, "encoding", len(starts)):
+            chunk = dataset.waveforms[start : start + batch_size]
+            x = np.stack([pad_to_hop(w, hop, width) for w in chunk])  # (B, T)
+            codes = model.encode(torch.from_numpy(x).unsqueeze(1).to(device))  # (B, 1, T)
+            parts.append(codes.cpu().numpy())
+    lengths = np.array([-(-len(x) // hop) for x in dataset.waveforms], dtype=np.int64)
+    return AudioCodes(
+        codes=np.concatenate(parts).astype(np.int64),
+        lengths=lengths,
+        hop=hop,
+        sample_rate=model.config.sample_rate,
+        labels=dataset.labels,
+        speakers=speaker_ids(model, dataset),
+    )
+
+
+@torch.inference_mode()
+def generate_audio(
+    model,
+    codes: np.ndarray,
+    lengths: Sequence[int] | np.ndarray,
+    speakers: np.ndarray | None,
+    *,
+    seed: int = 0,
+    temperature: float = 1.0,
+    batch_size: int = GENERATE_BATCH,
+    progress: bool = True,
+) -> list[np.ndarray]:
+    """Codes (N, T') -> N float32 waveforms of ``lengths[i] * hop`` samples each, drawn by
+    the WaveNet with speaker ``speakers[i]`` (the model's ids; None without speakers).
+
+    The clips go through in batches of similar length; one generator seeded by ``seed`` draws
+    for each batch in turn, so the same call gives the same audio."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    order = np.argsort(-lengths, kind="stable")  # longest first: the bar's estimate is honest
+    device = module_device(model)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    out: list[np.ndarray | None] = [None] * len(lengths)
+    starts = range(0, len(order), batch_size)
+    bar = _bar(starts, "generating", len(starts)) if progress else starts
+    with eval_mode(model):
+        for start in bar:
+            rows = order[start : start + batch_size]
+            n = int(lengths[rows].max())
+            c = torch.as_tensor(codes[rows][..., :n], device=device)  # (b, T'), the batch's
+            spk = None if speakers is None else torch.as_tensor(speakers[rows], device=device)
+            audio = model.decode_codes(c, spk, temperature=temperature, generator=generator)
+            audio = audio[:, 0].float().cpu().numpy()  # (b, 1, n * hop) -> (b, n * hop)
+            for row, wave in zip(rows, audio, strict=True):
+                out[row] = np.ascontiguousarray(wave[: lengths[row] * model.hop])
+    return out  # type: ignore[return-value]
+
+
+def convert(
+    model, dataset: AudioDataset, speaker: str | None, *, seed: int = 0, **kw
+) -> tuple[AudioCodes, list[np.ndarray]]:
+    """Encode every utterance and decode it with ``speaker`` (a name the model knows), or
+    with its own speaker when ``speaker`` is None: a reconstruction. Waveforms are cut to
+    each utterance's own length."""
+    codes = encode_audio(model, dataset)
+    if speaker is None:
+        speakers = codes.speakers
+    else:
+        model.speaker_ids(speaker, 1)  # one clear line for an unknown name
+        speakers = np.full(len(dataset), model.speakers.index(speaker), dtype=np.int64)
+    waves = generate_audio(model, codes.codes, codes.lengths, speakers, seed=seed, **kw)
+    return codes, [w[: len(x)] for w, x in zip(waves, dataset.waveforms, strict=True)]
+
+
+@torch.inference_mode()
+def evaluate_audio(model, dataset: AudioDataset, batch_size: int = SCORE_BATCH) -> AudioEvaluation:
+    """Teacher-forced bits per sample over the utterances' real samples, and code statistics."""
+    hop, device = model.hop, module_device(model)
+    k = model.config.wavenet.num_classes
+    nats, count, code_parts = 0.0, 0, []
+    order = np.argsort([len(x) for x in dataset.waveforms], kind="stable")
+    speakers = speaker_ids(model, dataset)
+    with eval_mode(model):
+        starts = range(0, len(order), batch_size)
+        for start in _bar(starts, "scoring", len(starts)):
+            rows = order[start : start + batch_size]
+            waves = [dataset.waveforms[i] for i in rows]
+            width = -(-max(len(w) for w in waves) // hop) * hop
+            x = torch.from_numpy(np.stack([pad_to_hop(w, hop, width) for w in waves]))
+            x = x.unsqueeze(1).to(device)  # (b, 1, T)
+            spk = None if speakers is None else torch.as_tensor(speakers[rows], device=device)
+            out = model(x, spk)
+            nll = F.cross_entropy(out.decoder_params, mulaw_encode(x[:, 0], k), reduction="none")
+            real = torch.arange(width, device=device) < torch.tensor(
+                [len(w) for w in waves], device=device
+            ).unsqueeze(1)  # (b, T): True on the utterance, False on its padding
+            nats += float(nll[real].sum())
+            count += int(real.sum())
+            for codes, w in zip(out.codes.cpu().numpy(), waves, strict=True):
+                code_parts.append(codes[..., : -(-len(w) // hop)].reshape(-1))
+    counts = metrics.code_histogram(np.concatenate(code_parts), model.num_codes)
+    per_second = model.config.sample_rate / hop
+    return AudioEvaluation(
+        bits_per_sample=nats / max(count, 1) / math.log(2),
+        perplexity=float(metrics.perplexity(counts)),
+        code_usage=metrics.code_usage(counts),
+        codes_per_second=per_second,
+        bit_rate=per_second * math.log2(model.num_codes) * model.num_levels,
+        num_utterances=len(dataset),
+    )

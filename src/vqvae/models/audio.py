@@ -1,0 +1,203 @@
+"""The speech VQ-VAE: a strided 1-D encoder, any quantizer, and a WaveNet decoder.
+
+van den Oord et al. 2017, "Neural Discrete Representation Learning" (arXiv:1711.00937),
+section 4.3: "We train a VQ-VAE where the encoder has 6 strided convolutions with stride 2
+and window-size 4. This yields a latent space 64x smaller than the original waveform. The
+latents consist of one feature map and the discrete space is 512-dimensional. The decoder
+is conditioned on both the latents and a one-hot embedding for the speaker."
+
+Equation 3 with the WaveNet as ``p(x | z_q)``: the reconstruction term is the cross-entropy
+of the teacher-forced softmax over 8-bit mu-law values (``vqvae.nets.wavenet``), in nats per
+sample. Differences from the image VQ-VAE, all forced by an autoregressive decoder:
+
+- Training sees fixed windows (``input_size``: ``(window,)`` samples); ``encode`` and
+  generation take any length that is a multiple of the encoder's 64.
+- ``decode_codes(codes, speaker)`` *samples* the waveform, one value at a time (the cached
+  Fast WaveNet generator); it cannot equal the teacher-forced forward pass, whose
+  ``x_hat`` is each position's expected amplitude given the true past.
+- The speaker is the decoder's global condition (WaveNet section 2.5); decoding one
+  speaker's codes with another's id is the paper's voice conversion.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import torch
+import torch.nn.functional as F
+
+from vqvae.models.config import VQVAEConfig
+from vqvae.models.vqvae import VQVAE, VQVAEOutput
+from vqvae.mulaw import mulaw_decode, mulaw_encode
+from vqvae.nets import NetConfig
+from vqvae.nets.wavenet import WaveNet, WaveNetConfig
+from vqvae.quantizers import QuantizerConfig
+from vqvae.registry import MODELS
+from vqvae.torch_utils import eval_mode
+
+
+@dataclass(frozen=True)
+class AudioVQVAEConfig(VQVAEConfig):
+    """The encoder and quantizer of a ``VQVAEConfig``, a WaveNet decoder, and the speakers.
+
+    The WaveNet's ``local_channels``, ``upsample_factor`` and ``num_speakers`` follow from
+    the rest (``code_dim``, ``2 ** num_downsamples``, ``len(speakers)``) and are set here.
+    """
+
+    in_channels: int = 1
+    input_size: tuple[int, ...] = (4096,)  # the training window, in samples
+    net: NetConfig = field(
+        default_factory=lambda: NetConfig(
+            kind="conv1d", hidden_channels=128, residual_channels=64, num_downsamples=6
+        )
+    )
+    quantizer: QuantizerConfig = field(
+        default_factory=lambda: QuantizerConfig(kind="ema", num_codes=512, code_dim=64)
+    )
+    wavenet: WaveNetConfig = field(default_factory=WaveNetConfig)
+    sample_rate: int = 8000
+    speakers: tuple[str, ...] = ()  # names of the decoder's speaker ids; () = no speakers
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "speakers", tuple(self.speakers))
+        super().__post_init__()
+        if self.net.net_kind.dims != 1 or self.in_channels != 1:
+            raise ValueError(
+                f"an audio VQ-VAE takes mono sequences (in_channels=1, a 1-D net), got "
+                f"in_channels={self.in_channels}, net.kind={self.net.kind!r}"
+            )
+        if self.sample_rate < 1:
+            raise ValueError(f"sample_rate: expected a positive int, got {self.sample_rate}")
+        if len(set(self.speakers)) != len(self.speakers):
+            raise ValueError(f"speakers: names must be distinct, got {self.speakers}")
+        wavenet = replace(
+            self.wavenet,
+            local_channels=self.quantizer.code_dim,
+            upsample_factor=self.net.downsampling,
+            num_speakers=len(self.speakers),
+        )
+        object.__setattr__(self, "wavenet", wavenet)
+
+    @property
+    def hop(self) -> int:
+        """Audio samples per code: the encoder's downsampling (64 for the paper's 6 layers)."""
+        return self.net.downsampling
+
+
+@dataclass(frozen=True)
+class AudioVQVAEOutput(VQVAEOutput):
+    """``VQVAEOutput`` with ``decoder_params`` the WaveNet's logits (B, 256, T) and
+    ``recon_loss`` their cross-entropy against the true mu-law samples (nats per sample)."""
+
+
+class AudioVQVAE(VQVAE):
+    """``forward(x (B, 1, T), speaker (B,))``: teacher forcing; ``decode_codes`` samples."""
+
+    config_class = AudioVQVAEConfig
+    config: AudioVQVAEConfig
+
+    def build_decoder(self, in_channels: int) -> WaveNet:
+        return WaveNet(self.config.wavenet)
+
+    @property
+    def hop(self) -> int:
+        return self.config.hop
+
+    @property
+    def speakers(self) -> tuple[str, ...]:
+        return self.config.speakers
+
+    def check_input(self, x: torch.Tensor) -> None:
+        """(B, 1, T) floats with T a positive multiple of the hop; any length, not only the
+        training window."""
+        if not isinstance(x, torch.Tensor) or x.dim() != 3 or x.shape[1] != 1:
+            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"expected audio of shape (B, 1, T), got {got}")
+        if not x.is_floating_point():
+            raise ValueError(f"expected float audio in [-1, 1], got dtype {x.dtype}")
+        if x.shape[2] == 0 or x.shape[2] % self.hop:
+            raise ValueError(
+                f"expected a length T that is a positive multiple of {self.hop} (one code per "
+                f"{self.hop} samples), got T={x.shape[2]}; pad the audio (vqvae.data.pad_to_hop)"
+            )
+
+    def check_codes(self, codes: torch.Tensor, levels: int = 0) -> None:
+        """Codes (B, T') of any length (or (B, q, T') for residual levels)."""
+        rank = 3 if levels > 1 else 2
+        if not isinstance(codes, torch.Tensor) or codes.dim() != rank or codes.shape[-1] == 0:
+            got = tuple(codes.shape) if isinstance(codes, torch.Tensor) else type(codes).__name__
+            want = "(B, q, T')" if levels > 1 else "(B, T')"
+            raise ValueError(f"expected codes of shape {want}, got {got}")
+        if levels > 1 and not 1 <= codes.shape[1] <= levels:
+            raise ValueError(f"expected 1 <= q <= {levels} levels of codes, got {codes.shape[1]}")
+
+    def speaker_ids(self, speaker, batch: int) -> torch.Tensor | None:
+        """A speaker given as a name, an id, or (B,) ids -> (B,) ids (None without speakers)."""
+        if isinstance(speaker, str):
+            if speaker not in self.speakers:
+                raise ValueError(
+                    f"unknown speaker {speaker!r}; this model knows {', '.join(self.speakers)}"
+                )
+            speaker = self.speakers.index(speaker)
+        return self.decoder.check_speaker(speaker, batch)
+
+    def forward(self, x: torch.Tensor, speaker=None) -> AudioVQVAEOutput:
+        """Audio (B, 1, T) in [-1, 1] and speakers -> eq. 3's terms, teacher-forced."""
+        self.check_input(x)
+        speaker = self.speaker_ids(speaker, x.shape[0])
+        z_e = self.encoder(x)  # (B, 1, T) -> (B, D, T / hop)
+        q = self.quantizer(z_e)
+        samples = mulaw_encode(x[:, 0].clamp(-1, 1), self.config.wavenet.num_classes)  # (B, T)
+        logits = self.decoder(samples, q.z_q, speaker)  # (B, 256, T)
+        recon_loss = F.cross_entropy(logits, samples)
+        return AudioVQVAEOutput(
+            x_hat=self.expected_audio(logits).unsqueeze(1),
+            codes=q.codes,
+            loss=recon_loss + q.loss,
+            recon_loss=recon_loss,
+            vq_loss=q.loss,
+            perplexity=q.perplexity,
+            quantizer=q,
+            decoder_params=logits,
+        )
+
+    def expected_audio(self, logits: torch.Tensor) -> torch.Tensor:
+        """Logits (B, K, T) -> the mean amplitude under each softmax, (B, T)."""
+        k = logits.shape[1]
+        values = mulaw_decode(torch.arange(k, device=logits.device), k).to(logits.dtype)
+        return torch.einsum("bkt,k->bt", logits.softmax(dim=1), values)
+
+    def latents(self, codes: torch.Tensor) -> torch.Tensor:
+        """Codes (B, T') -> the decoder's conditioning z_q (B, D, T')."""
+        self.check_codes(codes, self.num_levels)
+        return self.quantizer.lookup(codes).contiguous()
+
+    @torch.no_grad()
+    def decode_codes(
+        self,
+        codes: torch.Tensor,
+        speaker=None,
+        *,
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
+        method: str = "cached",
+    ) -> torch.Tensor:
+        """Codes (B, T') and a speaker (name, id or (B,) ids) -> audio (B, 1, T' * hop) in
+        [-1, 1], drawn sample by sample from the WaveNet (all clips at once)."""
+        z_q = self.latents(codes)
+        speaker = self.speaker_ids(speaker, z_q.shape[0])
+        with eval_mode(self):
+            samples = self.decoder.generate(
+                z_q, speaker, temperature=temperature, generator=generator, method=method
+            )
+        k = self.config.wavenet.num_classes
+        return mulaw_decode(samples, k).unsqueeze(1)  # (B, T) -> (B, 1, T)
+
+    def decoder_params(self, codes: torch.Tensor) -> torch.Tensor:
+        raise TypeError(
+            "an audio VQ-VAE's decoder is autoregressive: its parameters need the audio "
+            "(forward) or are drawn one sample at a time (decode_codes)"
+        )
+
+
+MODELS.register("AudioVQVAE", AudioVQVAE)
