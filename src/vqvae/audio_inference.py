@@ -23,25 +23,15 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from vqvae import metrics
+from vqvae.codefile import AudioCodes
 from vqvae.data.audio import AudioDataset, pad_to_hop
 from vqvae.mulaw import mulaw_encode
+from vqvae.priors import Condition
 from vqvae.torch_utils import eval_mode, module_device
 
 ENCODE_BATCH = 32  # utterances per encoder pass
 GENERATE_BATCH = 64  # clips generated side by side (the cached WaveNet's rows)
 SCORE_BATCH = 8  # utterances per teacher-forced pass
-
-
-@dataclass(frozen=True, eq=False)
-class AudioCodes:
-    """A data set's code sequences, padded to one length, with what each utterance is."""
-
-    codes: np.ndarray  # int64 (N, T') or (N, Q, T') for residual levels
-    lengths: np.ndarray  # int64 (N,): codes that cover each utterance, ceil(T_i / hop)
-    hop: int  # audio samples per code
-    sample_rate: int
-    labels: np.ndarray | None = None  # int64 (N,)
-    speakers: np.ndarray | None = None  # int64 (N,), the model's speaker ids
 
 
 @dataclass(frozen=True)
@@ -57,12 +47,15 @@ class AudioEvaluation:
         return asdict(self)
 
 
-def speaker_ids(model, dataset: AudioDataset) -> np.ndarray | None:
+def speaker_ids(model, dataset: AudioDataset, required: bool = True) -> np.ndarray | None:
     """The data set's speakers as the model's ids (matched by name); None for a model without
-    speakers. A speaker the model never heard is a ``ValueError`` naming it."""
+    speakers, or for data without speakers unless ``required``. A speaker the model never
+    heard is a ``ValueError`` naming it."""
     if not model.speakers:
         return None
     if dataset.speakers is None or dataset.speaker_names is None:
+        if not required:
+            return None
         raise ValueError(
             f"{dataset.name}: has no speakers, but the model needs one per utterance "
             f"({', '.join(model.speakers)}); pick one with --speaker"
@@ -84,27 +77,31 @@ def _bar(items, desc: str, total: int):
 
 
 @torch.inference_mode()
-def encode_audio(model, dataset: AudioDataset, batch_size: int = ENCODE_BATCH) -> AudioCodes:
-    """Every utterance -> its codes, padded with silence's codes to the longest: (N, T')."""
+def encode_audio(
+    model, dataset: AudioDataset, length: int | None = None, batch_size: int = ENCODE_BATCH
+) -> AudioCodes:
+    """Every utterance -> its codes (N, T'), each padded with silence's codes to ``length``
+    codes (default: the longest utterance's); longer utterances are cut to ``length``."""
     hop, device = model.hop, module_device(model)
-    longest = max(len(x) for x in dataset.waveforms)
-    width = -(-longest // hop) * hop
+    lengths = np.array([-(-len(x) // hop) for x in dataset.waveforms], dtype=np.int64)
+    if length is None:
+        length = int(lengths.max())
+    width = length * hop
     parts = []
     with eval_mode(model):
         starts = range(0, len(dataset), batch_size)
         for start in _bar(starts, "encoding", len(starts)):
             chunk = dataset.waveforms[start : start + batch_size]
-            x = np.stack([pad_to_hop(w, hop, width) for w in chunk])  # (B, T)
+            x = np.stack([pad_to_hop(w[:width], hop, width) for w in chunk])  # (B, T)
             codes = model.encode(torch.from_numpy(x).unsqueeze(1).to(device))  # (B, 1, T)
             parts.append(codes.cpu().numpy())
-    lengths = np.array([-(-len(x) // hop) for x in dataset.waveforms], dtype=np.int64)
     return AudioCodes(
         codes=np.concatenate(parts).astype(np.int64),
-        lengths=lengths,
+        lengths=np.minimum(lengths, length),
         hop=hop,
         sample_rate=model.config.sample_rate,
         labels=dataset.labels,
-        speakers=speaker_ids(model, dataset),
+        speakers=speaker_ids(model, dataset, required=False),
     )
 
 
@@ -151,6 +148,8 @@ def convert(
     """Encode every utterance and decode it with ``speaker`` (a name the model knows), or
     with its own speaker when ``speaker`` is None: a reconstruction. Waveforms are cut to
     each utterance's own length."""
+    if speaker is None:
+        speaker_ids(model, dataset)  # a reconstruction needs every utterance's speaker
     codes = encode_audio(model, dataset)
     if speaker is None:
         speakers = codes.speakers
@@ -197,3 +196,61 @@ def evaluate_audio(model, dataset: AudioDataset, batch_size: int = SCORE_BATCH) 
         bit_rate=per_second * math.log2(model.num_codes) * model.num_levels,
         num_utterances=len(dataset),
     )
+
+
+@torch.inference_mode()
+def silence_codes(model) -> np.ndarray:
+    """The codes the encoder gives silence: those of the middle of a zero waveform (its ends
+    see the encoder's own zero padding)."""
+    x = torch.zeros(1, 1, 32 * model.hop, device=module_device(model))
+    with eval_mode(model):
+        codes = model.encode(x)[0, ..., 8:-8]  # (T') or (Q, T') -> away from the edges
+    return np.unique(codes.cpu().numpy())
+
+
+def speech_lengths(codes: np.ndarray, silence: np.ndarray) -> np.ndarray:
+    """Codes (N, T') -> the length of each sequence without its trailing silence: the last
+    position whose code is not a silence code, plus one (at least 1)."""
+    speech = ~np.isin(codes, silence)  # (N, T')
+    last = np.where(speech.any(axis=1), codes.shape[1] - np.argmax(speech[:, ::-1], axis=1), 1)
+    return last.astype(np.int64)
+
+
+@dataclass(frozen=True, eq=False)
+class SpeechSamples:
+    codes: np.ndarray  # int64 (N, T'): what the prior drew
+    lengths: np.ndarray  # int64 (N,): codes up to the end of speech (trailing silence cut)
+    waveforms: list[np.ndarray]  # N float32 (lengths[i] * hop,)
+
+
+@torch.inference_mode()
+def sample_speech(
+    model,
+    prior,
+    n: int,
+    label: int | None = None,
+    speaker: str | None = None,
+    *,
+    seed: int = 0,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+) -> SpeechSamples:
+    """Stage 3 for speech: ``n`` code sequences from the prior (given the label and, for a
+    prior conditioned on speakers, the speaker), cut at their trailing silence and spoken by
+    the WaveNet with ``speaker``."""
+    c = prior.config
+    if model.speakers and speaker is None:
+        raise ValueError(f"a speaker is needed: one of {', '.join(model.speakers)}")
+    spk = None if speaker is None else int(model.speaker_ids(speaker, 1)[0])
+    labels = None if label is None else torch.full((n,), label, dtype=torch.long)
+    vector = None
+    if c.cond_dim:
+        vector = F.one_hot(torch.full((n,), spk, dtype=torch.long), c.cond_dim).float()
+    generator = torch.Generator().manual_seed(seed)
+    cond = Condition(labels=labels, vector=vector)
+    codes = prior.sample(n, cond, temperature=temperature, top_k=top_k, generator=generator)
+    codes = codes.cpu().numpy()
+    lengths = speech_lengths(codes, silence_codes(model))
+    speakers = None if spk is None else np.full(n, spk, dtype=np.int64)
+    waves = generate_audio(model, codes, lengths, speakers, seed=seed)
+    return SpeechSamples(codes, lengths, waves)

@@ -12,9 +12,19 @@ import numpy as np
 
 from vqvae._io import write_npz
 from vqvae.console import say
-from vqvae.data import ImageDataset, SplitLayout, load_images, save_png_grid, split_layout
+from vqvae.data import (
+    AudioDataset,
+    ImageDataset,
+    SplitLayout,
+    load_audio,
+    load_images,
+    save_png_grid,
+    split_layout,
+    write_wav,
+)
 from vqvae.data.base import SPLITS
 from vqvae.errors import RunError
+from vqvae.models import AudioVQVAE
 from vqvae.registry import DATASETS
 from vqvae.runs import RunDir, load_run_model
 
@@ -98,10 +108,13 @@ def load_data(
     return dataset
 
 
-def model_and_data(args: argparse.Namespace) -> tuple[Any, ImageDataset]:
-    """The run's model and the data it is asked to work on, checked to fit each other."""
+def model_and_data(args: argparse.Namespace) -> tuple[Any, ImageDataset | AudioDataset]:
+    """The run's model and the data it is asked to work on, checked to fit each other: an
+    ``AudioDataset`` at the model's sample rate for a speech run."""
     run = RunDir(args.run)
     model = load_run_model(run)
+    if isinstance(model, AudioVQVAE):
+        return model, load_run_audio(args, model)
     notes: list[str] = []
     dataset = load_data(args, saved=run.read_config(), notes=notes.append)
     got = (dataset.num_channels, *dataset.image_size)
@@ -114,6 +127,26 @@ def model_and_data(args: argparse.Namespace) -> tuple[Any, ImageDataset]:
     for note in notes:  # only once the data fits: a refusal stays one line
         say(note)
     return model, dataset
+
+
+def load_run_audio(args: argparse.Namespace, model: AudioVQVAE) -> AudioDataset:
+    """``--data`` for a speech model: split ``--split`` (default: test) at its sample rate."""
+    if getattr(args, "resize", None):
+        raise RunError("--resize applies to images; this run is a speech model")
+    args.split = getattr(args, "split", None) or "test"
+    rate = model.config.sample_rate
+    return load_audio(args.data, args.split, args.data_root, sample_rate=rate)
+
+
+def wav_name(source: str) -> str:
+    """The output name of a WAV made from ``source`` (a data set's file): same path, .wav."""
+    return str(Path(source).with_suffix(".wav"))
+
+
+def write_wavs(out: Path, waves: list[np.ndarray], names: list[str], sample_rate: int) -> None:
+    """One 16-bit WAV per waveform, ``out/<name>`` (sub-folders of the names kept)."""
+    for wave, name in zip(waves, names, strict=True):
+        write_wav(out / name, wave, sample_rate)
 
 
 def write_samples(

@@ -1,4 +1,5 @@
-"""``vqvae decode``: code grids (.npz) -> one PNG per grid, without the encoder."""
+"""``vqvae decode``: code grids (.npz) -> one PNG per grid, without the encoder; for a speech
+run, code sequences -> one WAV each, with their own speakers or ``--speaker``."""
 
 from __future__ import annotations
 
@@ -6,10 +7,15 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from vqvae.cli.common import add_output
-from vqvae.codefile import read_code_file
+import numpy as np
+
+from vqvae.audio_inference import generate_audio
+from vqvae.cli.common import add_output, write_wavs
+from vqvae.codefile import read_audio_code_file, read_code_file
 from vqvae.data import save_pngs
+from vqvae.errors import RunError
 from vqvae.inference import decode
+from vqvae.models import AudioVQVAE
 from vqvae.runs import RunDir, load_run_model, refuse_overwrite
 
 
@@ -17,7 +23,9 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser("decode", help="code grids (.npz) -> PNG images")
     p.add_argument("run")
     p.add_argument("codes")
-    add_output(p, "a folder for the PNGs")
+    p.add_argument("--speaker", help="speech: decode every sequence with this speaker")
+    p.add_argument("--seed", type=int, default=0, help="speech: the WaveNet's sampling seed")
+    add_output(p, "a folder for the PNGs (WAVs for speech)")
     p.set_defaults(func=run)
 
 
@@ -25,8 +33,27 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     refuse_overwrite(out, args.force)
     model = load_run_model(RunDir(args.run))
+    if isinstance(model, AudioVQVAE):
+        return _decode_audio(model, Path(args.codes), out, args)
     codes = read_code_file(Path(args.codes), model.code_shape, model.num_codes)
     images = decode(model, codes.codes)
     save_pngs(images, out)
     print(f"wrote {len(images)} PNGs to {out}")
+    return 0
+
+
+def _decode_audio(model: AudioVQVAE, path: Path, out: Path, args: argparse.Namespace) -> int:
+    found = read_audio_code_file(path, model.num_codes, model.hop)
+    speakers = found.speakers
+    if args.speaker is not None:
+        model.speaker_ids(args.speaker, 1)  # an unknown name: one line
+        speakers = np.full(len(found.codes), model.speakers.index(args.speaker))
+    elif model.speakers and speakers is None:
+        raise RunError(
+            f"{path}: no speakers in the file; pass --speaker ({', '.join(model.speakers)})"
+        )
+    waves = generate_audio(model, found.codes, found.lengths, speakers, seed=args.seed)
+    names = [f"{i:0{len(str(len(waves) - 1))}d}.wav" for i in range(len(waves))]
+    write_wavs(out, waves, names, model.config.sample_rate)
+    print(f"wrote {len(waves)} WAVs to {out}")
     return 0

@@ -6,10 +6,13 @@ import argparse
 import json
 from typing import Any
 
+from vqvae.audio_inference import evaluate_audio
 from vqvae.cli.common import add_data_options, model_and_data
+from vqvae.data import AudioDataset
 from vqvae.inference import evaluate
 
 SHOWN = ("mse", "psnr", "perplexity", "code_usage", "bits_per_image", "compression_ratio")
+AUDIO_SHOWN = ("bits_per_sample", "perplexity", "code_usage", "codes_per_second", "bit_rate")
 
 
 def add_parser(sub: Any) -> None:
@@ -22,11 +25,16 @@ def add_parser(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     model, dataset = model_and_data(args)
-    result = evaluate(model, dataset.images).to_dict()
+    audio = isinstance(dataset, AudioDataset)
+    if audio:
+        result = evaluate_audio(model, dataset).to_dict()
+    else:
+        result = evaluate(model, dataset.images).to_dict()
     if args.json:
         print(json.dumps(result))
         return 0
-    print(f"{dataset.name} [{args.split}], {result['num_images']} images")
-    for key in SHOWN:
+    count = result["num_utterances"] if audio else result["num_images"]
+    print(f"{dataset.name} [{args.split}], {count} {'utterances' if audio else 'images'}")
+    for key in AUDIO_SHOWN if audio else SHOWN:
         print(f"  {key:18s} {result[key]:.4f}")
     return 0

@@ -6,6 +6,7 @@ import argparse
 
 from vqvae.cli import (
     compare,
+    convert,
     decode,
     demo,
     encode,
@@ -18,7 +19,9 @@ from vqvae.cli import (
     train,
 )
 
-COMMANDS = (demo, train, evaluate, encode, decode, reconstruct, prior, sample, report, compare)
+COMMANDS = (
+    demo, train, evaluate, encode, decode, reconstruct, convert, prior, sample, report, compare,
+)  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,10 +6,14 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
-from vqvae.cli.common import add_output, write_samples
+from vqvae._io import write_npz
+from vqvae.audio_inference import sample_speech
+from vqvae.cli.common import add_output, write_samples, write_wavs
 from vqvae.inference import sample
+from vqvae.models import AudioVQVAE
 from vqvae.runs import RunDir, load_prior, load_run_model, refuse_overwrite
 
 
@@ -18,10 +22,11 @@ def add_parser(sub: Any) -> None:
     p.add_argument("run")
     p.add_argument("--n", type=int, default=64)
     p.add_argument("--label", type=int, help="the class, for a class-conditional prior")
+    p.add_argument("--speaker", help="speech: the speaker (its name) who says the samples")
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--top-k", type=int)
     p.add_argument("--seed", type=int, default=0)
-    add_output(p, "a folder for grid.png and samples.npz")
+    add_output(p, "a folder for grid.png and samples.npz (speech: WAVs and samples.npz)")
     p.set_defaults(func=run)
 
 
@@ -31,10 +36,36 @@ def run(args: argparse.Namespace) -> int:
     refuse_overwrite(out, args.force)
     model = load_run_model(folder)
     prior = load_prior(folder)
+    if isinstance(model, AudioVQVAE):
+        return _sample_speech(model, prior, out, args)
     labels = None if args.label is None else torch.full((args.n,), args.label, dtype=torch.long)
     images, codes = sample(
         model, prior, args.n, labels, temperature=args.temperature, top_k=args.top_k, seed=args.seed
     )
     write_samples(out, images, codes, None if labels is None else labels.numpy())
     print(f"wrote {args.n} samples to {out}/grid.png and {out}/samples.npz")
+    return 0
+
+
+def _sample_speech(model: AudioVQVAE, prior, out: Path, args: argparse.Namespace) -> int:
+    found = sample_speech(
+        model,
+        prior,
+        args.n,
+        args.label,
+        args.speaker,
+        seed=args.seed,
+        temperature=args.temperature,
+        top_k=args.top_k,
+    )
+    names = [f"{i:0{len(str(args.n - 1))}d}.wav" for i in range(args.n)]
+    write_wavs(out, found.waveforms, names, model.config.sample_rate)
+    label = -1 if args.label is None else args.label
+    write_npz(
+        out / "samples.npz",
+        codes=found.codes,
+        lengths=found.lengths,
+        labels=np.full(args.n, label),
+    )
+    print(f"wrote {args.n} WAVs and samples.npz to {out}")
     return 0
