@@ -21,6 +21,7 @@ the two extrapolations.
 
     .venv/bin/python benchmarks/wavenet_generation.py               # ~3 minutes
     .venv/bin/python benchmarks/wavenet_generation.py --span 256 64  # a quicker look
+    .venv/bin/python benchmarks/wavenet_generation.py --preset speech8k  # the preset's decoder
 """
 
 from __future__ import annotations
@@ -29,9 +30,11 @@ import argparse
 import os
 import platform
 import time
+from dataclasses import replace
 
 import torch
 
+from vqvae.config import get_preset
 from vqvae.nets import WaveNet, WaveNetConfig
 
 RATE = 8000
@@ -66,10 +69,16 @@ def main() -> None:
         help="naive span in samples (a multiple of 64), one per --clips entry",
     )  # fmt: skip
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--preset", help="the WaveNet of a speech preset (e.g. speech8k) instead of the default"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    net = WaveNet(WaveNetConfig()).eval()
+    config = WaveNetConfig()
+    if args.preset:  # the decoder exactly as AudioVQVAE builds it, speaker table included
+        config = replace(get_preset(args.preset).wavenet, num_speakers=0)
+    net = WaveNet(config).eval()
     c = net.config
     length = LATENTS * c.upsample_factor
     params = sum(p.numel() for p in net.parameters())

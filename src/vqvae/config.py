@@ -139,6 +139,7 @@ def _speech8k() -> Preset:
         AudioVQVAEConfig(
             input_size=(2048,),
             wavenet=WaveNetConfig(residual_channels=32, gate_channels=32, skip_channels=64),
+            spectral_weight=0.1,
         ),
         TrainConfig(
             steps=1500,

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, replace
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from vqvae.models.config import VQVAEConfig
 from vqvae.models.vqvae import VQVAE, VQVAEOutput
@@ -33,6 +34,7 @@ from vqvae.nets import NetConfig
 from vqvae.nets.wavenet import WaveNet, WaveNetConfig
 from vqvae.quantizers import QuantizerConfig
 from vqvae.registry import MODELS
+from vqvae.spectral import LOG_FLOOR, mel_filters
 from vqvae.torch_utils import eval_mode
 
 
@@ -57,6 +59,10 @@ class AudioVQVAEConfig(VQVAEConfig):
     wavenet: WaveNetConfig = field(default_factory=WaveNetConfig)
     sample_rate: int = 8000
     speakers: tuple[str, ...] = ()  # names of the decoder's speaker ids; () = no speakers
+    # weight of an auxiliary loss: the log-mel frame of each code's 64 samples predicted from
+    # z_q and the speaker (``MelHead``); 0 is the paper's model. See docs/speech.md.
+    spectral_weight: float = 0.0
+    n_mels: int = 40
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "speakers", tuple(self.speakers))
@@ -68,6 +74,11 @@ class AudioVQVAEConfig(VQVAEConfig):
             )
         if self.sample_rate < 1:
             raise ValueError(f"sample_rate: expected a positive int, got {self.sample_rate}")
+        if not self.spectral_weight >= 0 or self.n_mels < 1:
+            raise ValueError(
+                f"expected spectral_weight >= 0 and n_mels >= 1, got {self.spectral_weight}, "
+                f"{self.n_mels}"
+            )
         if len(set(self.speakers)) != len(self.speakers):
             raise ValueError(f"speakers: names must be distinct, got {self.speakers}")
         wavenet = replace(
@@ -87,7 +98,45 @@ class AudioVQVAEConfig(VQVAEConfig):
 @dataclass(frozen=True)
 class AudioVQVAEOutput(VQVAEOutput):
     """``VQVAEOutput`` with ``decoder_params`` the WaveNet's logits (B, 256, T) and
-    ``recon_loss`` their cross-entropy against the true mu-law samples (nats per sample)."""
+    ``recon_loss`` their cross-entropy against the true mu-law samples (nats per sample);
+    ``spectral_loss`` is the auxiliary log-mel error (0 when ``spectral_weight`` is 0)."""
+
+    spectral_loss: torch.Tensor
+
+
+def log_mel_frames(x: torch.Tensor, hop: int, sample_rate: int, n_mels: int) -> torch.Tensor:
+    """Audio (B, T) -> log-mel frames (B, n_mels, T / hop), one per code: frame t is a Hann
+    window of ``4 hop`` samples centred on the middle of samples ``t hop .. (t + 1) hop``."""
+    win = 4 * hop
+    side = win // 2 - hop // 2
+    frames = F.pad(x, (side, side)).unfold(-1, win, hop)  # (B, T / hop, win)
+    window = torch.hann_window(win, periodic=True, dtype=x.dtype, device=x.device)
+    power = torch.fft.rfft(frames * window, dim=-1).abs().square()  # (B, T / hop, win/2 + 1)
+    filters = torch.from_numpy(mel_filters(sample_rate, win, n_mels)).to(x)  # (n_mels, win/2+1)
+    return torch.log(power @ filters.t() + LOG_FLOOR).transpose(1, 2)
+
+
+class MelHead(nn.Module):
+    """z_q (B, D, T') and a speaker embedding (B, E) -> log-mel frames (B, n_mels, T'):
+    two 3-wide convolutions and a projection. Given the speaker, the codes need carry only
+    what is said, not who says it."""
+
+    def __init__(self, code_dim: int, speaker_dim: int, n_mels: int, hidden: int = 128) -> None:
+        super().__init__()
+        self.speaker_dim = speaker_dim
+        self.net = nn.Sequential(
+            nn.Conv1d(code_dim + speaker_dim, hidden, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv1d(hidden, hidden, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv1d(hidden, n_mels, 1),
+        )
+
+    def forward(self, z_q: torch.Tensor, speaker: torch.Tensor | None) -> torch.Tensor:
+        if self.speaker_dim:
+            h = speaker.unsqueeze(-1).expand(-1, -1, z_q.shape[2])  # (B, E) -> (B, E, T')
+            z_q = torch.cat([z_q, h], dim=1)
+        return self.net(z_q)
 
 
 class AudioVQVAE(VQVAE):
@@ -95,6 +144,14 @@ class AudioVQVAE(VQVAE):
 
     config_class = AudioVQVAEConfig
     config: AudioVQVAEConfig
+
+    def __init__(self, config: AudioVQVAEConfig | None = None) -> None:
+        super().__init__(config or AudioVQVAEConfig())
+        c = self.config
+        self.mel_head = None
+        if c.spectral_weight > 0:
+            speaker_dim = c.wavenet.speaker_dim if c.speakers else 0
+            self.mel_head = MelHead(c.quantizer.code_dim, speaker_dim, c.n_mels)
 
     def build_decoder(self, in_channels: int) -> WaveNet:
         return WaveNet(self.config.wavenet)
@@ -150,10 +207,17 @@ class AudioVQVAE(VQVAE):
         samples = mulaw_encode(x[:, 0].clamp(-1, 1), self.config.wavenet.num_classes)  # (B, T)
         logits = self.decoder(samples, q.z_q, speaker)  # (B, 256, T)
         recon_loss = F.cross_entropy(logits, samples)
+        spectral_loss = torch.zeros((), device=x.device)
+        if self.mel_head is not None:
+            c = self.config
+            target = log_mel_frames(x[:, 0], self.hop, c.sample_rate, c.n_mels)  # (B, M, T')
+            predicted = self.mel_head(q.z_q, self.decoder.speaker_embedding(speaker))
+            spectral_loss = F.mse_loss(predicted, target)
         return AudioVQVAEOutput(
+            spectral_loss=spectral_loss,
             x_hat=self.expected_audio(logits).unsqueeze(1),
             codes=q.codes,
-            loss=recon_loss + q.loss,
+            loss=recon_loss + q.loss + self.config.spectral_weight * spectral_loss,
             recon_loss=recon_loss,
             vq_loss=q.loss,
             perplexity=q.perplexity,

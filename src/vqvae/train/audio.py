@@ -61,6 +61,7 @@ def audio_step(
             {
                 "bits_per_sample": out.recon_loss.item() / np.log(2),
                 "vq_loss": out.vq_loss.item(),
+                "spectral_loss": out.spectral_loss.item(),
                 "perplexity": out.perplexity.item(),
                 "code_usage": torch.unique(out.codes).numel() / model.num_codes,
                 "restarted": out.quantizer.num_restarted,
