@@ -58,4 +58,9 @@ def mfcc(
     hop: int = 80,
 ) -> np.ndarray:  # fmt: skip
     """Mel-frequency cepstral coefficients of a waveform (T,): (F, n_mfcc)."""
-    return dct(log_mel(x, sample_rate, n_mels, win, hop), type=2, norm="ortho", axis=1)[:, :n_mfcc]
+    return mfccs_of(log_mel(x, sample_rate, n_mels, win, hop))[:, :n_mfcc]
+
+
+def mfccs_of(log_mel_frames: np.ndarray) -> np.ndarray:
+    """Log-mel frames (F, n_mels) -> all their cepstral coefficients (F, n_mels)."""
+    return dct(log_mel_frames, type=2, norm="ortho", axis=1)

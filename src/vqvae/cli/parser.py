@@ -13,6 +13,7 @@ from vqvae.cli import (
     evaluate,
     listing,
     prior,
+    probe,
     reconstruct,
     report,
     sample,
@@ -20,7 +21,8 @@ from vqvae.cli import (
 )
 
 COMMANDS = (
-    demo, train, evaluate, encode, decode, reconstruct, convert, prior, sample, report, compare,
+    demo, train, evaluate, encode, decode, reconstruct, convert, probe, prior, sample, report,
+    compare,
 )  # fmt: skip
 
 

@@ -1,0 +1,142 @@
+"""The speech VQ-VAE against its quality bar on FSDD's test split, judged independently.
+
+    python benchmarks/speech_quality.py RUN [--data-root R] [--limit N] [--json OUT]
+
+1. The judge (``vqvae.experiments.judge``): digit and speaker classifiers on MFCC summaries,
+   trained on the real training recordings; its accuracy on the real test recordings (as
+   recorded, and through 8-bit mu-law) is printed first: it is the ceiling of what follows.
+2. Reconstructions: every test recording encoded and decoded with its own speaker; the
+   fraction judged as the right digit, and as the right speaker.
+3. Voice conversions: every test recording decoded with each of the other speakers' ids;
+   the fraction whose digit is kept, and the fraction judged as the *target* speaker.
+4. The probe (``vqvae.experiments.probe``): digit and speaker from code histograms.
+5. With a trained prior in RUN/prior: ``--samples`` utterances per digit drawn for each
+   digit (speakers in turn) and the fraction judged as the digit they were drawn for.
+
+Prints a table of each figure against its bar, with timings; ``--json`` writes them too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vqvae.audio_inference import convert, encode_audio, sample_speech
+from vqvae.data import load_audio
+from vqvae.experiments.judge import SpeechJudge, mulaw_roundtrip, score
+from vqvae.experiments.probe import probe
+from vqvae.runs import RunDir, load_prior, load_run_model
+
+BARS = {
+    "reconstruction digit": 0.90,
+    "reconstruction speaker": 0.90,
+    "conversion digit kept": 0.80,
+    "conversion target speaker": 0.60,
+    "probe digit": 0.80,
+    "prior samples digit": 0.50,
+}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("run")
+    p.add_argument("--data", default="fsdd")
+    p.add_argument("--data-root", default=os.environ.get("VQVAE_DATA"))
+    p.add_argument("--limit", type=int, help="only the first N test recordings")
+    p.add_argument("--samples", type=int, default=10, help="prior samples per digit")
+    p.add_argument("--no-conversions", action="store_true")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", help="write the figures to this file")
+    args = p.parse_args()
+    figures: dict[str, float] = {}
+    seconds: dict[str, float] = {}
+
+    run = RunDir(args.run)
+    model = load_run_model(run)
+    rate = model.config.sample_rate
+    train = load_audio(args.data, "train", args.data_root, sample_rate=rate)
+    test = load_audio(args.data, "test", args.data_root, sample_rate=rate)
+    if args.limit:
+        test = test.subset(range(min(args.limit, len(test))))
+    own = [test.speaker_names[i] for i in test.speakers]
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s); {len(test)} test "
+          f"recordings; load average {os.getloadavg()[0]:.1f}")  # fmt: skip
+
+    judge = SpeechJudge.fit(train)
+    real = score(judge, test.waveforms, rate, test.labels, own)
+    mulaw = score(judge, [mulaw_roundtrip(w) for w in test.waveforms], rate, test.labels, own)
+    figures |= {"judge digit (real test)": real.digit_accuracy,
+                "judge speaker (real test)": real.speaker_accuracy,
+                "judge digit (mu-law test)": mulaw.digit_accuracy,
+                "judge speaker (mu-law test)": mulaw.speaker_accuracy}  # fmt: skip
+    print(f"judge on real test recordings: digit {real.digit_accuracy:.1%}, speaker "
+          f"{real.speaker_accuracy:.1%}", flush=True)  # fmt: skip
+
+    start = time.perf_counter()
+    _, waves = convert(model, test, None, seed=args.seed)
+    seconds["reconstruct"] = time.perf_counter() - start
+    s = score(judge, waves, rate, test.labels, own)
+    figures |= {"reconstruction digit": s.digit_accuracy,
+                "reconstruction speaker": s.speaker_accuracy}  # fmt: skip
+    print(f"reconstructions: digit {s.digit_accuracy:.1%}, speaker {s.speaker_accuracy:.1%} "
+          f"({seconds['reconstruct']:.0f} s)", flush=True)  # fmt: skip
+
+    if not args.no_conversions:
+        kept, target, count = 0.0, 0.0, 0
+        start = time.perf_counter()
+        for name in model.speakers:
+            idx = [i for i, who in enumerate(own) if who != name]
+            part = test.subset(idx)
+            _, waves = convert(model, part, name, seed=args.seed)
+            s = score(judge, waves, rate, part.labels, [name] * len(idx))
+            kept += s.digit_accuracy * s.count
+            target += s.speaker_accuracy * s.count
+            count += s.count
+            print(f"  to {name}: digit kept {s.digit_accuracy:.1%}, judged {name} "
+                  f"{s.speaker_accuracy:.1%}", flush=True)  # fmt: skip
+        seconds["convert (all)"] = time.perf_counter() - start
+        seconds["convert (per 300 recordings)"] = seconds["convert (all)"] * 300 / count
+        figures |= {"conversion digit kept": kept / count,
+                    "conversion target speaker": target / count}  # fmt: skip
+
+    found = probe(encode_audio(model, train), encode_audio(model, test), model.num_codes)
+    figures["probe digit"] = found.digit.accuracy
+    figures["probe digit baseline"] = found.digit.baseline
+    figures["probe speaker"] = found.speaker.accuracy
+    figures["probe speaker baseline"] = found.speaker.baseline
+
+    if run.prior.weights_file.is_file():
+        prior = load_prior(run)
+        waves, digits = [], []
+        start = time.perf_counter()
+        for digit in range(10):
+            speaker = model.speakers[digit % len(model.speakers)]
+            got = sample_speech(model, prior, args.samples, digit, speaker, seed=args.seed + digit)
+            waves += got.waveforms
+            digits += [digit] * args.samples
+        seconds["prior samples"] = time.perf_counter() - start
+        said = judge.digits(waves, rate)
+        figures["prior samples digit"] = float(np.mean(said == np.array(digits)))
+
+    rows = ["| figure | measured | bar |", "|---|---:|---:|"]
+    for name, value in figures.items():
+        bar = BARS.get(name)
+        mark = "" if bar is None else f">= {bar:.0%} {'met' if value >= bar else 'NOT met'}"
+        rows.append(f"| {name} | {value:.1%} | {mark} |")
+    rows += [f"| seconds: {k} | {v:.0f} | |" for k, v in seconds.items()]
+    bits = model.config.sample_rate / model.hop * np.log2(model.num_codes) * model.num_levels
+    rows.append(f"| bit rate (bit/s) | {bits:.0f} | against {rate * 8:,} for 8-bit mu-law |")
+    print("\n" + "\n".join(rows))
+    print("\n" + found.table())
+    if args.json:
+        Path(args.json).write_text(json.dumps({"figures": figures, "seconds": seconds}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
