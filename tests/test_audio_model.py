@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import contextlib
 import io
-from pathlib import Path
+import json
 
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
 
+from conftest import RATE, SPEAKERS, train_speech  # noqa: E402
 from vqvae.audio_inference import (
     convert,
     encode_audio,
@@ -20,7 +21,7 @@ from vqvae.audio_inference import (
     speech_lengths,
 )
 from vqvae.cli import main
-from vqvae.data import load_audio, read_audio, write_wav
+from vqvae.data import load_audio, read_audio
 from vqvae.models import AudioVQVAE, AudioVQVAEConfig
 from vqvae.nets import NetConfig
 from vqvae.nets.wavenet import WaveNetConfig
@@ -29,9 +30,6 @@ from vqvae.runs import RunDir, load_run_model
 from vqvae.train.audio import random_windows
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-RATE = 8000
-SPEAKERS = ("amy", "bob")
 
 
 def tiny_config(kind: str = "ema", **quantizer) -> AudioVQVAEConfig:
@@ -44,48 +42,6 @@ def tiny_config(kind: str = "ema", **quantizer) -> AudioVQVAEConfig:
         ),
         speakers=SPEAKERS,
     )
-
-
-# `--set` pairs that shrink the speech8k preset to a model that trains in a second.
-TINY_AUDIO = [
-    "--set", "net.hidden_channels=16", "--set", "net.residual_channels=8",
-    "--set", "quantizer.num_codes=16", "--set", "quantizer.code_dim=8",
-    "--set", "wavenet.residual_channels=8", "--set", "wavenet.gate_channels=8",
-    "--set", "wavenet.skip_channels=16", "--set", "wavenet.layers=4",
-    "--set", "wavenet.stacks=1", "--set", "input_size=[256]", "--set", "train.eval_limit=4",
-]  # fmt: skip
-
-
-def tone(digit: int, speaker: int, index: int) -> np.ndarray:
-    """A short tone whose pitch says the digit and whose loudness says the speaker."""
-    n = 300 + 40 * index + 25 * digit
-    t = np.arange(n) / RATE
-    return (0.2 + 0.3 * speaker) * np.sin(2 * np.pi * (300 + 200 * digit) * t).astype(np.float32)
-
-
-@pytest.fixture(scope="module")
-def speech_folder(tmp_path_factory) -> Path:
-    """FSDD-style names: 3 digits x 2 speakers x 8 recordings; index 0..4 is the test split."""
-    folder = tmp_path_factory.mktemp("speech")
-    for digit in range(3):
-        for s, name in enumerate(SPEAKERS):
-            for index in range(8):
-                write_wav(folder / f"{digit}_{name}_{index}.wav", tone(digit, s, index), RATE)
-    return folder
-
-
-def _train(folder: Path, out: Path, steps: int, *extra: str) -> int:
-    return main([
-        "train", "--data", str(folder), "--out", str(out), *TINY_AUDIO, "--steps", str(steps),
-        "--batch-size", "4", "--no-progress", "--no-report", *extra,
-    ])  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def speech_run(speech_folder, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("runs") / "speech"
-    assert _train(speech_folder, out, 6, "--set", "train.checkpoint_every=3") == 0
-    return out
 
 
 # -- the model ------------------------------------------------------------------------------
@@ -192,9 +148,9 @@ def test_silence_codes_and_speech_lengths():
 
 def test_train_resumes_exactly(speech_folder, tmp_path):
     full, cut = tmp_path / "full", tmp_path / "cut"
-    assert _train(speech_folder, full, 6, "--set", "train.checkpoint_every=3") == 0
-    assert _train(speech_folder, cut, 3, "--set", "train.checkpoint_every=3") == 0
-    assert _train(speech_folder, cut, 6, "--resume") == 0
+    assert train_speech(speech_folder, full, 6, "--set", "train.checkpoint_every=3") == 0
+    assert train_speech(speech_folder, cut, 3, "--set", "train.checkpoint_every=3") == 0
+    assert train_speech(speech_folder, cut, 6, "--resume") == 0
     a, b = load_run_model(RunDir(full)).state_dict(), load_run_model(RunDir(cut)).state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
 
@@ -291,3 +247,11 @@ def test_inference_functions_agree(speech_run, speech_folder):
     assert all(np.array_equal(a, b) for a, b in zip(waves, again, strict=True))
     e = evaluate_audio(model, test)
     assert 0 < e.bits_per_sample < 9 and e.codes_per_second == 125.0
+
+
+def test_probe_command_reads_digits_and_speakers_from_codes(speech_run, speech_folder, capsys):
+    assert main(["probe", str(speech_run), "--data", str(speech_folder), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["num_train"] == 18 and result["num_test"] == 30
+    assert result["digit"]["classes"] == 3 and result["speaker"]["classes"] == 2
+    assert 0.0 <= result["digit"]["accuracy"] <= 1.0

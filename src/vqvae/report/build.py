@@ -20,7 +20,7 @@ from vqvae._io import atomic_write
 from vqvae.errors import RunError
 from vqvae.models import VQVAE
 from vqvae.registry import QUANTIZERS
-from vqvae.report import analysis, figures
+from vqvae.report import analysis, audio, figures
 from vqvae.report.html import Section, figure, note, page, stats, table
 from vqvae.runs import RunDir, load_prior, load_run_model
 
@@ -61,13 +61,41 @@ def write_report(
         raise RunError(f"{run.path}: no such run folder")
     if not run.config_file.is_file():
         raise RunError(f"{run.path}: not a run folder (no config.json)")
-    state = _Run(run, run.read_config(), run.read_metrics())
-    _load(state, data or state.saved.get("data"), data_root)
-
+    saved = run.read_config()
     out = run.report
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("*.png"):  # a figure that cannot be drawn now must not show a stale one
         old.unlink()
+    if saved.get("class") == "AudioVQVAE":
+        sections, header = _audio_page(run, saved, data, data_root, out)
+    else:
+        sections, header = _image_page(run, saved, data, data_root, out)
+    text = page(
+        title=f"VQ-VAE run: {run.path.resolve().name}",
+        subtitle=_subtitle(saved),
+        header_html=header,
+        sections=sections,
+        footer=f"written by `vqvae report` on {datetime.now():%Y-%m-%d %H:%M} from "
+        f"{run.path.resolve()}",
+    )
+    index = out / "index.html"
+    atomic_write(index, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    return index
+
+
+def _audio_page(run: RunDir, saved, data, data_root, out: Path) -> tuple[list[Section], str]:
+    """A speech run's page (``report/audio.py``)."""
+    state = audio.AudioRun(run, saved, run.read_metrics())
+    try:
+        audio.load(state, data or saved.get("data"), data_root, _one_line)
+    except Exception as e:  # noqa: BLE001
+        state.missing = f"the model could not be loaded: {_one_line(e)}"
+    return audio.sections(state, out, _guarded), audio.header(state)
+
+
+def _image_page(run: RunDir, saved, data, data_root, out: Path) -> tuple[list[Section], str]:
+    state = _Run(run, saved, run.read_metrics())
+    _load(state, data or saved.get("data"), data_root)
     parts = [
         ("curves", "Training curves", _curves),
         ("reconstructions", "Reconstructions", _reconstructions),
@@ -78,17 +106,7 @@ def write_report(
         ("samples", "Samples from the prior", _samples),
     ]
     sections = [_guarded(anchor, title, fn, state, out) for anchor, title, fn in parts]
-    text = page(
-        title=f"VQ-VAE run: {run.path.resolve().name}",
-        subtitle=_subtitle(state),
-        header_html=_header(state),
-        sections=sections,
-        footer=f"written by `vqvae report` on {datetime.now():%Y-%m-%d %H:%M} from "
-        f"{run.path.resolve()}",
-    )
-    index = out / "index.html"
-    atomic_write(index, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
-    return index
+    return sections, _header(state)
 
 
 def try_write_report(run_path: str | Path, data_root: str | None = None) -> Path | None:
@@ -172,12 +190,8 @@ def _guarded(anchor: str, title: str, fn, state: _Run, out: Path) -> Section:
 
 
 # -- the header -------------------------------------------------------------------------------
-def _subtitle(state: _Run) -> str:
-    s = state.saved
-    parts = [f"data: {s.get('data', '?')}", f"preset: {s.get('preset') or 'none'}"]
-    if state.held is not None:
-        parts.append(f"{len(state.held.originals)} held-out images of {state.held.name}")
-    return " · ".join(parts)
+def _subtitle(saved: dict[str, Any]) -> str:
+    return f"data: {saved.get('data', '?')} · preset: {saved.get('preset') or 'none'}"
 
 
 def _last_test(records: list[dict[str, Any]]) -> dict[str, Any] | None:

@@ -64,7 +64,8 @@ def training_curves(records: Sequence[dict[str, Any]], num_codes: int | None, pa
 
     fig, axes = plt.subplots(2, 2, figsize=(11, 6.5))
     ax = axes[0, 0]
-    styles = {"loss": ("-", 2.0), "recon_loss": ("--", 1.5), "vq_loss": (":", 1.5)}
+    styles = {"loss": ("-", 2.0), "recon_loss": ("--", 1.5), "vq_loss": (":", 1.5),
+              "spectral_loss": ("-.", 1.5)}  # fmt: skip
     positive = True
     for key, (ls, lw) in styles.items():
         x, y = series(train, key)
@@ -77,9 +78,15 @@ def training_curves(records: Sequence[dict[str, Any]], num_codes: int | None, pa
     ax.legend(frameon=False)
 
     ax = axes[0, 1]
-    x, y = series(test, "psnr")
+    # images: held-out PSNR; speech: held-out (and training) bits per sample
+    audio = any("bits_per_sample" in r for r in records)
+    key, label = ("bits_per_sample", "bits per sample") if audio else ("psnr", "PSNR")
+    if audio:
+        x, y = series(train, key)
+        ax.plot(x, y, color=TRAIN, label="train batch", marker="." if len(x) < 20 else None)
+    x, y = series(test, key)
     if x:
-        ax.plot(x, y, "o-", color=TEST, label="held-out PSNR")
+        ax.plot(x, y, "o-", color=TEST, label=f"held-out {label}")
         ax.legend(frameon=False)
     else:
         ax.text(
@@ -91,7 +98,10 @@ def training_curves(records: Sequence[dict[str, Any]], num_codes: int | None, pa
             transform=ax.transAxes,
             color=MUTED,
         )
-    ax.set_title("held-out PSNR (dB, higher is better)")
+    ax.set_title(
+        "teacher-forced bits per sample (lower is better)" if audio
+        else "held-out PSNR (dB, higher is better)"
+    )  # fmt: skip
 
     for ax, key, title in (
         (axes[1, 0], "perplexity", "codebook perplexity (codes in effective use)"),
@@ -210,7 +220,9 @@ def code_grids(images: np.ndarray, codes: np.ndarray, path: Path, title: str = "
 
 
 # -- the codebook ----------------------------------------------------------------------------
-def code_usage_histogram(counts: np.ndarray, num_images: int, path: Path, level: str = "") -> Path:
+def code_usage_histogram(
+    counts: np.ndarray, num_images: int, path: Path, level: str = "", unit: str = "images"
+) -> Path:
     """Counts of each code over the held-out grids, sorted from most to least used."""
     k = len(counts)
     perplexity = float(metrics.perplexity(counts)) if counts.sum() else 0.0
@@ -227,7 +239,7 @@ def code_usage_histogram(counts: np.ndarray, num_images: int, path: Path, level:
     ax.set_xlabel("codes, sorted by use")
     ax.set_ylabel("count")
     ax.set_title(
-        f"code usage over {num_images} held-out images{level}: perplexity {perplexity:.1f} "
+        f"code usage over {num_images} held-out {unit}{level}: perplexity {perplexity:.1f} "
         f"of K = {k}, {used}/{k} codes used ({used / k:.0%})"
     )
     ax.grid(axis="y", alpha=0.3)

@@ -68,6 +68,19 @@ window.addEventListener("load", function () {
       " (was the report folder copied without its PNG files?)";
     i.parentNode.insertBefore(p, i);
   });
+  // audio players: how many have loaded a clip longer than zero seconds
+  var clips = Array.prototype.slice.call(document.querySelectorAll("audio"));
+  document.body.setAttribute("data-audio-total", String(clips.length));
+  var count = function () {
+    var ready = clips.filter(function (a) { return a.readyState >= 1 && a.duration > 0; });
+    document.body.setAttribute("data-audio-loaded", String(ready.length));
+  };
+  clips.forEach(function (a) {
+    a.addEventListener("loadedmetadata", count);
+    a.addEventListener("error", count);
+    if (a.readyState < 1) { a.load(); }
+  });
+  count();
 });
 """
 
@@ -89,6 +102,15 @@ class Section:
 def figure(src: str, alt: str, caption: str = "") -> str:
     cap = f"<figcaption>{esc(caption)}</figcaption>" if caption else ""
     return f'<figure><img src="{esc(src)}" alt="{esc(alt)}" loading="eager">{cap}</figure>'
+
+
+def audio(src: str, caption: str = "") -> str:
+    """An audio player for a WAV beside the page."""
+    cap = f"<figcaption>{esc(caption)}</figcaption>" if caption else ""
+    return (
+        f'<figure class="clip"><audio controls preload="auto" src="{esc(src)}"></audio>'
+        f"{cap}</figure>"
+    )
 
 
 def note(text: str) -> str:
