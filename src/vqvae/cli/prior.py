@@ -23,7 +23,7 @@ from vqvae.models import AudioVQVAE
 from vqvae.priors import build_prior
 from vqvae.registry import PRIORS
 from vqvae.runs import RunDir, load_run_model, resume_differences, run_config
-from vqvae.train.prior import PRIOR_TRAIN, CodeSet, train_prior
+from vqvae.train.prior import PRIOR_TRAIN, PRIOR_TRAIN_SPEECH, CodeSet, train_prior
 
 SPLITS_AUDIO = ("train", "test")
 
@@ -138,6 +138,8 @@ def run(args: argparse.Namespace) -> int:
             raise RunError("--class-conditional: the data has no labels")
         num_classes = int(labels.max()) + 1
     train_config = PRIOR_TRAIN.get(args.kind, PRIOR_TRAIN["pixelcnn"])
+    if speech:
+        train_config = PRIOR_TRAIN_SPEECH
     flags = {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed}
     train_config = replace(train_config, **{k: v for k, v in flags.items() if v is not None})
     torch.manual_seed(train_config.seed)  # the initial weights come from --seed too

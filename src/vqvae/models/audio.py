@@ -63,6 +63,12 @@ class AudioVQVAEConfig(VQVAEConfig):
     # z_q and the speaker (``MelHead``); 0 is the paper's model. See docs/speech.md.
     spectral_weight: float = 0.0
     n_mels: int = 40
+    # standard deviation, in mu-law steps, of Gaussian noise added to the WaveNet's
+    # teacher-forced *inputs* in training (the targets stay clean); 0 is the paper's model.
+    # LPCNet's noise injection (Valin and Skoglund 2019, section 3.3): generation feeds the
+    # network its own imperfect samples, and a network that cannot trust its past exactly
+    # leans on the codes. See docs/speech.md.
+    input_noise: float = 0.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "speakers", tuple(self.speakers))
@@ -74,6 +80,8 @@ class AudioVQVAEConfig(VQVAEConfig):
             )
         if self.sample_rate < 1:
             raise ValueError(f"sample_rate: expected a positive int, got {self.sample_rate}")
+        if not self.input_noise >= 0:
+            raise ValueError(f"input_noise: expected >= 0, got {self.input_noise}")
         if not self.spectral_weight >= 0 or self.n_mels < 1:
             raise ValueError(
                 f"expected spectral_weight >= 0 and n_mels >= 1, got {self.spectral_weight}, "
@@ -205,7 +213,11 @@ class AudioVQVAE(VQVAE):
         z_e = self.encoder(x)  # (B, 1, T) -> (B, D, T / hop)
         q = self.quantizer(z_e)
         samples = mulaw_encode(x[:, 0].clamp(-1, 1), self.config.wavenet.num_classes)  # (B, T)
-        logits = self.decoder(samples, q.z_q, speaker)  # (B, 256, T)
+        inputs = samples
+        if self.training and self.config.input_noise > 0:
+            noise = torch.randn(samples.shape, device=x.device) * self.config.input_noise
+            inputs = (samples + noise.round().long()).clamp(0, self.config.wavenet.num_classes - 1)
+        logits = self.decoder(inputs, q.z_q, speaker)  # (B, 256, T): p(samples | inputs < t)
         recon_loss = F.cross_entropy(logits, samples)
         spectral_loss = torch.zeros((), device=x.device)
         if self.mel_head is not None:
