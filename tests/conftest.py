@@ -8,7 +8,10 @@ import http.server
 import io
 import os
 import pickle
+import re
+import shutil
 import struct
+import subprocess
 import tarfile
 import threading
 from collections.abc import Iterator
@@ -123,6 +126,61 @@ def server(tmp_path) -> Iterator[LocalServer]:
     httpd.shutdown()
     httpd.server_close()
     thread.join()
+
+
+# -- a real browser, for the report's tests ---------------------------------------------------
+@dataclass
+class Browser:
+    """Debian's headless chromium: a page's DOM after its scripts ran, or a screenshot."""
+
+    path: str
+    profiles: Path  # each call gets a fresh --user-data-dir under this folder
+    calls: int = 0
+
+    def run(self, url: str, *extra: str) -> subprocess.CompletedProcess:
+        self.calls += 1
+        cmd = [
+            self.path,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={self.profiles / f'p{self.calls}'}",
+            *extra,
+            url,
+        ]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=180, check=True)
+
+    def dom(self, url: str, budget_ms: int = 5000) -> str:
+        """The DOM once the page has loaded and run ``budget_ms`` of virtual time."""
+        return self.run(url, f"--virtual-time-budget={budget_ms}", "--dump-dom").stdout
+
+    @staticmethod
+    def loaded(dom: str, what: str) -> tuple[int, int]:
+        """(loaded, total) that the report's load script wrote on ``<body>`` for ``what``
+        (``images``, or ``audio``: players with a clip of positive duration)."""
+        body = re.search(r"<body[^>]*>", dom)
+        assert body, dom[:500]
+        loaded = re.search(rf'data-{what}-loaded="(\d+)"', body.group(0))
+        total = re.search(rf'data-{what}-total="(\d+)"', body.group(0))
+        assert loaded and total, f"the page's load script did not run: {body.group(0)}"
+        return int(loaded.group(1)), int(total.group(1))
+
+
+@pytest.fixture
+def browser(tmp_path) -> Browser:
+    """Chromium, skipped when it is missing on a developer's machine but a failure under
+    CI=true, where the CI script installs it."""
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("chromium is missing, but CI=true: the CI script installs it")
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    return Browser(path, tmp_path / "chromium-profiles")
 
 
 # -- a tiny speech data set and run, for the speech model's tests -----------------------------

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -238,53 +236,15 @@ def test_a_failing_report_never_raises(tmp_path: Path, monkeypatch, capsys):
 
 
 # -- a real browser -------------------------------------------------------------------------------
-def _chromium() -> str:
-    path = shutil.which("chromium") or shutil.which("chromium-browser")
-    if path is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("chromium is missing, but CI=true: the CI script installs it")
-        pytest.skip("chromium is not installed (apt-get install chromium)")
-    return path
-
-
-def _browse(url: str, profile: Path, *extra: str) -> subprocess.CompletedProcess:
-    cmd = [
-        _chromium(),
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={profile}",
-        *extra,
-        url,
-    ]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=180, check=True)
-
-
-def _images_seen(dom: str) -> tuple[int, int]:
-    body = re.search(r"<body[^>]*>", dom)
-    assert body, dom[:500]
-    loaded = re.search(r'data-images-loaded="(\d+)"', body.group(0))
-    total = re.search(r'data-images-total="(\d+)"', body.group(0))
-    assert loaded and total, f"the page's load script did not run: {body.group(0)}"
-    return int(loaded.group(1)), int(total.group(1))
-
-
-def test_browser_loads_every_image_and_renders(reported: Path, tmp_path: Path):
+def test_browser_loads_every_image_and_renders(reported: Path, tmp_path: Path, browser):
     url = reported.resolve().as_uri()
-    dom = _browse(url, tmp_path / "p1", "--virtual-time-budget=5000", "--dump-dom").stdout
-    loaded, total = _images_seen(dom)
+    dom = browser.dom(url)
+    loaded, total = browser.loaded(dom, "images")
     assert total == len(SECTIONS) and loaded == total
     assert '<p class="note broken-image">' not in dom  # no visible warning
 
     shot = tmp_path / "shot.png"
-    _browse(
-        url, tmp_path / "p2", "--hide-scrollbars", "--window-size=1200,3000", f"--screenshot={shot}"
-    )
+    browser.run(url, "--hide-scrollbars", "--window-size=1200,3000", f"--screenshot={shot}")
     assert shot.is_file() and shot.stat().st_size > 20_000
     from PIL import Image
 
@@ -293,14 +253,12 @@ def test_browser_loads_every_image_and_renders(reported: Path, tmp_path: Path):
     assert pixels.std() > 10 and len(np.unique(pixels)) > 50  # text and figures, not one colour
 
 
-def test_browser_flags_a_missing_image(reported: Path, tmp_path: Path):
+def test_browser_flags_a_missing_image(reported: Path, tmp_path: Path, browser):
     report = tmp_path / "report"
     shutil.copytree(reported.parent, report)
     (report / "codes.png").unlink()  # as if the folder were copied without one of its PNGs
-    dom = _browse(
-        (report / "index.html").as_uri(), tmp_path / "p", "--virtual-time-budget=5000", "--dump-dom"
-    ).stdout
-    loaded, total = _images_seen(dom)
+    dom = browser.dom((report / "index.html").as_uri())
+    loaded, total = browser.loaded(dom, "images")
     assert (loaded, total) == (len(SECTIONS) - 1, len(SECTIONS))
     assert '<p class="note broken-image">Missing image: codes.png' in dom
 

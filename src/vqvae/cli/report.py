@@ -11,7 +11,9 @@ from vqvae.report import write_report
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("report", help="write RUN/report/index.html: curves, codes, samples")
     p.add_argument("run")
-    p.add_argument("--data", help="data spec of the held-out images (default: the run's)")
+    p.add_argument(
+        "--data", help="data spec of the held-out images or recordings (default: the run's)"
+    )
     p.add_argument("--data-root", help="where named data sets live (default: $VQVAE_DATA)")
     p.set_defaults(func=run)
 

@@ -20,8 +20,8 @@ from vqvae._io import atomic_write
 from vqvae.errors import RunError
 from vqvae.models import VQVAE
 from vqvae.registry import QUANTIZERS
-from vqvae.report import analysis, audio, figures
-from vqvae.report.html import Section, figure, note, page, stats, table
+from vqvae.report import analysis, audio, figures, runinfo
+from vqvae.report.html import Section, figure, guarded, note, one_line, page, run_header
 from vqvae.runs import RunDir, load_prior, load_run_model
 
 NUM_RECONSTRUCTIONS = 32
@@ -66,13 +66,14 @@ def write_report(
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("*.png"):  # a figure that cannot be drawn now must not show a stale one
         old.unlink()
-    if saved.get("class") == "AudioVQVAE":
-        sections, header = _audio_page(run, saved, data, data_root, out)
+    spec = data or saved.get("data")
+    if saved.get("class") == "AudioVQVAE":  # the speech model of section 4.3: report/audio.py
+        sections, header = audio.build(run, saved, spec, data_root, out)
     else:
-        sections, header = _image_page(run, saved, data, data_root, out)
+        sections, header = _image_page(run, saved, spec, data_root, out)
     text = page(
         title=f"VQ-VAE run: {run.path.resolve().name}",
-        subtitle=_subtitle(saved),
+        subtitle=runinfo.subtitle(saved),
         header_html=header,
         sections=sections,
         footer=f"written by `vqvae report` on {datetime.now():%Y-%m-%d %H:%M} from "
@@ -83,19 +84,11 @@ def write_report(
     return index
 
 
-def _audio_page(run: RunDir, saved, data, data_root, out: Path) -> tuple[list[Section], str]:
-    """A speech run's page (``report/audio.py``)."""
-    state = audio.AudioRun(run, saved, run.read_metrics())
-    try:
-        audio.load(state, data or saved.get("data"), data_root, _one_line)
-    except Exception as e:  # noqa: BLE001
-        state.missing = f"the model could not be loaded: {_one_line(e)}"
-    return audio.sections(state, out, _guarded), audio.header(state)
-
-
-def _image_page(run: RunDir, saved, data, data_root, out: Path) -> tuple[list[Section], str]:
+def _image_page(
+    run: RunDir, saved: dict[str, Any], spec: str | None, data_root: str | None, out: Path
+) -> tuple[list[Section], str]:
     state = _Run(run, saved, run.read_metrics())
-    _load(state, data or saved.get("data"), data_root)
+    _load(state, spec, data_root)
     parts = [
         ("curves", "Training curves", _curves),
         ("reconstructions", "Reconstructions", _reconstructions),
@@ -105,7 +98,7 @@ def _image_page(run: RunDir, saved, data, data_root, out: Path) -> tuple[list[Se
         ("rate", "Rate and distortion", _rate),
         ("samples", "Samples from the prior", _samples),
     ]
-    sections = [_guarded(anchor, title, fn, state, out) for anchor, title, fn in parts]
+    sections = [guarded(anchor, title, fn, state, out) for anchor, title, fn in parts]
     return sections, _header(state)
 
 
@@ -116,7 +109,7 @@ def try_write_report(run_path: str | Path, data_root: str | None = None) -> Path
         path = write_report(run_path, data_root)
     except Exception as e:  # noqa: BLE001 (any failure to draw is reported, not raised)
         print(
-            f"vqvae: the report was not written ({type(e).__name__}: {_one_line(e)}); "
+            f"vqvae: the report was not written ({type(e).__name__}: {one_line(e)}); "
             f"the run is saved, retry with `vqvae report {run_path}`",
             file=sys.stderr,
         )
@@ -134,7 +127,7 @@ def _load(state: _Run, spec: str | None, data_root: str | None) -> None:
         try:
             state.model = load_run_model(run)
         except Exception as e:  # noqa: BLE001
-            state.model_missing = f"the weights could not be loaded: {_one_line(e)}"
+            state.model_missing = f"the weights could not be loaded: {one_line(e)}"
     if state.model is None:
         state.held_missing = state.prior_missing = state.model_missing
         return
@@ -148,7 +141,7 @@ def _load(state: _Run, spec: str | None, data_root: str | None) -> None:
             state.held = analysis.load_held_out(state.model, spec, data_root, limit, size)
         except Exception as e:  # noqa: BLE001
             state.held_missing = (
-                f"the held-out images of {spec!r} could not be loaded ({_one_line(e)}); "
+                f"the held-out images of {spec!r} could not be loaded ({one_line(e)}); "
                 f"pass --data-root (or set VQVAE_DATA) to draw them"
             )
     _load_prior(state)
@@ -168,39 +161,16 @@ def _load_prior(state: _Run) -> None:
         if metrics_file.is_file():
             state.prior_metrics = json.loads(metrics_file.read_text())
     except Exception as e:  # noqa: BLE001
-        state.prior_missing = f"the prior could not be loaded: {_one_line(e)}"
+        state.prior_missing = f"the prior could not be loaded: {one_line(e)}"
 
 
 def _prior_name(prior: Any) -> str:
     return type(prior).__name__.removesuffix("Prior")  # PixelCNNPrior -> PixelCNN
 
 
-def _one_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
-
-
-def _guarded(anchor: str, title: str, fn, state: _Run, out: Path) -> Section:
-    """One section; an unexpected error becomes a note, and the rest of the page still renders."""
-    try:
-        lead, body = fn(state, out)
-    except Exception as e:  # noqa: BLE001
-        lead, body = "", note(f"This part could not be drawn: {type(e).__name__}: {_one_line(e)}")
-    return Section(anchor, title, lead, body)
-
-
 # -- the header -------------------------------------------------------------------------------
-def _subtitle(saved: dict[str, Any]) -> str:
-    return f"data: {saved.get('data', '?')} · preset: {saved.get('preset') or 'none'}"
-
-
-def _last_test(records: list[dict[str, Any]]) -> dict[str, Any] | None:
-    tests = [r for r in records if r.get("split") == "test"]
-    return tests[-1] if tests else None
-
-
 def _header(state: _Run) -> str:
-    test = _last_test(state.records)
+    test = runinfo.last_test(state.records)
     cards: list[tuple[str, str]] = []
     if test:
         fmt = {
@@ -214,17 +184,11 @@ def _header(state: _Run) -> str:
         cards = [(label, f.format(test[key])) for key, (label, f) in fmt.items() if key in test]
     if state.prior_metrics and "test_bits_per_code" in state.prior_metrics:
         cards.append(("prior bits / code", f"{state.prior_metrics['test_bits_per_code']:.2f}"))
-    head = stats(cards) if cards else note("No held-out evaluation in metrics.jsonl yet.")
-    if test:
-        head = f'<p class="sub">Final held-out metrics (step {test.get("step", "?")}):</p>' + head
     model_rows, train_rows = _config_rows(state)
-    return (
-        f'<div class="cols"><div>{table(model_rows)}</div><div>{table(train_rows)}</div></div>'
-        f'<div style="height:14px"></div>{head}'
-    )
+    return run_header(model_rows, train_rows, cards, test.get("step", "?") if test else None)
 
 
-def _config_rows(state: _Run) -> tuple[list[tuple[str, object]], list[tuple[str, object]]]:
+def _config_rows(state: _Run) -> tuple[runinfo.Rows, runinfo.Rows]:
     s = state.saved
     c = s.get("config", {})
     q = c.get("quantizer", {})
@@ -235,7 +199,7 @@ def _config_rows(state: _Run) -> tuple[list[tuple[str, object]], list[tuple[str,
     levels = q.get("num_quantizers", 1)
     name = q.get("kind", "?")
     kind = f"{name}: {QUANTIZERS.entry(name).about}" if name in QUANTIZERS else name
-    model_rows: list[tuple[str, object]] = [
+    model_rows: runinfo.Rows = [
         ("images", f"{size[0]}x{size[1]}, {c.get('in_channels', '?')} channel(s)"),
         ("code grid (h x w)", grid),
         ("codebook size K", state.model.num_codes if state.model else q.get("num_codes", "?")),
@@ -252,28 +216,7 @@ def _config_rows(state: _Run) -> tuple[list[tuple[str, object]], list[tuple[str,
         ),
         ("likelihood", c.get("likelihood", "?")),
     ]
-    t = s.get("train", {})
-    steps_done = max((r.get("step", 0) for r in state.records), default=0)
-    train_rows: list[tuple[str, object]] = [
-        ("data", s.get("data", "?")),
-        ("preset", s.get("preset") or "none"),
-        ("overrides", " ".join(s.get("overrides") or []) or "none"),
-        ("steps", f"{steps_done} of {t.get('steps', '?')}"),
-        ("batch size", t.get("batch_size", "?")),
-        ("learning rate", t.get("lr", "?")),
-        ("seed", t.get("seed", "?")),
-    ]
-    if state.prior_meta:
-        pm = state.prior_meta
-        cond = pm.get("config", {}).get("num_classes", 0)
-        train_rows.append(
-            (
-                "prior",
-                f"{pm.get('class', '?')}"
-                + (f", conditioned on {cond} classes" if cond else ", unconditional"),
-            )
-        )
-    return model_rows, train_rows
+    return model_rows, runinfo.training_rows(s, state.records, state.prior_meta)
 
 
 # -- the sections: each returns (lead, body html) ---------------------------------------------

@@ -8,8 +8,9 @@ Every piece of text from the run (config values, data paths) is escaped.
 from __future__ import annotations
 
 import html
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 CSS = """
 :root { --ink: #1d232a; --muted: #5f6b76; --line: #dde2e7; --bg: #f5f7f9; --card: #fff;
@@ -50,6 +51,13 @@ figcaption { color: var(--muted); font-size: 13px; margin-top: 6px; text-align: 
 nav { margin: 0 0 8px; font-size: 13px; }
 nav a { color: var(--accent); text-decoration: none; margin-right: 14px; }
 footer { color: var(--muted); font-size: 12px; margin-top: 28px; }
+table.players { table-layout: fixed; }
+table.players th { width: auto; }
+table.players th:first-child { width: 19%; }
+table.players td { word-break: break-all; }
+audio { display: block; width: 100%; min-width: 0; }
+.clips { display: grid; grid-template-columns: repeat(auto-fill, minmax(250px, 1fr));
+         gap: 10px 16px; }
 """
 
 # On load, count the images the browser could decode and record it on <body>, so a headless
@@ -99,6 +107,22 @@ class Section:
     body: str
 
 
+def one_line(e: BaseException) -> str:
+    """The first line of an exception's message (its type's name when it has none)."""
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def guarded(anchor: str, title: str, draw: Callable[..., tuple[str, str]], *args: Any) -> Section:
+    """The section ``draw(*args)`` returns as ``(lead, body html)``; an unexpected error becomes
+    a note in its place, and the rest of the page still renders."""
+    try:
+        lead, body = draw(*args)
+    except Exception as e:  # noqa: BLE001
+        lead, body = "", note(f"This part could not be drawn: {type(e).__name__}: {one_line(e)}")
+    return Section(anchor, title, lead, body)
+
+
 def figure(src: str, alt: str, caption: str = "") -> str:
     cap = f"<figcaption>{esc(caption)}</figcaption>" if caption else ""
     return f'<figure><img src="{esc(src)}" alt="{esc(alt)}" loading="eager">{cap}</figure>'
@@ -128,6 +152,23 @@ def stats(items: Iterable[tuple[str, str]]) -> str:
         for k, v in items
     )
     return f'<div class="stats">{cards}</div>'
+
+
+def run_header(
+    left: Iterable[tuple[str, object]],
+    right: Iterable[tuple[str, object]],
+    cards: Sequence[tuple[str, str]],
+    step: object = None,
+) -> str:
+    """Two tables side by side (the model, the training), then the held-out numbers of
+    ``step`` as cards, or a note that there are none yet."""
+    head = stats(cards) if cards else note("No held-out evaluation in metrics.jsonl yet.")
+    if step is not None and cards:
+        head = f'<p class="sub">Final held-out metrics (step {esc(step)}):</p>' + head
+    return (
+        f'<div class="cols"><div>{table(left)}</div><div>{table(right)}</div></div>'
+        f'<div style="height:14px"></div>{head}'
+    )
 
 
 def page(
