@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -255,3 +256,21 @@ def test_probe_command_reads_digits_and_speakers_from_codes(speech_run, speech_f
     assert result["num_train"] == 18 and result["num_test"] == 30
     assert result["digit"]["classes"] == 3 and result["speaker"]["classes"] == 2
     assert 0.0 <= result["digit"]["accuracy"] <= 1.0
+
+
+def test_input_noise_touches_only_the_training_inputs():
+    torch.manual_seed(0)
+    noisy = AudioVQVAE(replace(tiny_config(), input_noise=3.0))
+    clean = AudioVQVAE(tiny_config())
+    clean.load_state_dict(noisy.state_dict())
+    x, spk = torch.rand(2, 1, 128) * 0.5, torch.tensor([0, 1])
+    noisy.eval(), clean.eval()
+    assert torch.equal(noisy(x, spk).decoder_params, clean(x, spk).decoder_params)
+    noisy.train(), clean.train()
+    torch.manual_seed(1)
+    a = noisy(x, spk)
+    torch.manual_seed(1)
+    b = clean(x, spk)
+    assert not torch.equal(a.decoder_params, b.decoder_params)  # the inputs were perturbed
+    # ... but both are scored against the same clean samples
+    assert a.recon_loss.item() != b.recon_loss.item()
