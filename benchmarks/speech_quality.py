@@ -26,11 +26,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
-from vqvae.audio_inference import convert, encode_audio, sample_speech
-from vqvae.data import load_audio
+from vqvae.audio_inference import convert, encode_audio, sample_speech, speaker_ids
+from vqvae.data import load_audio, pad_to_hop
 from vqvae.experiments.judge import SpeechJudge, mulaw_roundtrip, score
 from vqvae.experiments.probe import probe
+from vqvae.mulaw import mulaw_encode
 from vqvae.runs import RunDir, load_prior, load_run_model
 
 BARS = {
@@ -43,6 +45,27 @@ BARS = {
 }
 
 
+@torch.inference_mode()
+def decoder_reliance(model, data) -> tuple[float, float]:
+    """Teacher-forced bits per sample of the WaveNet given each utterance's own codes, and
+    given the same codes rolled by half the utterance (the same codes, out of place): how
+    much the decoder's predictions lean on *when* each code comes."""
+    hop, k = model.hop, model.config.wavenet.num_classes
+    speakers = speaker_ids(model, data)
+    totals = [0.0, 0.0]
+    count = 0
+    for i, wave in enumerate(data.waveforms):  # one utterance at a time: no padding to mask
+        x = torch.from_numpy(pad_to_hop(wave, hop))[None, None]  # (1, 1, T)
+        z_q = model.quantizer(model.encoder(x)).z_q  # (1, D, T')
+        samples = mulaw_encode(x[:, 0], k)  # (1, T)
+        spk = None if speakers is None else torch.tensor([speakers[i]])
+        for j, z in enumerate((z_q, z_q.roll(z_q.shape[2] // 2, dims=2))):
+            logits = model.decoder(samples, z, spk)
+            totals[j] += float(F.cross_entropy(logits, samples, reduction="sum"))
+        count += samples.numel()
+    return totals[0] / count / np.log(2), totals[1] / count / np.log(2)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("run")
@@ -50,10 +73,14 @@ def main() -> None:
     p.add_argument("--data-root", default=os.environ.get("VQVAE_DATA"))
     p.add_argument("--limit", type=int, help="only the first N test recordings")
     p.add_argument("--samples", type=int, default=10, help="prior samples per digit")
-    p.add_argument("--no-conversions", action="store_true")
+    p.add_argument(
+        "--parts", default="reconstruct,convert,probe,samples",
+        help="which measurements, comma-separated (default: all)",
+    )  # fmt: skip
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", help="write the figures to this file")
     args = p.parse_args()
+    parts = set(args.parts.split(","))
     figures: dict[str, float] = {}
     seconds: dict[str, float] = {}
 
@@ -78,16 +105,17 @@ def main() -> None:
     print(f"judge on real test recordings: digit {real.digit_accuracy:.1%}, speaker "
           f"{real.speaker_accuracy:.1%}", flush=True)  # fmt: skip
 
-    start = time.perf_counter()
-    _, waves = convert(model, test, None, seed=args.seed)
-    seconds["reconstruct"] = time.perf_counter() - start
-    s = score(judge, waves, rate, test.labels, own)
-    figures |= {"reconstruction digit": s.digit_accuracy,
-                "reconstruction speaker": s.speaker_accuracy}  # fmt: skip
-    print(f"reconstructions: digit {s.digit_accuracy:.1%}, speaker {s.speaker_accuracy:.1%} "
-          f"({seconds['reconstruct']:.0f} s)", flush=True)  # fmt: skip
+    if "reconstruct" in parts:
+        start = time.perf_counter()
+        _, waves = convert(model, test, None, seed=args.seed)
+        seconds["reconstruct"] = time.perf_counter() - start
+        s = score(judge, waves, rate, test.labels, own)
+        figures |= {"reconstruction digit": s.digit_accuracy,
+                    "reconstruction speaker": s.speaker_accuracy}  # fmt: skip
+        print(f"reconstructions: digit {s.digit_accuracy:.1%}, speaker "
+              f"{s.speaker_accuracy:.1%} ({seconds['reconstruct']:.0f} s)", flush=True)  # fmt: skip
 
-    if not args.no_conversions:
+    if "convert" in parts:
         kept, target, count = 0.0, 0.0, 0
         start = time.perf_counter()
         for name in model.speakers:
@@ -105,13 +133,23 @@ def main() -> None:
         figures |= {"conversion digit kept": kept / count,
                     "conversion target speaker": target / count}  # fmt: skip
 
-    found = probe(encode_audio(model, train), encode_audio(model, test), model.num_codes)
-    figures["probe digit"] = found.digit.accuracy
-    figures["probe digit baseline"] = found.digit.baseline
-    figures["probe speaker"] = found.speaker.accuracy
-    figures["probe speaker baseline"] = found.speaker.baseline
+    found = None
+    if "probe" in parts:
+        found = probe(encode_audio(model, train), encode_audio(model, test), model.num_codes)
+        figures["probe digit"] = found.digit.accuracy
+        figures["probe digit baseline"] = found.digit.baseline
+        figures["probe speaker"] = found.speaker.accuracy
+        figures["probe speaker baseline"] = found.speaker.baseline
 
-    if run.prior.weights_file.is_file():
+    if "reliance" in parts:
+        model.eval()
+        own_bits, rolled_bits = decoder_reliance(model, test)
+        figures["bits per sample, own codes"] = own_bits
+        figures["bits per sample, codes rolled by half"] = rolled_bits
+        print(f"teacher-forced bits/sample: {own_bits:.3f} with the codes in place, "
+              f"{rolled_bits:.3f} rolled by half", flush=True)  # fmt: skip
+
+    if "samples" in parts and run.prior.weights_file.is_file():
         prior = load_prior(run)
         waves, digits = [], []
         start = time.perf_counter()
@@ -128,12 +166,14 @@ def main() -> None:
     for name, value in figures.items():
         bar = BARS.get(name)
         mark = "" if bar is None else f">= {bar:.0%} {'met' if value >= bar else 'NOT met'}"
-        rows.append(f"| {name} | {value:.1%} | {mark} |")
+        shown = f"{value:.3f}" if name.startswith("bits") else f"{value:.1%}"
+        rows.append(f"| {name} | {shown} | {mark} |")
     rows += [f"| seconds: {k} | {v:.0f} | |" for k, v in seconds.items()]
     bits = model.config.sample_rate / model.hop * np.log2(model.num_codes) * model.num_levels
     rows.append(f"| bit rate (bit/s) | {bits:.0f} | against {rate * 8:,} for 8-bit mu-law |")
     print("\n" + "\n".join(rows))
-    print("\n" + found.table())
+    if found is not None:
+        print("\n" + found.table())
     if args.json:
         Path(args.json).write_text(json.dumps({"figures": figures, "seconds": seconds}, indent=1))
 
