@@ -412,9 +412,10 @@ def test_image_commands_refuse_audio_in_one_line(tmp_path, capsys):
         _wav(speech / f"clip{i}.wav", _pcm(50))
     for data in ("fsdd", str(speech)):
         out = tmp_path / "run"
-        # fsdd is not on disk: the refusal comes before any download is tried
+        # fsdd is not on disk: the refusal comes before any download is tried (`train` takes
+        # audio, for the speech model: tests/test_audio_model.py; Table 1 is images only)
         argv = [
-            "train",
+            "compare",
             "--data",
             data,
             "--data-root",
