@@ -141,6 +141,8 @@ def run(args: argparse.Namespace) -> int:
     folder = RunDir(args.out)
     if distributed.restarted():  # torchrun --max-restarts: continue from the last checkpoint
         args.resume, args.force = folder.config_file.is_file(), True
+        if distributed.launch_rank() == 0:
+            say(f"vqvae: restarted by torchrun; {args.out} resumes from its last checkpoint")
     folder.check(resume=args.resume, force=args.force)  # refuse before loading the data
     if data_kind(args.data) == AUDIO:
         return run_audio(args, folder)

@@ -53,9 +53,14 @@ def current() -> World:
     return World()
 
 
+def restart_count() -> int:
+    """How many times torchrun restarted this process's group (``--max-restarts``)."""
+    return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
+
+
 def restarted() -> bool:
     """Whether torchrun restarted this process after a failure (``--max-restarts``)."""
-    return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0
+    return restart_count() > 0
 
 
 def launch_rank() -> int:
@@ -68,7 +73,13 @@ def setup(device: str | None = None) -> tuple[World, torch.device]:
     size = int(os.environ.get("WORLD_SIZE", "1"))
     cuda = torch.cuda.is_available() and device in (None, "cuda")
     if size > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if cuda else "gloo")
+        store, rank, size = next(dist.rendezvous("env://"))
+        # torchrun's store outlives a restart, holding the addresses the processes of the
+        # attempt before published: read by the new ones, they time out connecting to dead
+        # peers. A prefix per attempt keeps each attempt to its own keys.
+        store = dist.PrefixStore(f"vqvae/attempt-{restart_count()}/", store)
+        backend = "nccl" if cuda else "gloo"
+        dist.init_process_group(backend, store=store, rank=rank, world_size=size)
     world = current()
     if cuda:
         local = int(os.environ.get("LOCAL_RANK", "0"))
