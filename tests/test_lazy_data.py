@@ -140,6 +140,19 @@ def test_the_index_is_cached_by_the_folder_listing(tmp_path, cache, monkeypatch)
     assert len(list((cache / "folder-index").glob("*.npz"))) == 1
 
 
+def test_headers_read_by_several_processes_make_the_same_index(tmp_path, monkeypatch):
+    root = _mixed_folder(tmp_path / "data")
+    one = index_image_folder(root, cache=False)
+    monkeypatch.setattr(folder_index_module, "PARALLEL_FROM", 2)
+    two = index_image_folder(root, cache=False, processes=2)
+    assert two.files == one.files
+    np.testing.assert_array_equal(two.sizes, one.sizes)
+    np.testing.assert_array_equal(two.colour, one.colour)
+    (root / "cat" / "broken.png").write_bytes(b"\x89PNG nothing more")
+    with pytest.raises(DataError, match=r"broken\.png: corrupt or unreadable image"):
+        index_image_folder(root, cache=False, processes=2)
+
+
 def test_a_corrupt_cache_file_is_ignored(tmp_path, cache):
     root = _split_folders(tmp_path / "data")
     index_image_folder(root / "train")

@@ -414,7 +414,7 @@ def _read_folder(
     """A folder's images (decoded now, or indexed to be read on demand), labels and classes."""
     if not reading.lazy:
         return read_image_folder(folder, reading.resize, classes)
-    index = index_image_folder(folder, classes)
+    index = index_image_folder(folder, classes, processes=reading.workers + 1)
     images = LazyImages.from_index(index, reading.resize, reading.workers)
     return images, index.labels, index.class_names
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from vqvae.errors import DataError
 from .images import check_same_size, image_header, list_image_folder
 
 CACHE_ENV = "VQVAE_CACHE"
+PARALLEL_FROM = 4096  # files: below this, starting processes costs more than it saves
 _FORMAT = 1  # bump when what an index holds changes: older cache files are then ignored
 
 
@@ -63,10 +65,15 @@ def cache_root() -> Path:
 
 
 def index_image_folder(
-    folder: Path, class_names: tuple[str, ...] | None = None, *, cache: bool = True
+    folder: Path,
+    class_names: tuple[str, ...] | None = None,
+    *,
+    cache: bool = True,
+    processes: int = 1,
 ) -> FolderIndex:
     """The index of ``folder`` (as ``read_image_folder`` would read it: the same files in the
-    same order, the same labels), from the cache when its listing is unchanged."""
+    same order, the same labels), from the cache when its listing is unchanged; else its
+    headers are read by up to ``processes`` processes."""
     files, labels, class_names = list_image_folder(folder, class_names)
     names = _relative_names(folder, files)
     folder_key, listing_key = _keys(folder, files, names, class_names)
@@ -76,7 +83,7 @@ def index_image_folder(
         if found is not None:
             sizes, colour = found
             return FolderIndex(folder, names, labels, class_names, sizes, colour)
-    headers = [image_header(p) for p in files]
+    headers = _read_headers(files, processes)
     sizes = np.asarray([h[:2] for h in headers], dtype=np.int64).reshape(-1, 2)
     colour = np.asarray([h[2] for h in headers], dtype=bool)
     if cache:
@@ -90,6 +97,22 @@ def _relative_names(folder: Path, files: list[Path]) -> tuple[str, ...]:
     if os.sep == "/" and all(str(p).startswith(prefix) for p in files):
         return tuple(str(p)[len(prefix) :] for p in files)  # 10x quicker than relative_to
     return tuple(p.relative_to(folder).as_posix() for p in files)
+
+
+def _read_headers(files: list[Path], processes: int) -> list[tuple[int, int, bool]]:
+    """(H, W, colour) of every file, in order: in several processes for a large folder
+    (60,000 headers take seconds in one)."""
+    if processes <= 1 or len(files) < PARALLEL_FROM:
+        return _headers(files)
+    names = [str(p) for p in files]  # strings pickle faster than Paths
+    size = -(-len(names) // (4 * processes))  # a few chunks each, to even out the work
+    chunks = [names[i : i + size] for i in range(0, len(names), size)]
+    with ProcessPoolExecutor(processes) as pool:
+        return [header for part in pool.map(_headers, chunks) for header in part]
+
+
+def _headers(files: list[Path] | list[str]) -> list[tuple[int, int, bool]]:
+    return [image_header(Path(p)) for p in files]
 
 
 def _keys(

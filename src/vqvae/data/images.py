@@ -103,7 +103,9 @@ def read_image(path: Path, resize: tuple[int, int] | None) -> np.ndarray:
                 # TIFF): 0..65535 -> 0..255, where convert("L") would clip at 255
                 wide = np.asarray(img, dtype=np.float64)
                 img = Image.fromarray(np.clip(np.rint(wide / 257.0), 0, 255).astype(np.uint8))
-            img = img.convert("L" if is_grey_mode(img.mode) else "RGB")
+            target = "L" if is_grey_mode(img.mode) else "RGB"
+            if img.mode != target:  # converting to its own mode would only copy the pixels
+                img = img.convert(target)
             if resize is not None and img.size != (resize[1], resize[0]):
                 img = img.resize((resize[1], resize[0]), _BICUBIC)  # PIL sizes are (W, H)
             arr = np.asarray(img, dtype=np.uint8)
