@@ -74,10 +74,11 @@ def setup(device: str | None = None) -> tuple[World, torch.device]:
     cuda = torch.cuda.is_available() and device in (None, "cuda")
     if size > 1 and not dist.is_initialized():
         store, rank, size = next(dist.rendezvous("env://"))
-        # torchrun's store outlives a restart, holding the addresses the processes of the
-        # attempt before published: read by the new ones, they time out connecting to dead
-        # peers. A prefix per attempt keeps each attempt to its own keys.
-        store = dist.PrefixStore(f"vqvae/attempt-{restart_count()}/", store)
+        if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True":
+            # torchrun's own store outlives a restart, holding the addresses the processes
+            # of the attempt before published: read by the new ones, they time out
+            # connecting to dead peers. A prefix per attempt keeps each to its own keys.
+            store = dist.PrefixStore(f"vqvae/attempt-{restart_count()}/", store)
         backend = "nccl" if cuda else "gloo"
         dist.init_process_group(backend, store=store, rank=rank, world_size=size)
     world = current()
