@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from vqvae._io import write_npz
 from vqvae.errors import DataError
@@ -83,7 +84,7 @@ def index_image_folder(
         if found is not None:
             sizes, colour = found
             return FolderIndex(folder, names, labels, class_names, sizes, colour)
-    headers = _read_headers(files, processes)
+    headers = _read_headers(files, processes, f"indexing {folder}")
     sizes = np.asarray([h[:2] for h in headers], dtype=np.int64).reshape(-1, 2)
     colour = np.asarray([h[2] for h in headers], dtype=bool)
     if cache:
@@ -99,16 +100,24 @@ def _relative_names(folder: Path, files: list[Path]) -> tuple[str, ...]:
     return tuple(p.relative_to(folder).as_posix() for p in files)
 
 
-def _read_headers(files: list[Path], processes: int) -> list[tuple[int, int, bool]]:
+def _read_headers(
+    files: list[Path], processes: int, desc: str = "indexing"
+) -> list[tuple[int, int, bool]]:
     """(H, W, colour) of every file, in order: in several processes for a large folder
     (60,000 headers take seconds in one)."""
     if processes <= 1 or len(files) < PARALLEL_FROM:
         return _headers(files)
     names = [str(p) for p in files]  # strings pickle faster than Paths
-    size = -(-len(names) // (4 * processes))  # a few chunks each, to even out the work
+    size = -(-len(names) // (8 * processes))  # a few chunks each, to even out the work
     chunks = [names[i : i + size] for i in range(0, len(names), size)]
-    with ProcessPoolExecutor(processes) as pool:
-        return [header for part in pool.map(_headers, chunks) for header in part]
+    headers: list[tuple[int, int, bool]] = []
+    # disable=None: a bar on a terminal, silent in a log file
+    bar = tqdm(total=len(names), desc=desc, unit="file", leave=False, disable=None)
+    with ProcessPoolExecutor(processes) as pool, bar:
+        for part in pool.map(_headers, chunks):
+            headers += part
+            bar.update(len(part))
+    return headers
 
 
 def _headers(files: list[Path] | list[str]) -> list[tuple[int, int, bool]]:
