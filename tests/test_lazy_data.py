@@ -97,6 +97,17 @@ def test_lazy_reading_gives_exactly_the_eager_images(tmp_path, layout):
         np.testing.assert_array_equal(read_all(with_worker, 5), eager.images[:5])
 
 
+def test_a_file_whose_suffix_lies_is_read_by_what_it_is(tmp_path):
+    root = tmp_path / "data"
+    root.mkdir()
+    pixels = _pixels(0, (5, 6), colour=True)
+    Image.fromarray(pixels).save(root / "a.jpg", format="PNG")  # PNG bytes, JPEG's suffix
+    Image.fromarray(pixels).save(root / "b.png")
+    for lazy in (False, True):
+        images = np.asarray(load_dataset(str(root), "train", lazy=lazy).images)
+        np.testing.assert_array_equal(images[0], pixels)  # lossless: the very pixels
+
+
 def test_lazy_images_index_like_a_read_only_array(tmp_path):
     root = _mixed_folder(tmp_path / "data")
     eager = load_dataset(str(root), "train").images
