@@ -114,8 +114,7 @@ def _with_strides_of(param: torch.Tensor):
     def hook(grad: torch.Tensor) -> torch.Tensor:
         if grad.stride() == strides:
             return grad
-        return torch.empty_strided(grad.shape, strides, dtype=grad.dtype, device=grad.device).copy_(
-            grad
-        )
+        out = torch.empty_strided(grad.shape, strides, dtype=grad.dtype, device=grad.device)
+        return out.copy_(grad)
 
     return hook

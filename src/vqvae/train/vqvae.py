@@ -13,7 +13,7 @@ they are stored (or none of them), not a float copy of the data set.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,13 +22,7 @@ import torch
 
 from vqvae._io import write_json, write_safetensors
 from vqvae.config import TrainConfig
-from vqvae.data import (
-    ImageDataset,
-    read_all,
-    read_batches,
-    save_png_grid,
-    to_model_input,
-)
+from vqvae.data import ImageDataset, read_all, read_batches, save_png_grid, to_model_input
 from vqvae.errors import RunError
 from vqvae.inference import Evaluation, reconstruct, score
 from vqvae.models import VQVAE, VQVAEConfig
@@ -122,7 +116,7 @@ def train_vqvae(
     held_out = read_all(test_set.images, train_config.eval_limit)  # scored at every evaluation
     latest: list[Evaluation] = []
 
-    def fetch(index_batches):
+    def fetch(index_batches: Iterator[torch.Tensor]) -> Iterator[torch.Tensor]:
         return read_batches(images, index_batches, pin_memory=dev.type == "cuda")
 
     def evaluate(step: int) -> dict[str, Any]:
