@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -231,3 +232,20 @@ def test_a_failure_in_one_process_stops_both_at_the_same_step(tmp_path, fail, sa
     assert not (run / "model.safetensors").exists()
     saved = [c.step for c in list_checkpoints(run / "checkpoints")]
     assert saved == ([4, 5] if "ctrl-c" in fail else [4])
+
+
+def test_an_image_one_process_cannot_decode_stops_both(tmp_path, digits_folder):
+    """The process whose share holds the corrupt file says which file; the other stops with
+    it at the same step instead of waiting for it in the next collective."""
+    data = tmp_path / "digits"
+    shutil.copytree(digits_folder, data)
+    n = len(list((data / "train").iterdir()))
+    first = int(batch_indices(0, n, BATCH, seed=0)[0])  # read in the first step
+    bad = data / "train" / f"{first:04d}.png"
+    bad.write_bytes(bad.read_bytes()[:45])  # the header reads, the pixels do not
+    run = tmp_path / "run"
+    done = _launch(tmp_path, run, str(data), "--workers", "1")
+    assert done.returncode != 0
+    assert f"vqvae: error: {bad}: corrupt or unreadable image" in done.stderr, done.stderr[-3000:]
+    assert "another process failed to read step" in done.stderr
+    assert not (run / "model.safetensors").exists()
