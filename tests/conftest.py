@@ -232,3 +232,23 @@ def speech_run(speech_folder, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("runs") / "speech"
     assert train_speech(speech_folder, out, 6, "--set", "train.checkpoint_every=3") == 0
     return out
+
+
+# -- a folder of image files -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def digits_folder(tmp_path_factory) -> Path:
+    """scikit-learn's digits as PNG files, ``train/NNNN.png`` and ``test/NNNN.png``: the
+    ``digits`` data set's own split and order, so a run over the folder can be compared with
+    a run over ``digits`` bit for bit."""
+    from PIL import Image
+
+    from vqvae.data import load_images
+
+    root = tmp_path_factory.mktemp("digits-folder")
+    for split in ("train", "test"):
+        (root / split).mkdir()
+        for i, img in enumerate(load_images("digits", split).images):
+            Image.fromarray(img[..., 0]).save(root / split / f"{i:04d}.png")
+    return root

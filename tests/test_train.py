@@ -361,6 +361,32 @@ def test_ctrl_c_saves_exits_130_and_resumes_bit_identical(tmp_path, reference):
     _assert_same_weights(reference, _weights(run))
 
 
+def test_a_folder_read_by_a_worker_trains_and_resumes_as_the_array_does(
+    tmp_path, reference, digits_folder
+):
+    """The digits as PNG files, decoded batch by batch by a worker process: killed after a
+    checkpoint and resumed, the run ends with the weights of the in-memory run of the same
+    images, bit for bit (the batches, the images and the random numbers are all the same)."""
+    run = tmp_path / "run"
+
+    def cli(*extra: str) -> list[str]:
+        args = _cli(run, "--workers", "1", *extra)
+        args[args.index("digits")] = str(digits_folder)
+        return args
+
+    proc = subprocess.Popen(cli(), cwd=tmp_path, env=_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)  # fmt: skip
+    _wait_for(proc, _checkpoint_at_least(run, 100))
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=60)
+    assert not (run / "model.safetensors").exists()
+
+    done = _run(cli("--resume"), tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert json.loads((run / "config.json").read_text())["data"] == str(digits_folder)
+    _assert_same_weights(reference, _weights(run))
+
+
 # -- real data -----------------------------------------------------------------------------------
 
 

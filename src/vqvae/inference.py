@@ -3,8 +3,10 @@ score a whole data set, under ``torch.inference_mode`` and in eval mode, never t
 
 Data arrays are uint8, channels last, of any rank: images ``(N, H, W, C)``, sequences
 ``(N, T, C)``, volumes ``(N, D, H, W, C)``; ``vqvae.data.transforms`` converts them to and
-from the ``[-1, 1]`` channel-first tensors the models see. Codes come back as int64 numpy
-arrays ``(N, *code_shape)``.
+from the ``[-1, 1]`` channel-first tensors the models see. Images may also be ``LazyImages``
+(a folder read on demand): they stream through ``read_batches``, decoded by its worker
+processes, and ``evaluate`` keeps no image once scored, so its memory does not grow with the
+data. Codes come back as int64 numpy arrays ``(N, *code_shape)``.
 """
 
 from __future__ import annotations
@@ -19,11 +21,13 @@ import torch
 from tqdm.auto import tqdm
 
 from vqvae import metrics
+from vqvae.data import LazyImages, read_batches
 from vqvae.data.transforms import to_model_input, to_uint8_images
 from vqvae.priors import Condition
 from vqvae.torch_utils import eval_mode, module_device
 
 BATCH_SIZE = 256
+Data = np.ndarray | LazyImages  # uint8 (N, *S, C)
 
 
 @dataclass(frozen=True)
@@ -48,28 +52,39 @@ def batches(n: int, batch_size: int = BATCH_SIZE, desc: str = "batches") -> Iter
         yield slice(start, start + batch_size)
 
 
+def data_batches(data: Data, batch_size: int = BATCH_SIZE, desc: str = "batches"):
+    """uint8 tensors (B, *S, C) of consecutive batches of ``data``, in order, with a progress
+    bar (``batches``); lazy images are decoded ahead by ``read_batches``' workers."""
+    return read_batches(data, batches(len(data), batch_size, desc))
+
+
+def _model_input(batch: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """uint8 (B, *S, C) -> float (B, C, *S) on ``device``, converted there (fewer bytes)."""
+    return to_model_input(batch.to(device))
+
+
 @torch.inference_mode()
-def encode(model: Any, data: np.ndarray, batch_size: int = BATCH_SIZE) -> np.ndarray:
+def encode(model: Any, data: Data, batch_size: int = BATCH_SIZE) -> np.ndarray:
     """uint8 data (N, *S, C) -> int64 codes (N, *code_shape)."""
     device = module_device(model)
     with eval_mode(model):
         parts = [
-            model.encode(to_model_input(data[sl]).to(device)).cpu().numpy()
-            for sl in batches(len(data), batch_size, "encoding")
+            model.encode(_model_input(x, device)).cpu().numpy()
+            for x in data_batches(data, batch_size, "encoding")
         ]
     return _concat(parts, (0, *model.code_shape), np.int64)
 
 
 @torch.inference_mode()
 def reconstruct(
-    model: Any, data: np.ndarray, batch_size: int = BATCH_SIZE
+    model: Any, data: Data, batch_size: int = BATCH_SIZE
 ) -> tuple[np.ndarray, np.ndarray]:
     """uint8 data (N, *S, C) -> codes (N, *code_shape) and reconstructions uint8 (N, *S, C)."""
     device = module_device(model)
     codes, recons = [], []
     with eval_mode(model):
-        for sl in batches(len(data), batch_size, "reconstructing"):
-            c = model.encode(to_model_input(data[sl]).to(device))
+        for x in data_batches(data, batch_size, "reconstructing"):
+            c = model.encode(_model_input(x, device))
             codes.append(c.cpu().numpy())
             recons.append(to_uint8_images(model.decode_codes(c).cpu()))
     return (
@@ -135,6 +150,29 @@ def score(model: Any, originals: np.ndarray, codes: np.ndarray, recons: np.ndarr
     )
 
 
-def evaluate(model: Any, data: np.ndarray, batch_size: int = BATCH_SIZE) -> Evaluation:
-    codes, recons = reconstruct(model, data, batch_size)
-    return score(model, data, codes, recons)
+@torch.inference_mode()
+def evaluate(model: Any, data: Data, batch_size: int = BATCH_SIZE) -> Evaluation:
+    """``score`` of the reconstructions of ``data``, one batch at a time: the squared error
+    is summed exactly (integers) and codes are counted, so no image is kept."""
+    device = module_device(model)
+    k = model.num_codes
+    counts = np.zeros(k, dtype=np.int64)
+    squared = 0
+    with eval_mode(model):
+        for x in data_batches(data, batch_size, "evaluating"):
+            c = model.encode(_model_input(x, device))
+            recons = to_uint8_images(model.decode_codes(c).cpu())
+            squared += metrics.squared_error_sum(x.numpy(), recons)
+            counts += metrics.code_histogram(c.cpu().numpy(), k)
+    values = len(data) * math.prod(data.shape[1:])
+    mse = squared / (max(values, 1) * 255.0**2)
+    bits = metrics.bits_per_image(model.code_shape, k)
+    return Evaluation(
+        mse=mse,
+        psnr=metrics.psnr_of_mse(mse),
+        perplexity=float(metrics.perplexity(counts)),
+        code_usage=metrics.code_usage(counts),
+        bits_per_image=bits,
+        compression_ratio=math.prod(data.shape[1:]) * 8.0 / bits,
+        num_images=len(data),
+    )

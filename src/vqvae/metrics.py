@@ -17,8 +17,19 @@ def mse(originals: np.ndarray, reconstructions: np.ndarray) -> float:
 
 def psnr(originals: np.ndarray, reconstructions: np.ndarray) -> float:
     """Peak signal-to-noise ratio in dB on the [0, 1] scale: 10 log10(1 / MSE)."""
-    err = mse(originals, reconstructions)
+    return psnr_of_mse(mse(originals, reconstructions))
+
+
+def psnr_of_mse(err: float) -> float:
+    """10 log10(1 / MSE) in dB, for an MSE on the [0, 1] scale; inf for 0."""
     return float("inf") if err == 0 else 10.0 * math.log10(1.0 / err)
+
+
+def squared_error_sum(originals: np.ndarray, reconstructions: np.ndarray) -> int:
+    """The sum of squared differences of two uint8 arrays, exact (an integer): batches add up
+    to the whole, and ``total / (count * 255**2)`` is the MSE on the [0, 1] scale."""
+    d = originals.astype(np.int64) - reconstructions.astype(np.int64)
+    return int(np.einsum("i,i->", d.reshape(-1), d.reshape(-1)))
 
 
 def code_histogram(codes: torch.Tensor | np.ndarray, num_codes: int) -> np.ndarray:

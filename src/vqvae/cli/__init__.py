@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 
 from vqvae.cli.parser import build_parser
 from vqvae.errors import VQVAEError
-from vqvae.train.loop import Interrupted, NonFiniteLoss
+from vqvae.train.loop import Interrupted, NonFiniteLoss, StoppedByPeer
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -38,7 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("vqvae: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except NonFiniteLoss as e:
+    except (NonFiniteLoss, StoppedByPeer) as e:
         print(f"vqvae: error: {one_line(e)}", file=sys.stderr)
         return 1
     except USER_ERRORS as e:

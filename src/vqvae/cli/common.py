@@ -16,6 +16,7 @@ from vqvae.data import (
     AudioDataset,
     ImageDataset,
     SplitLayout,
+    default_workers,
     load_audio,
     load_images,
     save_png_grid,
@@ -48,6 +49,25 @@ def add_data_options(
         metavar=("H", "W"),
         help="resize every image to H x W (a run records it; later commands on the run reuse it)",
     )
+
+
+def add_workers_option(p: argparse.ArgumentParser) -> None:
+    """``--workers N``: processes decoding a folder's images while the model works."""
+    p.add_argument(
+        "--workers",
+        type=_workers,
+        metavar="N",
+        help="processes decoding a folder of images ahead of the model (0: none; default: "
+        f"one fewer than this process's CPUs, now {default_workers()}); arrays are read in "
+        "memory or memory-mapped",
+    )
+
+
+def _workers(text: str) -> int:
+    n = int(text)
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {n}")
+    return n
 
 
 def add_output(p: argparse.ArgumentParser, what: str = "the output file") -> None:
@@ -96,7 +116,14 @@ def load_data(
     layout = split_layout(args.data)
     args.split = split or getattr(args, "split", None) or layout.held_out
     note = layout_note(args.data, layout, args.split)
-    dataset = load_images(args.data, args.split, args.data_root, resize=resize(args, saved))
+    dataset = load_images(
+        args.data,
+        args.split,
+        args.data_root,
+        resize=resize(args, saved),
+        lazy=True,  # a folder is indexed and read batch by batch as the command goes
+        workers=getattr(args, "workers", None),
+    )
     if note:
         notes(note)
     recorded = (saved or {}).get("split_layout")

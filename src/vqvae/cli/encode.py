@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from vqvae.audio_inference import encode_audio
-from vqvae.cli.common import add_data_options, add_output, model_and_data
+from vqvae.cli.common import add_data_options, add_output, add_workers_option, model_and_data
 from vqvae.codefile import write_code_file
 from vqvae.data import AudioDataset
 from vqvae.inference import encode
@@ -19,6 +19,7 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser("encode", help="data -> code grids (.npz)")
     p.add_argument("run")
     add_data_options(p)
+    add_workers_option(p)
     add_output(p, "the codes .npz")
     p.set_defaults(func=run)
 

@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from vqvae.audio_inference import evaluate_audio
-from vqvae.cli.common import add_data_options, model_and_data
+from vqvae.cli.common import add_data_options, add_workers_option, model_and_data
 from vqvae.data import AudioDataset
 from vqvae.inference import evaluate
 
@@ -19,6 +19,7 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser("eval", help="MSE, PSNR, perplexity, code usage of a trained run")
     p.add_argument("run")
     add_data_options(p)
+    add_workers_option(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
 

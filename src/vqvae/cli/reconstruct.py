@@ -10,8 +10,15 @@ from typing import Any
 
 from vqvae._io import write_npz
 from vqvae.audio_inference import convert
-from vqvae.cli.common import add_data_options, add_output, model_and_data, wav_name, write_wavs
-from vqvae.data import AudioDataset
+from vqvae.cli.common import (
+    add_data_options,
+    add_output,
+    add_workers_option,
+    model_and_data,
+    wav_name,
+    write_wavs,
+)
+from vqvae.data import AudioDataset, read_all
 from vqvae.inference import reconstruct
 from vqvae.runs import refuse_overwrite
 
@@ -20,6 +27,7 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser("reconstruct", help="data -> codes -> data (.npz; WAVs for audio)")
     p.add_argument("run")
     add_data_options(p)
+    add_workers_option(p)
     p.add_argument("--limit", type=int)
     p.add_argument("--seed", type=int, default=0, help="audio: the WaveNet's sampling seed")
     add_output(p, "the .npz of originals and reconstructions; for audio, a folder of WAVs")
@@ -32,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     model, dataset = model_and_data(args)
     if isinstance(dataset, AudioDataset):
         return _reconstruct_audio(model, dataset, out, args)
-    originals = dataset.images[: args.limit] if args.limit else dataset.images
+    originals = read_all(dataset.images, args.limit or None)  # all go to the output file
     _, recons = reconstruct(model, originals)
     write_npz(out, originals=originals, reconstructions=recons)
     print(f"wrote {out}: {len(originals)} originals and reconstructions")

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from vqvae.cli.common import add_data_options, layout_note, resize
+from vqvae.cli.common import add_data_options, add_workers_option, layout_note, resize
 from vqvae.config import (
     TrainConfig,
     apply_overrides,
@@ -34,6 +34,7 @@ from vqvae.train.vqvae import TrainResult, train_vqvae
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("train", help="train a VQ-VAE; the run folder keeps everything")
     add_data_options(p, split="train")
+    add_workers_option(p)
     p.add_argument("--out", required=True, help="the run folder")
     p.add_argument(
         "--preset",
@@ -138,13 +139,19 @@ def _audio_presets() -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     folder = RunDir(args.out)
+    if distributed.restarted():  # torchrun --max-restarts: continue from the last checkpoint
+        args.resume, args.force = folder.config_file.is_file(), True
+        if distributed.launch_rank() == 0:
+            say(f"vqvae: restarted by torchrun; {args.out} resumes from its last checkpoint")
     folder.check(resume=args.resume, force=args.force)  # refuse before loading the data
     if data_kind(args.data) == AUDIO:
         return run_audio(args, folder)
     size = _resize(args, folder)
     layout = split_layout(args.data)
-    train_set = load_images(args.data, "train", args.data_root, resize=size)
-    test_set = load_images(args.data, layout.held_out, args.data_root, resize=size)
+    # a folder is indexed, and its images read batch by batch by --workers processes
+    reading = {"resize": size, "lazy": True, "workers": args.workers}
+    train_set = load_images(args.data, "train", args.data_root, **reading)
+    test_set = load_images(args.data, layout.held_out, args.data_root, **reading)
     _check_splits_agree(args.data, train_set, test_set, layout.held_out)
     note = layout_note(args.data, layout)
     notes: list[str] = [note] if note else []

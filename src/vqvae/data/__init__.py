@@ -1,5 +1,6 @@
-"""Data: registered data sets and paths loaded as uint8 image arrays (with the conversions to
-and from the ``[-1, 1]`` tensors the models see) or as float32 waveforms (``audio.py``). See
+"""Data: registered data sets and paths loaded as uint8 image arrays, in memory or read on
+demand (``LazyImages``, batches from ``read_batches``), with the conversions to and from the
+``[-1, 1]`` tensors the models see, or as float32 waveforms (``audio.py``). See
 ``datasets.py`` for what a spec can be."""
 
 from vqvae.errors import DataError
@@ -15,6 +16,8 @@ from .datasets import (
     resolve_data_root,
     split_layout,
 )
+from .lazy import LazyImages
+from .loader import default_workers, read_all, read_batches
 from .splits import SplitLayout
 from .transforms import resize_images, save_png_grid, save_pngs, to_model_input, to_uint8_images
 
@@ -22,8 +25,10 @@ __all__ = [
     "AudioDataset",
     "DataError",
     "ImageDataset",
+    "LazyImages",
     "check_images",
     "data_kind",
+    "default_workers",
     "load_audio",
     "load_audio_folder",
     "pad_to_hop",
@@ -31,7 +36,9 @@ __all__ = [
     "SplitLayout",
     "load_dataset",
     "load_images",
+    "read_all",
     "read_audio",
+    "read_batches",
     "resample",
     "resize_images",
     "resolve_data_root",

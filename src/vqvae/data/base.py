@@ -1,7 +1,8 @@
-"""The in-memory image data set every loader returns, and the seeded split.
+"""The image data set every loader returns, and the seeded split.
 
-Pixel values are stored as uint8 ``(N, H, W, C)``; only ``transforms.py`` converts them to
-the ``[-1, 1]`` channel-first tensors the models see.
+Pixel values are stored as uint8 ``(N, H, W, C)``: an array in memory, or ``LazyImages``
+read on demand (``lazy.py``); only ``transforms.py`` converts them to the ``[-1, 1]``
+channel-first tensors the models see.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import numpy as np
 
 from vqvae.errors import DataError
 
+from .lazy import LazyImages
+
 SPLITS = ("train", "val", "test")  # val: only where the data has one (splits.py)
 TEST_FRACTION = 0.1  # for data with no split of its own
 SPLIT_SEED = 0
@@ -20,15 +23,16 @@ SPLIT_SEED = 0
 # eq=False: the generated __eq__/__hash__ would compare numpy arrays, which has no single answer
 @dataclass(frozen=True, eq=False)
 class ImageDataset:
-    images: np.ndarray  # uint8 (N, H, W, C), C in {1, 3}
+    images: np.ndarray | LazyImages  # uint8 (N, H, W, C), C in {1, 3}
     labels: np.ndarray | None  # int64 (N,)
     name: str  # a registered name such as "mnist", or the path it came from
     class_names: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         x = self.images
-        if not isinstance(x, np.ndarray) or x.dtype != np.uint8 or x.ndim != 4:
-            got = f"{x.dtype} {x.shape}" if isinstance(x, np.ndarray) else type(x).__name__
+        array = isinstance(x, np.ndarray | LazyImages)
+        if not array or x.dtype != np.uint8 or x.ndim != 4:
+            got = f"{x.dtype} {x.shape}" if array else type(x).__name__
             raise ValueError(f"{self.name}: images must be uint8 (N, H, W, C), got {got}")
         if x.shape[-1] not in (1, 3):
             raise ValueError(f"{self.name}: images need 1 or 3 channels, got shape {x.shape}")
@@ -49,6 +53,11 @@ class ImageDataset:
     @property
     def image_size(self) -> tuple[int, int]:
         return int(self.images.shape[1]), int(self.images.shape[2])
+
+    @property
+    def lazy(self) -> bool:
+        """Whether the images are read on demand (``LazyImages``), not held in memory."""
+        return isinstance(self.images, LazyImages)
 
     @property
     def num_classes(self) -> int:

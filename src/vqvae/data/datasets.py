@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import operator
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,8 +31,11 @@ from vqvae.registry import DATASETS
 from . import download as _download
 from .audio import AUDIO_SUFFIXES, FSDD_NAME, AudioDataset, audio_files, load_audio_folder
 from .base import SPLIT_SEED, TEST_FRACTION, ImageDataset, check_split, split_indices
+from .folder_index import index_image_folder
 from .formats import find_idx, is_cifar_folder, read_array, read_cifar, read_idx_pair
 from .images import IMAGE_SUFFIXES, read_image_folder
+from .lazy import LazyImages
+from .loader import default_workers
 from .splits import (
     FILES,
     SEEDED,
@@ -70,14 +74,19 @@ def load_dataset(
     download: bool = True,
     resize: tuple[int, int] | None = None,
     sample_rate: int | None = None,
+    lazy: bool = False,
+    workers: int | None = None,
 ) -> ImageDataset | AudioDataset:
     """Load split ``train``, ``val`` or ``test`` of a registered data set or a path (see module
     doc); ``val`` only where the data has one (``split_layout(spec).splits``).
 
     ``resize=(H, W)`` resizes every image (bicubic); it also lets a folder of images of mixed
     sizes load. ``sample_rate`` resamples audio (default: the data's own rate). Each applies
-    to its kind only. Every problem with the input raises ``DataError`` with a one-line
-    message."""
+    to its kind only. ``lazy`` reads images on demand: a folder of images is indexed
+    (``folder_index.py``) and decoded batch by batch by ``workers`` processes (default:
+    ``loader.default_workers()``), a ``.npy`` is memory-mapped; ``images`` is then a
+    ``LazyImages``. Other formats are read into memory either way. Every problem with the
+    input raises ``DataError`` with a one-line message."""
     check_split(split)
     if resize is not None:
         try:
@@ -94,20 +103,24 @@ def load_dataset(
             raise DataError(f"sample_rate must be a positive integer, got {sample_rate!r}")
         if data_kind(spec) == IMAGES:
             raise DataError(f"{spec} is an image data set; sample_rate applies to audio")
+    if workers is not None and (isinstance(workers, bool) or operator.index(workers) < 0):
+        raise DataError(f"workers must be an integer >= 0, got {workers!r}")
     spec = str(spec)
     name = _registered_name(spec)
     if name is not None:
         check_has_split(_named_layout(name), split, name)
         ds = DATASETS.get(name)(split, resolve_data_root(data_root), download)
     else:
-        ds = _load_path(Path(spec).expanduser(), spec, split, resize, sample_rate)
+        reading = _Reading(resize, lazy, default_workers() if workers is None else workers)
+        ds = _load_path(Path(spec).expanduser(), spec, split, reading, sample_rate)
     if len(ds) == 0:
         items = "recordings" if isinstance(ds, AudioDataset) else "images"
         raise DataError(f"{ds.name}: the {split} split is empty (too few {items} to split)")
     if isinstance(ds, AudioDataset):
         return ds.resampled(sample_rate) if sample_rate is not None else ds
     if resize is not None and ds.image_size != resize:
-        ds = ImageDataset(resize_images(ds.images, resize), ds.labels, ds.name, ds.class_names)
+        pixels = resize_images(np.asarray(ds.images), resize)
+        ds = ImageDataset(pixels, ds.labels, ds.name, ds.class_names)
     return ds
 
 
@@ -118,11 +131,15 @@ def load_images(
     *,
     download: bool = True,
     resize: tuple[int, int] | None = None,
+    lazy: bool = False,
+    workers: int | None = None,
 ) -> ImageDataset:
     """``load_dataset`` for the image commands: audio is refused in one line before any file
     is read or downloaded."""
     check_images(spec)
-    ds = load_dataset(spec, split, data_root, download=download, resize=resize)
+    ds = load_dataset(
+        spec, split, data_root, download=download, resize=resize, lazy=lazy, workers=workers
+    )
     if not isinstance(ds, ImageDataset):  # a registered loader that did not declare its kind
         raise DataError(_wrong_kind(spec, AUDIO))
     return ds
@@ -291,8 +308,17 @@ def _check_exists(path: Path, name: str) -> None:
         raise DataError(f"{name}: no such file or folder (and not a data set name: {_known()})")
 
 
+@dataclass(frozen=True)
+class _Reading:
+    """How a path's images are read: resized, on demand (and by how many workers)."""
+
+    resize: tuple[int, int] | None
+    lazy: bool
+    workers: int
+
+
 def _load_path(
-    path: Path, name: str, split: str, resize: tuple[int, int] | None, sample_rate: int | None
+    path: Path, name: str, split: str, reading: _Reading, sample_rate: int | None
 ) -> ImageDataset | AudioDataset:
     _check_exists(path, name)
     check_has_split(_path_layout(path), split, name)
@@ -302,7 +328,9 @@ def _load_path(
                 f"{path}: unsupported file; expected a .npy/.npz array or a folder "
                 "(of images, of idx files, of CIFAR batches, or of audio files)"
             )
-        images, labels = read_array(path)
+        images, labels = read_array(path, mmap=reading.lazy)
+        if isinstance(images, np.memmap):  # pages are read as batches ask for them
+            images = LazyImages.from_array(images)
         return _seeded_split(images, labels, name, None, split)
     for folder in (path, path / "cifar-10-batches-py"):
         if folder.is_dir() and is_cifar_folder(folder):
@@ -312,7 +340,7 @@ def _load_path(
         return _load_idx_folder(path, name, split)
     if _is_audio_folder(path):
         return load_audio_folder(path, split, sample_rate, name=name)
-    return _load_image_folder(path, name, split, resize)
+    return _load_image_folder(path, name, split, reading)
 
 
 def _is_audio_folder(folder: Path) -> bool:
@@ -354,31 +382,41 @@ def _load_idx_folder(folder: Path, name: str, split: str) -> ImageDataset:
 
 
 def _seeded_split(
-    images: np.ndarray,
+    images: np.ndarray | LazyImages,
     labels: np.ndarray | None,
     name: str,
     class_names: tuple[str, ...] | None,
     split: str,
 ) -> ImageDataset:
     idx = split_indices(len(images), split, test_fraction=TEST_FRACTION, seed=SPLIT_SEED)
-    return ImageDataset(images[idx], None if labels is None else labels[idx], name, class_names)
+    chosen = images.subset(idx) if isinstance(images, LazyImages) else images[idx]
+    return ImageDataset(chosen, None if labels is None else labels[idx], name, class_names)
 
 
-def _load_image_folder(
-    path: Path, name: str, split: str, resize: tuple[int, int] | None
-) -> ImageDataset:
+def _load_image_folder(path: Path, name: str, split: str, reading: _Reading) -> ImageDataset:
     """Split folders (``train/``, ``val/``, ``test/``) if there are, else one folder split
     with a fixed seed; so is ``train/`` alone."""
     folders = find_split_folders(path)
     if not folders:
-        images, labels, class_names = read_image_folder(path, resize)
+        images, labels, class_names = _read_folder(path, reading)
         return _seeded_split(images, labels, name, class_names, split)
     classes = union_of_classes(folders)
     if set(folders) == {"train"}:
-        images, labels, _ = read_image_folder(folders["train"], resize, classes)
+        images, labels, _ = _read_folder(folders["train"], reading, classes)
         return _seeded_split(images, labels, name, classes, split)
-    images, labels, _ = read_image_folder(folders[split], resize, classes)
+    images, labels, _ = _read_folder(folders[split], reading, classes)
     return ImageDataset(images, labels, name, classes)
+
+
+def _read_folder(
+    folder: Path, reading: _Reading, classes: tuple[str, ...] | None = None
+) -> tuple[np.ndarray | LazyImages, np.ndarray | None, tuple[str, ...] | None]:
+    """A folder's images (decoded now, or indexed to be read on demand), labels and classes."""
+    if not reading.lazy:
+        return read_image_folder(folder, reading.resize, classes)
+    index = index_image_folder(folder, classes, processes=reading.workers + 1)
+    images = LazyImages.from_index(index, reading.resize, reading.workers)
+    return images, index.labels, index.class_names
 
 
 # -- layouts --------------------------------------------------------------------------------------

@@ -230,10 +230,12 @@ def _check_images_array(path: Path, x: np.ndarray) -> np.ndarray:
     return x
 
 
-def read_array(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
-    """Images (and labels, from an .npz's ``labels`` key) from a .npy or .npz file."""
+def read_array(path: Path, mmap: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    """Images (and labels, from an .npz's ``labels`` key) from a .npy or .npz file; with
+    ``mmap``, a uint8 .npy comes back memory-mapped (an ``np.memmap``: nothing read yet)."""
+    mode = "r" if mmap and path.suffix.lower() == ".npy" else None
     try:
-        loaded = np.load(path, allow_pickle=False)
+        loaded = np.load(path, allow_pickle=False, mmap_mode=mode)
     except (ValueError, OSError, EOFError, zlib.error) as e:
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise DataError(f"{path}: not a readable numpy file ({first})") from None

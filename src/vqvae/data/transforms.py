@@ -30,12 +30,15 @@ def _check_nhwc(images: np.ndarray) -> None:
         raise ValueError(f"expected 1 or 3 channels last (N, H, W, C), got shape {images.shape}")
 
 
-def to_model_input(data: np.ndarray) -> torch.Tensor:
-    """uint8 (N, *S, C) -> float32 (N, C, *S) in [-1, 1]; images: (N, H, W, C) -> (N, C, H, W)."""
-    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim < 3:
-        got = f"{data.dtype} {data.shape}" if isinstance(data, np.ndarray) else type(data)
+def to_model_input(data: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """uint8 (N, *S, C) -> float32 (N, C, *S) in [-1, 1]; images: (N, H, W, C) -> (N, C, H, W).
+    A uint8 tensor is converted where it is (on a GPU: a quarter of the bytes to copy)."""
+    if isinstance(data, np.ndarray):
+        data = torch.from_numpy(np.ascontiguousarray(data)) if data.dtype == np.uint8 else data
+    if not isinstance(data, torch.Tensor) or data.dtype != torch.uint8 or data.ndim < 3:
+        got = f"{data.dtype} {tuple(data.shape)}" if hasattr(data, "shape") else type(data)
         raise ValueError(f"expected uint8 data of shape (N, *spatial, C), got {got}")
-    x = torch.from_numpy(np.ascontiguousarray(data)).movedim(-1, 1)  # channels last -> first
+    x = data.movedim(-1, 1)  # channels last -> first
     return x.float().div(127.5).sub(1.0).contiguous()
 
 

@@ -4,6 +4,10 @@ Exact resumption: the batch of step s is a pure function of (seed, s), the
 random-number state is saved in every checkpoint, and evaluation draws no random numbers;
 so a run resumed from its last checkpoint takes the very same steps as one never stopped.
 Ctrl-C is caught between steps (never inside an optimizer update), saved, and reported.
+
+In several processes every stop is agreed: a batch that could not be read, a non-finite
+loss and a Ctrl-C seen by any one process stop them all at the same step (a one-number
+all-reduce at each of those points), so none is left waiting for the others in a collective.
 """
 
 from __future__ import annotations
@@ -11,7 +15,8 @@ from __future__ import annotations
 import math
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +32,10 @@ from vqvae.train.checkpoint import clean_partial, list_checkpoints, load_checkpo
 
 class NonFiniteLoss(RuntimeError):
     pass
+
+
+class StoppedByPeer(RuntimeError):
+    """Another process of the run failed; this one stopped with it, at the same step."""
 
 
 class Interrupted(RuntimeError):
@@ -88,19 +97,29 @@ def fit(
     config: TrainConfig,
     *,
     num_examples: int,
-    step_fn: Callable[[torch.Tensor], StepOutput],
+    step_fn: Callable[[Any], StepOutput],
     run: RunDir,
     evaluate: Callable[[int], dict[str, Any]] | None = None,
     resume: bool = False,
     progress: bool = True,
     desc: str = "train",
+    fetch: Callable[[Iterator[torch.Tensor]], Iterator[Any]] | None = None,
 ) -> FitResult:
-    """Train ``model`` for ``config.steps`` steps of ``step_fn(batch_indices)``, checkpointing
-    into ``run.checkpoints`` and logging to ``run.metrics_file`` (rank 0 only)."""
+    """Train ``model`` for ``config.steps`` steps of ``step_fn``, checkpointing into
+    ``run.checkpoints`` and logging to ``run.metrics_file`` (rank 0 only).
+
+    ``step_fn`` receives this process's share of each step's ``batch_indices``, or with
+    ``fetch``, what ``fetch`` makes of the stream of those index tensors, one item per step
+    from the first step run (e.g. the images, read ahead by worker processes)."""
     world = distributed.current()
     start = _start_step(model, optimizer, config, run, resume)
     if start >= config.steps:
         return FitResult(start, config.steps)
+    indices = (
+        world.shard(batch_indices(step, num_examples, config.batch_size, config.seed))
+        for step in range(start, config.steps)
+    )
+    inputs = fetch(indices) if fetch is not None else indices
 
     def checkpoint(step: int) -> None:
         if world.is_main:
@@ -114,10 +133,9 @@ def fit(
     bar = tqdm(total=config.steps, initial=start, desc=desc, dynamic_ncols=True,
                disable=None if progress and world.is_main else True)  # fmt: skip
     t0 = time.perf_counter()
-    with _StopRequest() as stop, bar:
+    with _StopRequest() as stop, bar, _closed_at_exit(inputs):
         for step in range(start, config.steps):
-            idx = batch_indices(step, num_examples, config.batch_size, config.seed)
-            out = step_fn(world.shard(idx))
+            out = step_fn(_next_agreed(inputs, step))
             _check_finite(out.loss, step, run)
             optimizer.zero_grad(set_to_none=True)
             out.loss.backward()
@@ -136,7 +154,7 @@ def fit(
                     run.log({"step": done, "split": "test", **record})
             if due(done, config.checkpoint_every):
                 checkpoint(done)
-            if stop.requested:
+            if world.any(stop.requested):
                 if not due(done, config.checkpoint_every):
                     checkpoint(done)
                 raise Interrupted(done)
@@ -166,14 +184,41 @@ def _start_step(
     return start
 
 
+def _next_agreed(inputs: Iterator[Any], step: int) -> Any:
+    """The next step's input, once every process has read its own: a process that could not
+    (a corrupt file) raises its error, the others stop with it."""
+    try:
+        value, failure = next(inputs), None
+    except Exception as e:  # noqa: BLE001 - raised again below, after the others know
+        value, failure = None, e
+    if distributed.current().any(failure is not None):
+        if failure is not None:
+            raise failure
+        raise StoppedByPeer(f"another process failed to read step {step + 1}'s batch; stopped")
+    return value
+
+
+@contextmanager
+def _closed_at_exit(inputs: Iterator[Any]) -> Iterator[None]:
+    """Close a generator of inputs on the way out (its DataLoader workers stop with it)."""
+    try:
+        yield
+    finally:
+        close = getattr(inputs, "close", None)
+        if close is not None:
+            close()
+
+
 def _check_finite(loss: torch.Tensor, step: int, run: RunDir) -> None:
-    """Stop before a non-finite loss reaches the weights; the checkpoints stay as they were."""
+    """Stop before a non-finite loss reaches the weights; the checkpoints stay as they were.
+    Every process stops when any one sees it (before the gradients are all-reduced)."""
     value = loss.item()
-    if math.isfinite(value):
+    if not distributed.current().any(not math.isfinite(value)):
         return
     last = list_checkpoints(run.checkpoints)
     kept = f"the last good checkpoint is step {last[-1].step}" if last else "no checkpoint yet"
-    raise NonFiniteLoss(f"loss became {value} at step {step + 1}; {kept} (try a lower --lr)")
+    seen = value if not math.isfinite(value) else "non-finite in another process"
+    raise NonFiniteLoss(f"loss became {seen} at step {step + 1}; {kept} (try a lower --lr)")
 
 
 _SHOWN = ("loss", "perplexity", "code_usage", "psnr", "bits_per_code")

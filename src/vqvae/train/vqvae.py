@@ -3,11 +3,17 @@
 The run folder keeps everything (``vqvae.runs``): the resolved config, checkpoints that
 resume exactly, ``metrics.jsonl``, a grid of held-out reconstructions refreshed at every
 evaluation, and the final weights.
+
+The training images are read one batch at a time, the batches the loop's ``batch_indices``
+name: from memory, from a memory-mapped array, or decoded from files by worker processes
+(``vqvae.data.read_batches``), which read ahead while the model trains. Each comes to the
+step as uint8 and is converted to ``[-1, 1]`` on the device, so memory holds the images as
+they are stored (or none of them), not a float copy of the data set.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +22,7 @@ import torch
 
 from vqvae._io import write_json, write_safetensors
 from vqvae.config import TrainConfig
-from vqvae.data import ImageDataset, save_png_grid, to_model_input
+from vqvae.data import ImageDataset, read_all, read_batches, save_png_grid, to_model_input
 from vqvae.errors import RunError
 from vqvae.inference import Evaluation, reconstruct, score
 from vqvae.models import VQVAE, VQVAEConfig
@@ -58,13 +64,14 @@ def save_reconstruction_grid(path, originals: np.ndarray, recons: np.ndarray) ->
     save_png_grid(np.concatenate(rows), path, nrow=min(8, n), scale=scale)
 
 
-def vqvae_step(model: VQVAE, trained: torch.nn.Module, x_train: torch.Tensor, device) -> Callable:
-    """One training step's loss and logs on the examples ``idx`` (``trained``: the model,
-    or its DistributedDataParallel wrapper)."""
+def vqvae_step(model: VQVAE, trained: torch.nn.Module, device: torch.device) -> Callable:
+    """One training step's loss and logs on a batch of uint8 images (B, H, W, C)
+    (``trained``: the model, or its DistributedDataParallel wrapper)."""
 
-    def step_fn(idx: torch.Tensor) -> StepOutput:
+    def step_fn(batch: torch.Tensor) -> StepOutput:
         model.train()
-        out = trained(x_train[idx].to(device))
+        x = to_model_input(batch.to(device, non_blocking=True))  # (B, C, H, W) in [-1, 1]
+        out = trained(x)
         used = torch.unique(out.codes).numel() / model.num_codes
         return StepOutput(
             out.loss,
@@ -105,9 +112,12 @@ def train_vqvae(
     model = VQVAE(model_config).to(dev)
     trained = distributed.wrap(model, dev)
     optimizer = torch.optim.Adam(model.parameters(), lr=train_config.lr)
-    x_train = to_model_input(train_set.images)  # (N, C, H, W) in [-1, 1], kept in memory
-    held_out = test_set.images[: train_config.eval_limit]
+    images = train_set.images  # uint8 (N, H, W, C): in memory, memory-mapped or files
+    held_out = read_all(test_set.images, train_config.eval_limit)  # scored at every evaluation
     latest: list[Evaluation] = []
+
+    def fetch(index_batches: Iterator[torch.Tensor]) -> Iterator[torch.Tensor]:
+        return read_batches(images, index_batches, pin_memory=dev.type == "cuda")
 
     def evaluate(step: int) -> dict[str, Any]:
         codes, recons = reconstruct(model, held_out)
@@ -120,8 +130,9 @@ def train_vqvae(
         model,
         optimizer,
         train_config,
-        num_examples=len(x_train),
-        step_fn=vqvae_step(model, trained, x_train, dev),
+        num_examples=len(images),
+        step_fn=vqvae_step(model, trained, dev),
+        fetch=fetch,
         run=run,
         evaluate=evaluate,
         resume=resume,
