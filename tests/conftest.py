@@ -237,6 +237,16 @@ def speech_run(speech_folder, tmp_path_factory) -> Path:
 # -- a folder of image files -----------------------------------------------------------------
 
 
+@pytest.fixture(scope="session", autouse=True)
+def temporary_cache(tmp_path_factory) -> Iterator[Path]:
+    """Folder indexes (``vqvae.data.folder_index``) go to a cache of the session, not the
+    user's; subprocesses inherit it."""
+    folder = tmp_path_factory.mktemp("cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("VQVAE_CACHE", str(folder))
+        yield folder
+
+
 @pytest.fixture(scope="session")
 def digits_folder(tmp_path_factory) -> Path:
     """scikit-learn's digits as PNG files, ``train/NNNN.png`` and ``test/NNNN.png``: the
