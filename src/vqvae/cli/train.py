@@ -159,29 +159,25 @@ def run(args: argparse.Namespace) -> int:
     # The run remembers its data (docs/design-notes.md, "Data layouts"): eval, encode,
     # reconstruct, report and prior train resize as it did, and --resume keeps both.
     meta |= {"resize": list(size) if size else None, "split_layout": layout.to_dict()}
-    # Everything is checked before the folder is touched: a bad option destroys nothing.
-    # Under torchrun only rank 0 touches the folder (two ranks clearing it at once race);
-    # the others wait for it in the process group's set-up.
-    if distributed.launch_rank() == 0:
-        folder.prepare(resume=args.resume, force=args.force)
-        for note in notes:  # only once the run goes ahead: a refusal stays one line
-            say(note)
-    result = train_vqvae(
-        folder,
-        train_set,
-        test_set,
-        model_config,
-        train_config,
-        meta=meta,
-        resume=args.resume,
-        progress=not args.no_progress,
-        device=args.device,
-    )
+    result = _train(args, folder, notes, train_vqvae, train_set, test_set, model_config,
+                    train_config, meta=meta)  # fmt: skip
     if distributed.current().is_main:
         summarise(folder, result)
         if not args.no_report:
             try_write_report(folder.path, args.data_root)
     return 0
+
+
+def _train(args, folder: RunDir, notes: list[str], trainer, *data_and_configs, meta):
+    """Prepare the folder and train; everything was checked before the folder is touched, so
+    a bad option destroys nothing. Under torchrun only rank 0 touches the folder (two ranks
+    clearing it at once race); the others wait for it in the process group's set-up."""
+    if distributed.launch_rank() == 0:
+        folder.prepare(resume=args.resume, force=args.force)
+        for note in notes:  # only once the run goes ahead: a refusal stays one line
+            say(note)
+    return trainer(folder, *data_and_configs, meta=meta, resume=args.resume,
+                   progress=not args.no_progress, device=args.device)  # fmt: skip
 
 
 def run_audio(args: argparse.Namespace, folder: RunDir) -> int:
@@ -195,21 +191,8 @@ def run_audio(args: argparse.Namespace, folder: RunDir) -> int:
     test_set = load_audio(args.data, "test", args.data_root, sample_rate=train_set.sample_rate)
     notes: list[str] = []
     model_config, train_config, meta = resolve_configs(args, train_set, folder, notes.append)
-    if distributed.launch_rank() == 0:
-        folder.prepare(resume=args.resume, force=args.force)
-        for note in notes:
-            say(note)
-    result = train_audio_vqvae(
-        folder,
-        train_set,
-        test_set,
-        model_config,
-        train_config,
-        meta=meta,
-        resume=args.resume,
-        progress=not args.no_progress,
-        device=args.device,
-    )
+    result = _train(args, folder, notes, train_audio_vqvae, train_set, test_set, model_config,
+                    train_config, meta=meta)  # fmt: skip
     if distributed.current().is_main:
         e = result.evaluation
         if e is not None:

@@ -16,16 +16,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from vqvae._io import write_json, write_safetensors
 from vqvae.audio_inference import AudioEvaluation, evaluate_audio, speaker_ids
 from vqvae.config import TrainConfig
 from vqvae.data import AudioDataset
 from vqvae.errors import RunError
 from vqvae.models import AudioVQVAE, AudioVQVAEConfig
-from vqvae.runs import RunDir, resume_differences, run_config
-from vqvae.train import distributed
+from vqvae.runs import RunDir
 from vqvae.train.loop import StepOutput, fit
-from vqvae.train.vqvae import TrainResult
+from vqvae.train.vqvae import TrainResult, end_session, start_session
 
 
 def random_windows(
@@ -71,15 +69,6 @@ def audio_step(
     return step_fn
 
 
-def check_resumable(run: RunDir, wanted: dict[str, Any]) -> None:
-    diffs = resume_differences(run.read_config(), wanted, AudioVQVAEConfig, top_keys=("data",))
-    if diffs:
-        raise RunError(
-            f"{run.path}: --resume with a config that does not match the run (differs in "
-            f"{', '.join(diffs)}); drop the changed options, or start a new run"
-        )
-
-
 def train_audio_vqvae(
     run: RunDir,
     train_set: AudioDataset,
@@ -99,17 +88,8 @@ def train_audio_vqvae(
             f"{train_set.name}: audio at {train_set.sample_rate} Hz, the model expects "
             f"{model_config.sample_rate} Hz"
         )
-    world, dev = distributed.setup(device)
-    wanted = run_config("AudioVQVAE", model_config, train_config, **meta)
-    if resume:
-        check_resumable(run, wanted)
-    if world.is_main:
-        write_json(run.config_file, wanted)
-
-    torch.manual_seed(train_config.seed)
-    model = AudioVQVAE(model_config).to(dev)
-    trained = distributed.wrap(model, dev)
-    optimizer = torch.optim.Adam(model.parameters(), lr=train_config.lr)
+    s = start_session(run, AudioVQVAE, model_config, train_config, meta, resume, device)
+    model = s.model
     ids = speaker_ids(model, train_set)
     speakers = None if ids is None else torch.from_numpy(ids)
     held_out = _first(test_set, train_config.eval_limit)
@@ -121,22 +101,18 @@ def train_audio_vqvae(
 
     result = fit(
         model,
-        optimizer,
+        s.optimizer,
         train_config,
         num_examples=len(train_set),
-        step_fn=audio_step(model, trained, train_set, speakers, dev),
+        step_fn=audio_step(model, s.trained, train_set, speakers, s.device),
         run=run,
         evaluate=evaluate if len(held_out) else None,
         resume=resume,
         progress=progress,
         desc=f"train {run.path.name}",
     )
-    if world.is_main:
-        write_safetensors(run.weights_file, model.state_dict())
-        if not latest and len(held_out):  # resumed a run that had already finished
-            evaluate(train_config.steps)
-    world.barrier()
-    return TrainResult(model, latest[0] if latest else None, result.start_step)
+    score_at_end = evaluate if len(held_out) else None
+    return end_session(s, run, result.start_step, latest, score_at_end, train_config.steps)
 
 
 def _first(data: AudioDataset, n: int) -> AudioDataset:

@@ -40,18 +40,66 @@ class TrainResult:
     resumed_from: int
 
 
-def check_resumable(run: RunDir, wanted: dict[str, Any]) -> None:
+def check_resumable(run: RunDir, wanted: dict[str, Any], config_class: type = VQVAEConfig) -> None:
     """--resume must continue the same run: same model, same trajectory-shaping settings,
     same data (its spec, and where recorded, its resize and split layout: runs of older
-    releases record neither)."""
+    releases and speech runs record neither)."""
     saved = run.read_config()
     keys = ("data", *(k for k in ("resize", "split_layout") if k in saved))
-    diffs = resume_differences(saved, wanted, VQVAEConfig, top_keys=keys)
+    diffs = resume_differences(saved, wanted, config_class, top_keys=keys)
     if diffs:
         raise RunError(
             f"{run.path}: --resume with a config that does not match the run (differs in "
             f"{', '.join(diffs)}); drop the changed options, or start a new run"
         )
+
+
+@dataclass(frozen=True)
+class Session:
+    """What every VQ-VAE trainer sets up before its first step."""
+
+    world: distributed.World
+    device: torch.device
+    model: Any  # the model of ``model_class``
+    trained: torch.nn.Module  # the model, or its DistributedDataParallel wrapper
+    optimizer: torch.optim.Optimizer
+
+
+def start_session(
+    run: RunDir,
+    model_class: type,
+    model_config: Any,
+    train_config: TrainConfig,
+    meta: dict[str, Any],
+    resume: bool,
+    device: str | None,
+) -> Session:
+    """Check a resumed run, write ``config.json``, build the model from ``--seed``."""
+    world, dev = distributed.setup(device)
+    wanted = run_config(model_class.__name__, model_config, train_config, **meta)
+    if resume:
+        check_resumable(run, wanted, model_class.config_class)
+    if world.is_main:
+        write_json(run.config_file, wanted)
+    # The initial weights come from --seed too, not from whatever state the global generator
+    # happens to be in (a second run in one process would start elsewhere).
+    torch.manual_seed(train_config.seed)
+    model = model_class(model_config).to(dev)
+    trained = distributed.wrap(model, dev)
+    optimizer = torch.optim.Adam(model.parameters(), lr=train_config.lr)
+    return Session(world, dev, model, trained, optimizer)
+
+
+def end_session(
+    s: Session, run: RunDir, start_step: int, latest: list, evaluate, steps: int
+) -> TrainResult:
+    """Write the final weights (and evaluate a resumed run that had already finished)."""
+    if s.world.is_main:
+        write_safetensors(run.weights_file, s.model.state_dict())
+        if not latest and evaluate is not None:
+            evaluate(steps)
+    s.world.barrier()
+    return TrainResult(s.model, latest[0] if latest else None, start_step)
 
 
 def save_reconstruction_grid(path, originals: np.ndarray, recons: np.ndarray) -> None:
@@ -99,19 +147,8 @@ def train_vqvae(
     progress: bool = True,
     device: str | None = None,
 ) -> TrainResult:
-    world, dev = distributed.setup(device)
-    wanted = run_config("VQVAE", model_config, train_config, **meta)
-    if resume:
-        check_resumable(run, wanted)
-    if world.is_main:
-        write_json(run.config_file, wanted)
-
-    # The initial weights come from --seed too, not from whatever state the global generator
-    # happens to be in (a second run in one process would start elsewhere).
-    torch.manual_seed(train_config.seed)
-    model = VQVAE(model_config).to(dev)
-    trained = distributed.wrap(model, dev)
-    optimizer = torch.optim.Adam(model.parameters(), lr=train_config.lr)
+    s = start_session(run, VQVAE, model_config, train_config, meta, resume, device)
+    world, dev, model, trained = s.world, s.device, s.model, s.trained
     images = train_set.images  # uint8 (N, H, W, C): in memory, memory-mapped or files
     held_out = read_all(test_set.images, train_config.eval_limit)  # scored at every evaluation
     latest: list[Evaluation] = []
@@ -128,7 +165,7 @@ def train_vqvae(
 
     result = fit(
         model,
-        optimizer,
+        s.optimizer,
         train_config,
         num_examples=len(images),
         step_fn=vqvae_step(model, trained, dev),
@@ -139,9 +176,5 @@ def train_vqvae(
         progress=progress,
         desc=f"train {run.path.name}",
     )
-    if world.is_main:
-        write_safetensors(run.weights_file, model.state_dict())
-        if not latest and len(held_out):  # resumed a run that had already finished
-            evaluate(train_config.steps)
-    world.barrier()
-    return TrainResult(model, latest[0] if latest else None, result.start_step)
+    score_at_end = evaluate if len(held_out) else None
+    return end_session(s, run, result.start_step, latest, score_at_end, train_config.steps)
