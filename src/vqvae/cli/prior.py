@@ -77,7 +77,8 @@ def code_sources(args: argparse.Namespace, run: RunDir, model) -> tuple[Any, Any
         return tuple(load_audio(spec, s, args.data_root, sample_rate=rate) for s in SPLITS_AUDIO)
     splits = ("train", split_layout(spec).held_out)
     size = resize(args, saved)  # as the run was trained
-    train, test = (load_images(spec, s, args.data_root, resize=size) for s in splits)
+    # a folder is indexed and its images decoded batch by batch while they are encoded
+    train, test = (load_images(spec, s, args.data_root, resize=size, lazy=True) for s in splits)
     return train, test
 
 

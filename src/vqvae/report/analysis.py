@@ -14,6 +14,7 @@ import torch
 
 from vqvae import metrics
 from vqvae.data import ImageDataset, load_images, resize_images, split_layout
+from vqvae.data.loader import read_all
 from vqvae.inference import decode, reconstruct
 from vqvae.models import VQVAE
 
@@ -55,8 +56,11 @@ def load_held_out(
     Never downloads: a report is drawn from what is on disk (a missing data set is a
     note on the page, not a network request)."""
     held = split_layout(spec).held_out
-    data: ImageDataset = load_images(spec, held, data_root, download=False, resize=resize)
-    images, note = data.images[:limit], ""
+    # a folder is indexed and only its first ``limit`` images are decoded
+    data: ImageDataset = load_images(
+        spec, held, data_root, download=False, resize=resize, lazy=True
+    )
+    images, note = read_all(data.images, limit), ""
     c, size = model.config.in_channels, tuple(model.config.input_size)
     if data.num_channels != c:
         raise ValueError(
