@@ -169,8 +169,8 @@ def main() -> None:
         shown = f"{value:.3f}" if name.startswith("bits") else f"{value:.1%}"
         rows.append(f"| {name} | {shown} | {mark} |")
     rows += [f"| seconds: {k} | {v:.0f} | |" for k, v in seconds.items()]
-    bits = model.config.sample_rate / model.hop * np.log2(model.num_codes) * model.num_levels
-    rows.append(f"| bit rate (bit/s) | {bits:.0f} | against {rate * 8:,} for 8-bit mu-law |")
+    mulaw = f"against {rate * 8:,} for 8-bit mu-law"
+    rows.append(f"| bit rate (bit/s) | {model.bit_rate:.0f} | {mulaw} |")
     print("\n" + "\n".join(rows))
     if found is not None:
         print("\n" + found.table())

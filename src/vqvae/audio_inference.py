@@ -148,14 +148,13 @@ def convert(
     """Encode every utterance and decode it with ``speaker`` (a name the model knows), or
     with its own speaker when ``speaker`` is None: a reconstruction. Waveforms are cut to
     each utterance's own length."""
+    # whose voice each utterance gets, checked before any work: its own (every utterance
+    # needs a speaker the model knows), or the one asked for
     if speaker is None:
-        speaker_ids(model, dataset)  # a reconstruction needs every utterance's speaker
-    codes = encode_audio(model, dataset)
-    if speaker is None:
-        speakers = codes.speakers
+        speakers = speaker_ids(model, dataset)
     else:
-        model.speaker_ids(speaker, 1)  # one clear line for an unknown name
-        speakers = np.full(len(dataset), model.speakers.index(speaker), dtype=np.int64)
+        speakers = model.speaker_ids(speaker, len(dataset)).cpu().numpy()  # (N,) one id
+    codes = encode_audio(model, dataset)
     waves = generate_audio(model, codes.codes, codes.lengths, speakers, seed=seed, **kw)
     return codes, [w[: len(x)] for w, x in zip(waves, dataset.waveforms, strict=True)]
 
@@ -187,13 +186,12 @@ def evaluate_audio(model, dataset: AudioDataset, batch_size: int = SCORE_BATCH) 
             for codes, w in zip(out.codes.cpu().numpy(), waves, strict=True):
                 code_parts.append(codes[..., : -(-len(w) // hop)].reshape(-1))
     counts = metrics.code_histogram(np.concatenate(code_parts), model.num_codes)
-    per_second = model.config.sample_rate / hop
     return AudioEvaluation(
         bits_per_sample=nats / max(count, 1) / math.log(2),
         perplexity=float(metrics.perplexity(counts)),
         code_usage=metrics.code_usage(counts),
-        codes_per_second=per_second,
-        bit_rate=per_second * math.log2(model.num_codes) * model.num_levels,
+        codes_per_second=model.codes_per_second,
+        bit_rate=model.bit_rate,
         num_utterances=len(dataset),
     )
 

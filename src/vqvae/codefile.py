@@ -27,16 +27,26 @@ def write_code_file(path: Path, codes: np.ndarray, labels: np.ndarray | None) ->
 
 def read_code_file(path: Path, code_shape: tuple[int, ...] | None, num_codes: int) -> CodeFile:
     """A code file checked against the model's code shape (None: any) and codebook size."""
+    return _check_codes(path, _read_arrays(path), code_shape, num_codes)
+
+
+def _read_arrays(path: Path) -> dict[str, np.ndarray]:
+    """Every array of a code file, read once; it must hold ``codes``."""
     if not path.is_file():
         raise RunError(f"{path}: no such file")
     try:
         with np.load(path, allow_pickle=False) as f:
             if "codes" not in f:
                 raise RunError(f"{path}: no 'codes' array (write one with `vqvae encode`)")
-            codes = f["codes"]
-            labels = f["labels"] if "labels" in f else None  # noqa: SIM401 (an NpzFile)
+            return {name: f[name] for name in f.files}
     except (ValueError, OSError) as e:
         raise RunError(f"{path}: not a readable .npz file ({e})") from None
+
+
+def _check_codes(
+    path: Path, arrays: dict[str, np.ndarray], code_shape: tuple[int, ...] | None, num_codes: int
+) -> CodeFile:
+    codes, labels = arrays["codes"], arrays.get("labels")
     shape_ok = code_shape is None or codes.shape[1:] == tuple(code_shape)
     if not shape_ok or codes.dtype.kind not in "iu":
         want = ", ".join(["N", *map(str, code_shape or ("...",))])
@@ -85,12 +95,8 @@ class AudioCodes:
 
 def read_audio_code_file(path: Path, num_codes: int, hop: int) -> AudioCodes:
     """An audio code file checked against a model's codebook size and hop."""
-    f = read_code_file(path, None, num_codes)
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-    except (ValueError, OSError) as e:
-        raise RunError(f"{path}: not a readable .npz file ({e})") from None
+    arrays = _read_arrays(path)
+    f = _check_codes(path, arrays, None, num_codes)
     codes = f.codes
     if codes.ndim not in (2, 3):
         raise RunError(f"{path}: expected audio codes (N, T'), got shape {codes.shape}")

@@ -7,8 +7,6 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from vqvae.audio_inference import generate_audio
 from vqvae.cli.common import add_output, write_wavs
 from vqvae.codefile import read_audio_code_file, read_code_file
@@ -46,8 +44,7 @@ def _decode_audio(model: AudioVQVAE, path: Path, out: Path, args: argparse.Names
     found = read_audio_code_file(path, model.num_codes, model.hop)
     speakers = found.speakers
     if args.speaker is not None:
-        model.speaker_ids(args.speaker, 1)  # an unknown name: one line
-        speakers = np.full(len(found.codes), model.speakers.index(args.speaker))
+        speakers = model.speaker_ids(args.speaker, len(found.codes)).cpu().numpy()
     elif model.speakers and speakers is None:
         raise RunError(
             f"{path}: no speakers in the file; pass --speaker ({', '.join(model.speakers)})"

@@ -21,6 +21,7 @@ sample. Differences from the image VQ-VAE, all forced by an autoregressive decod
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 
 import torch
@@ -171,6 +172,17 @@ class AudioVQVAE(VQVAE):
     @property
     def speakers(self) -> tuple[str, ...]:
         return self.config.speakers
+
+    @property
+    def codes_per_second(self) -> float:
+        """Codes per second of audio: the sample rate over the hop (125 at 8 kHz)."""
+        return self.config.sample_rate / self.hop
+
+    @property
+    def bit_rate(self) -> float:
+        """Bits per second of the codes written with a fixed length: log2 K bits a code and
+        level (1,125 bit/s for K = 512 at 8 kHz)."""
+        return self.codes_per_second * math.log2(self.num_codes) * self.num_levels
 
     def check_input(self, x: torch.Tensor) -> None:
         """(B, 1, T) floats with T a positive multiple of the hop; any length, not only the

@@ -163,9 +163,7 @@ def _make_clips(state: AudioRun) -> None:
 def _code_rate(state: AudioRun) -> tuple[float, float] | None:
     """(codes per second, bits per second of fixed-length codes: log2 K bits a code)."""
     if state.model is not None:
-        m = state.model
-        per_second = m.config.sample_rate / m.hop
-        return per_second, per_second * math.log2(m.num_codes) * m.num_levels
+        return state.model.codes_per_second, state.model.bit_rate
     test = runinfo.last_test(state.records) or {}
     if "codes_per_second" in test and "bit_rate" in test:
         return float(test["codes_per_second"]), float(test["bit_rate"])
