@@ -274,3 +274,11 @@ def test_input_noise_touches_only_the_training_inputs():
     assert not torch.equal(a.decoder_params, b.decoder_params)  # the inputs were perturbed
     # ... but both are scored against the same clean samples
     assert a.recon_loss.item() != b.recon_loss.item()
+
+
+def test_a_code_file_without_codes_says_so(speech_run, tmp_path, capsys):
+    bad = tmp_path / "labels.npz"
+    np.savez(bad, labels=np.zeros(3, dtype=np.int64))
+    assert main(["decode", str(speech_run), str(bad), "--out", str(tmp_path / "o")]) != 0
+    err = capsys.readouterr().err.strip()
+    assert err == f"vqvae: error: {bad}: no 'codes' array (write one with `vqvae encode`)"

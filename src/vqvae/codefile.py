@@ -36,11 +36,13 @@ def _read_arrays(path: Path) -> dict[str, np.ndarray]:
         raise RunError(f"{path}: no such file")
     try:
         with np.load(path, allow_pickle=False) as f:
-            if "codes" not in f:
-                raise RunError(f"{path}: no 'codes' array (write one with `vqvae encode`)")
-            return {name: f[name] for name in f.files}
+            arrays = {name: f[name] for name in f.files}
     except (ValueError, OSError) as e:
         raise RunError(f"{path}: not a readable .npz file ({e})") from None
+    # checked outside the try: a RunError is a ValueError, which the except would re-word
+    if "codes" not in arrays:
+        raise RunError(f"{path}: no 'codes' array (write one with `vqvae encode`)")
+    return arrays
 
 
 def _check_codes(
