@@ -262,3 +262,44 @@ def digits_folder(tmp_path_factory) -> Path:
         for i, img in enumerate(load_images("digits", split).images):
             Image.fromarray(img[..., 0]).save(root / split / f"{i:04d}.png")
     return root
+
+
+# -- a toy first-person world: episodes of frames and actions, in the recorder's layout -------
+
+TOY_ACTIONS = ("noop", "forward", "left", "right", "forward_left", "forward_right")
+
+
+def toy_episodes(episodes: int = 6, steps: int = 8, size: int = 16, seed: int = 0):
+    """Episodes of a toy world the actions visibly move: the view is a window on a panorama of
+    coloured stripes that ``left``/``right`` turn by an eighth of the frame, over a floor whose
+    checkers ``forward`` moves one row closer. Small, deterministic, no renderer needed."""
+    from vqvae.data.episodes import Episodes
+
+    rng = np.random.default_rng(seed)
+    panorama = rng.integers(0, 256, size=(size, 3), dtype=np.uint8)  # one colour per 4 px
+    panorama = np.repeat(panorama, 4, axis=0)  # (4*size, 3): columns of the walls
+    turn = {"left": -size // 8, "right": size // 8, "forward_left": -size // 8}
+    turn["forward_right"] = size // 8
+    frames = np.zeros((episodes, steps, size, size, 3), np.uint8)
+    actions = rng.choice(len(TOY_ACTIONS), size=(episodes, steps), p=[0.1, 0.5, 0.1, 0.1, 0.1, 0.1])
+    rows = np.arange(size // 2)[:, None]
+    cols = np.arange(size)[None, :]
+    for n in range(episodes):
+        heading, position = int(rng.integers(0, 4 * size)), 0
+        for t in range(steps):
+            columns = (heading + np.arange(size)) % (4 * size)
+            frames[n, t, : size // 2] = panorama[columns][None]  # (W, 3) -> walls (H/2, W, 3)
+            checker = ((rows + position) // 2 + cols // 4) % 2  # (H/2, W), moves with forward
+            frames[n, t, size // 2 :] = (60 + 120 * checker)[..., None]
+            name = TOY_ACTIONS[actions[n, t]]
+            heading += turn.get(name, 0)
+            position += int(name.startswith("forward"))
+    return Episodes(frames, actions, TOY_ACTIONS, name="toy")
+
+
+@pytest.fixture(scope="session")
+def toy_maze(tmp_path_factory) -> Path:
+    """A tiny episodes file (6 episodes x 8 frames of 16x16) written as the recorder writes."""
+    path = tmp_path_factory.mktemp("maze") / "maze.npz"
+    toy_episodes().write(path)
+    return path

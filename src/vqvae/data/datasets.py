@@ -31,6 +31,7 @@ from vqvae.registry import DATASETS
 from . import download as _download
 from .audio import AUDIO_SUFFIXES, FSDD_NAME, AudioDataset, audio_files, load_audio_folder
 from .base import SPLIT_SEED, TEST_FRACTION, ImageDataset, check_split, split_indices
+from .episodes import is_episodes_file, read_episodes
 from .folder_index import index_image_folder
 from .formats import find_idx, is_cifar_folder, read_array, read_cifar, read_idx_pair
 from .images import IMAGE_SUFFIXES, read_image_folder
@@ -328,6 +329,9 @@ def _load_path(
                 f"{path}: unsupported file; expected a .npy/.npz array or a folder "
                 "(of images, of idx files, of CIFAR batches, or of audio files)"
             )
+        if is_episodes_file(path):  # recorded episodes: their frames, split by episode
+            episodes = read_episodes(path).split(split)
+            return ImageDataset(episodes.flat_frames(), None, name)
         images, labels = read_array(path, mmap=reading.lazy)
         if isinstance(images, np.memmap):  # pages are read as batches ask for them
             images = LazyImages.from_array(images)
