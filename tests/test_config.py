@@ -50,8 +50,10 @@ def test_choose_preset_fits_the_data():
     name, preset = choose_preset(1, (28, 28))
     assert name == "mnist" and preset.model.input_size == (28, 28)
     name, preset = choose_preset(3, (64, 64))
-    assert name == "cifar10" and preset.model.input_size == (64, 64)
-    assert preset.model.in_channels == 3
+    assert name == "frames64" and preset.model.latent_shape == (16, 16)
+    assert preset.model.in_channels == 3 and preset.model.quantizer.num_codes == 512
+    name, preset = choose_preset(3, (48, 48))
+    assert name == "cifar10" and preset.model.input_size == (48, 48)
 
 
 @pytest.mark.parametrize("size", [(30, 32), (28, 29)])

@@ -216,7 +216,8 @@ def test_imagenet128_is_the_papers_imagenet_setting():
 
 def test_other_sizes_keep_their_presets():
     assert choose_preset(1, (128, 128))[0] == "mnist"  # grey
-    assert choose_preset(3, (64, 64))[0] == "cifar10"
+    assert choose_preset(3, (64, 64))[0] == "frames64"  # first-person frames
+    assert choose_preset(1, (64, 64))[0] == "mnist"
     assert choose_preset(3, (128, 64))[0] == "cifar10"
     assert choose_preset(3, (256, 256))[0] == "cifar10"
     assert choose_preset(3, (16, 16))[0] == "digits"

@@ -127,6 +127,33 @@ def _imagenet128() -> Preset:
 
 
 @PRESETS.register(
+    "frames64", about="64x64 colour frames (the 3-D maze): a 16x16 grid of K=512, D=64"
+)
+def _frames64() -> Preset:
+    # Sections 4.2 and 4.4's first stage for first-person frames (the paper: 84x84 DeepMind
+    # Lab frames -> 21x21 codes, K=512): two strided convolutions (x4 fewer positions per
+    # side), K=512, D=64, with the EMA codebook that keeps all codes in use (as mnist). Half
+    # the paper's hidden units and a quarter of its residual ones so that a step of 32 frames
+    # takes about half a second on 2 CPU cores (docs/maze.md has the measurements).
+    return Preset(
+        VQVAEConfig(
+            in_channels=3,
+            input_size=(64, 64),
+            net=NetConfig(hidden_channels=128, residual_channels=64, num_downsamples=2),
+            quantizer=QuantizerConfig(kind="ema", num_codes=512, code_dim=64),
+        ),
+        TrainConfig(
+            steps=3000,
+            batch_size=32,
+            lr=1e-3,
+            checkpoint_every=500,
+            eval_every=500,
+            eval_limit=500,
+        ),
+    )
+
+
+@PRESETS.register(
     "speech8k", about="8 kHz speech (FSDD): 6 strided convs -> 125 codes/s, K=512; WaveNet decoder"
 )
 def _speech8k() -> Preset:
@@ -174,6 +201,8 @@ def choose_preset(in_channels: int, input_size: tuple[int, ...]) -> tuple[str, P
         name = "digits"
     elif in_channels == 1:
         name = "mnist"
+    elif (h, w) == (64, 64):
+        name = "frames64"  # first-person frames (sections 4.2, 4.4)
     elif (h, w) == (128, 128):
         name = "imagenet128"  # the paper's ImageNet setting (section 4.2)
     else:
