@@ -7,6 +7,7 @@ import argparse
 from vqvae.cli import (
     compare,
     convert,
+    data,
     decode,
     demo,
     encode,
@@ -22,7 +23,7 @@ from vqvae.cli import (
 
 COMMANDS = (
     demo, train, evaluate, encode, decode, reconstruct, convert, probe, prior, sample, report,
-    compare,
+    compare, data,
 )  # fmt: skip
 
 
