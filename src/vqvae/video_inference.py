@@ -16,8 +16,8 @@ from vqvae import metrics
 from vqvae.data.episodes import Episodes
 from vqvae.errors import DataError, RunError
 from vqvae.inference import batches, decode, encode
-from vqvae.runs import RunDir
 from vqvae.priors.video import VideoPrior
+from vqvae.runs import RunDir
 from vqvae.torch_utils import eval_mode
 
 VIDEO_FOLDER = "video"

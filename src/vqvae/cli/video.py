@@ -40,8 +40,13 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--seed", type=int)
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="a prior or training setting, e.g. channels=32, train.eval_limit=64")  # fmt: skip
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a prior or training setting, e.g. channels=32, train.eval_limit=64",
+    )
     p.add_argument("--resume", action="store_true")
     p.add_argument("--force", action="store_true")
     p.add_argument("--no-progress", action="store_true")

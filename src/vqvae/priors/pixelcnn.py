@@ -223,7 +223,8 @@ class PixelCNNPrior(Prior):
         if self.context_embed is None or cond.context is None:
             return None
         h, w = self.config.shape
-        context = cond.context.reshape(len(cond.context), -1, h, w)  # (B, [k,] h, w) -> (B, k, h, w)
+        # (B, h, w) or (B, k, h, w) -> (B, k, h, w)
+        context = cond.context.reshape(len(cond.context), -1, h, w)
         x = self.context_embed(context)  # (B, k, h, w, C)
         x = x.permute(0, 1, 4, 2, 3).flatten(1, 2)  # (B, k, C, h, w) -> (B, k*C, h, w)
         for i, conv in enumerate(self.context_net):

@@ -114,9 +114,10 @@ def section(state: Any, out: Path) -> tuple[str, str]:
     rollout_gif(real_context, rows, out / "video_rollout.gif")
     lead = (
         f"Video generated in latent space (section 4.4): the first {c} frames of a held-out "
-        f"episode (green, decoded from their codes) are encoded, and the prior generates the next 10 frames' codes one "
-        f"frame at a time under a fixed action, {' against '.join(repr(n) for n in names)}; "
-        f"only then does the image decoder draw them (grey)."
+        f"episode (green, decoded from their codes) are encoded, and the prior generates the "
+        f"next 10 frames' codes one frame at a time under a fixed action, "
+        f"{' against '.join(repr(n) for n in names)}; only then does the image decoder draw "
+        f"them (grey)."
     )
     body = figure("video_rollout.png", "rollouts under different actions")
     body += figure("video_rollout.gif", "the rollouts, animated")
