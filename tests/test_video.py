@@ -73,12 +73,15 @@ def test_the_next_frame_stays_causal_given_the_context():
 def test_fast_sampler_draws_what_the_naive_one_does_and_sees_the_full_pass_logits():
     prior = tiny_prior(k=2)
     _, previous, actions = batch(prior)
-    fast = prior.rollout(previous, torch.tensor([1, 3, 2]), generator=torch.Generator().manual_seed(3))
-    naive = prior.rollout(
-        previous, torch.tensor([1, 3, 2]), generator=torch.Generator().manual_seed(3), method="naive"
-    )
+    plan = torch.tensor([1, 3, 2])
+
+    def seeded(seed: int) -> torch.Generator:
+        return torch.Generator().manual_seed(seed)
+
+    fast = prior.rollout(previous, plan, generator=seeded(3))
+    naive = prior.rollout(previous, plan, generator=seeded(3), method="naive")
     assert torch.equal(fast, naive)
-    again = prior.rollout(previous, torch.tensor([1, 3, 2]), generator=torch.Generator().manual_seed(3))
+    again = prior.rollout(previous, plan, generator=seeded(3))
     assert torch.equal(fast, again)  # a seed fixes a rollout
     seen = []
     g = torch.Generator().manual_seed(5)
@@ -283,8 +286,9 @@ def test_data_and_runs_of_the_wrong_kind_are_refused(video_run, toy_maze, tmp_pa
 
 def test_a_residual_run_is_not_an_image_run(toy_maze, tmp_path, capsys, one_thread):
     out = tmp_path / "rvq"
-    assert main(["train", "--data", str(toy_maze), "--out", str(out), *TINY, "--set",
-                 "quantizer.num_quantizers=2", "--steps", "1", "--no-progress", "--no-report"]) == 0  # fmt: skip
+    residual = ["--set", "quantizer.num_quantizers=2", "--steps", "1"]
+    args = ["--data", str(toy_maze), "--out", str(out), *TINY, *residual]
+    assert main(["train", *args, "--no-progress", "--no-report"]) == 0
     assert main(["video", "train", str(out), "--data", str(toy_maze)]) == 2
     assert "not an image VQ-VAE run with one grid of codes" in capsys.readouterr().err
 
@@ -297,7 +301,7 @@ def rolled_world(episodes: int, steps: int, seed: int) -> FrameCodes:
     actions = torch.randint(0, 3, (episodes, steps), generator=g)
     for t in range(steps - 1):
         shift = torch.tensor([0, 1, -1])[actions[:, t]]
-        frames.append(torch.stack([f.roll(int(s), dims=1) for f, s in zip(frames[-1], shift)]))
+        frames.append(torch.stack([f.roll(int(s), dims=1) for f, s in zip(frames[-1], shift, strict=True)]))
     return FrameCodes(torch.stack(frames, dim=1), actions, context_frames=1)
 
 
