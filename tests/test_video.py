@@ -301,7 +301,8 @@ def rolled_world(episodes: int, steps: int, seed: int) -> FrameCodes:
     actions = torch.randint(0, 3, (episodes, steps), generator=g)
     for t in range(steps - 1):
         shift = torch.tensor([0, 1, -1])[actions[:, t]]
-        frames.append(torch.stack([f.roll(int(s), dims=1) for f, s in zip(frames[-1], shift, strict=True)]))
+        rolled = [f.roll(int(s), dims=1) for f, s in zip(frames[-1], shift, strict=True)]
+        frames.append(torch.stack(rolled))
     return FrameCodes(torch.stack(frames, dim=1), actions, context_frames=1)
 
 
