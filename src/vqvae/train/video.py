@@ -19,10 +19,11 @@ from vqvae.runs import RunDir
 from vqvae.train.loop import StepOutput, fit
 from vqvae.video_inference import FrameCodes, bits_per_frame, shuffled_actions
 
-# About 25 minutes on 2 shared CPU cores for ~4,000 examples of 16x16 grids, K=512: a step of
-# 32 examples takes about 1.1 s at the default sizes (docs/video.md has the measurement).
+# 20-30 minutes on 2 shared CPU cores for ~4,500 frames of 16x16 grids, K=512: a step of 32
+# examples takes 1.1-1.9 s at the default sizes, so 1,000 steps are about 7 passes over the
+# examples (docs/video.md has the measurement).
 VIDEO_TRAIN = TrainConfig(
-    steps=1500, batch_size=32, lr=1e-3, checkpoint_every=250, eval_every=250, log_every=10,
+    steps=1000, batch_size=32, lr=1e-3, checkpoint_every=250, eval_every=250, log_every=10,
     eval_limit=256,
 )  # fmt: skip
 
