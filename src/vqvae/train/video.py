@@ -12,11 +12,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from vqvae._io import write_json, write_safetensors
+from vqvae._io import write_json
 from vqvae.config import TrainConfig
 from vqvae.priors.video import VideoPrior
 from vqvae.runs import RunDir
-from vqvae.train.loop import StepOutput, fit
+from vqvae.train.loop import StepOutput
+from vqvae.train.prior import fit_and_save
 from vqvae.video_inference import FrameCodes, bits_per_frame, shuffled_actions
 
 # 20-30 minutes on 2 shared CPU cores for ~4,500 frames of 16x16 grids, K=512: a step of 32
@@ -49,7 +50,6 @@ def train_video(
 ) -> VideoTraining:
     """Fit ``prior`` in ``folder`` (its config.json written by the caller); write
     ``model.safetensors`` and ``metrics.json``."""
-    optimizer = torch.optim.Adam(prior.parameters(), lr=config.lr)
     positions = math.prod(prior.config.shape)
 
     def step_fn(idx: torch.Tensor) -> StepOutput:
@@ -62,19 +62,10 @@ def train_video(
     def evaluate(step: int) -> dict[str, Any]:
         return {"test_bits_per_frame": bits_per_frame(prior, test_set, config.eval_limit)}
 
-    fit(
-        prior,
-        optimizer,
-        config,
-        num_examples=len(train_set),
-        step_fn=step_fn,
-        run=folder,
-        evaluate=evaluate,
-        resume=resume,
-        progress=progress,
-        desc="video prior",
-    )
-    write_safetensors(folder.weights_file, prior.state_dict())
+    fit_and_save(
+        prior, folder, config, len(train_set), step_fn, evaluate,
+        resume=resume, progress=progress, desc="video prior",
+    )  # fmt: skip
     shuffled = test_set.with_actions(shuffled_actions(test_set.actions))
     result = VideoTraining(
         test_bits_per_frame=bits_per_frame(prior, test_set),
