@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import TINY
+from conftest import TINY, toy_episodes
 from vqvae.cli import main
 from vqvae.priors import PixelCNNPrior
 from vqvae.priors.video import VideoPrior, VideoPriorConfig
@@ -269,6 +269,7 @@ def test_rollout_errors_are_one_line(video_run, toy_maze, tmp_path, capsys, extr
 
 
 def test_data_and_runs_of_the_wrong_kind_are_refused(video_run, toy_maze, tmp_path, capsys):
+    one = toy_episodes(episodes=1, steps=8).write(tmp_path / "one.npz")
     images = tmp_path / "images.npz"
     np.savez(images, frames=np.zeros((4, 16, 16, 3), np.uint8))
     cases = [
@@ -276,6 +277,7 @@ def test_data_and_runs_of_the_wrong_kind_are_refused(video_run, toy_maze, tmp_pa
         (["video", "train", str(video_run), "--data", str(tmp_path), "--force"], "not an episodes"),
         (["video", "train", str(video_run / "video"), "--data", str(toy_maze)], "model class"),
         (["video", "eval", str(tmp_path / "none"), "--data", str(toy_maze)], "no such run"),
+        (["video", "train", str(video_run), "--data", str(one), "--force"], "none for the test"),
     ]
     for args, message in cases:
         assert main(args) == 2

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from vqvae._io import write_npz
-from vqvae.cli.video import episodes_spec, image_model, load_episodes
+from vqvae.cli.video import episodes_spec, image_model, load_episodes, split
 from vqvae.data.episodes import Episodes
 from vqvae.errors import DataError
 from vqvae.report.video import rollout_gif, rollout_strip
@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     refuse_overwrite(out, args.force)
     model = image_model(run_dir)
     prior = load_video_prior(run_dir)
-    episodes = load_episodes(episodes_spec(args, run_dir), model).split(args.split)
+    episodes = split(load_episodes(episodes_spec(args, run_dir), model), args.split)
     if not 0 <= args.episode < episodes.num_episodes:
         raise DataError(
             f"--episode {args.episode}: the {args.split} split has {episodes.num_episodes} "

@@ -14,7 +14,7 @@ import torch
 from vqvae._io import write_json
 from vqvae.config import TrainConfig, apply_overrides
 from vqvae.console import say
-from vqvae.data.episodes import Episodes, read_episodes
+from vqvae.data.episodes import Episodes, episode_split, read_episodes
 from vqvae.errors import DataError, RunError
 from vqvae.models import VQVAE
 from vqvae.pretrained import config_from_dict
@@ -105,6 +105,16 @@ def load_episodes(spec: str, model: VQVAE) -> Episodes:
     return episodes
 
 
+def split(episodes: Episodes, name: str) -> Episodes:
+    """The ``train`` or ``test`` episodes, or a one-line DataError when there are none."""
+    if not len(episode_split(episodes.num_episodes, name)):
+        raise DataError(
+            f"{episodes.name}: its {episodes.num_episodes} episode(s) leave none for the "
+            f"{name} split; record more episodes"
+        )
+    return episodes.split(name)
+
+
 def _configs(
     args: argparse.Namespace, model: VQVAE, episodes: Episodes, saved: dict[str, Any] | None
 ) -> tuple[VideoPriorConfig, TrainConfig]:
@@ -150,8 +160,8 @@ def run_train(args: argparse.Namespace) -> int:
     prior = VideoPrior(config)
     k = config.context_frames
     say(f"vqvae: encoding the {episodes.num_episodes * episodes.steps} frames of {spec}")
-    train_set = encode_episodes(model, episodes.split("train"), k)
-    test_set = encode_episodes(model, episodes.split("test"), k)
+    train_set = encode_episodes(model, split(episodes, "train"), k)
+    test_set = encode_episodes(model, split(episodes, "test"), k)
     out.prepare(resume=args.resume, force=args.force)
     write_json(out.config_file, wanted)
     result = train_video(
@@ -173,7 +183,7 @@ def run_eval(args: argparse.Namespace) -> int:
     if args.json:
         refuse_overwrite(Path(args.json), args.force)
     spec = episodes_spec(args, run)
-    episodes = load_episodes(spec, model).split(args.split)
+    episodes = split(load_episodes(spec, model), args.split)
     data = encode_episodes(model, episodes, prior.context_frames)
     result = evaluate_video(
         model, prior, episodes, data, context=args.context, frames=args.frames,
