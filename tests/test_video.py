@@ -278,6 +278,19 @@ def test_data_and_runs_of_the_wrong_kind_are_refused(video_run, toy_maze, tmp_pa
         (["video", "train", str(video_run / "video"), "--data", str(toy_maze)], "model class"),
         (["video", "eval", str(tmp_path / "none"), "--data", str(toy_maze)], "no such run"),
         (["video", "train", str(video_run), "--data", str(one), "--force"], "none for the test"),
+        (
+            [
+                "video",
+                "train",
+                str(video_run),
+                "--data",
+                str(toy_maze),
+                "--context-frames",
+                "8",
+                "--force",
+            ],
+            "leaves no next frame",
+        ),
     ]
     for args, message in cases:
         assert main(args) == 2

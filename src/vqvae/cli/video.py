@@ -156,12 +156,17 @@ def run_train(args: argparse.Namespace) -> int:
                 f"{out.path}: --resume with settings that differ from the run's "
                 f"({', '.join(diffs)})"
             )
+    k = config.context_frames
+    if k >= episodes.steps:
+        raise DataError(
+            f"--context-frames {k}: the episodes of {spec} have {episodes.steps} frames, "
+            f"which leaves no next frame to predict; use fewer"
+        )
+    splits = split(episodes, "train"), split(episodes, "test")  # refused before the slow part
     torch.manual_seed(train_config.seed)  # the initial weights come from --seed too
     prior = VideoPrior(config)
-    k = config.context_frames
     say(f"vqvae: encoding the {episodes.num_episodes * episodes.steps} frames of {spec}")
-    train_set = encode_episodes(model, split(episodes, "train"), k)
-    test_set = encode_episodes(model, split(episodes, "test"), k)
+    train_set, test_set = (encode_episodes(model, s, k) for s in splits)
     out.prepare(resume=args.resume, force=args.force)
     write_json(out.config_file, wanted)
     result = train_video(
