@@ -146,8 +146,11 @@ def run_train(args: argparse.Namespace) -> int:
     episodes = load_episodes(spec, model)
     saved = out.read_config() if args.resume else None
     config, train_config = _configs(args, model, episodes, saved)
-    if config.action_names != episodes.action_names or config.num_codes != model.num_codes:
-        raise DataError(f"{spec}: its actions {episodes.action_names} are not the prior's")
+    if config.action_names != episodes.action_names:
+        raise DataError(
+            f"{spec}: its actions {episodes.action_names} are not the video prior's "
+            f"{config.action_names}"
+        )
     wanted = run_config("VideoPrior", config, train_config, data=spec, overrides=args.set)
     if saved is not None:
         diffs = resume_differences(saved, wanted, VideoPriorConfig, ("data",))
