@@ -35,7 +35,7 @@ class VideoPriorConfig:
     context_frames: int = 3
     # Sized for 16x16 grids of K=512 on a 2-core CPU (docs/video.md): the next frame is mostly
     # the context moved, which the context net sees in full, so 6 causal layers (6 rows up)
-    # suffice; a step of 32 examples takes 1.1-1.9 s
+    # suffice; a step of 32 examples takes 1.1-2.1 s
     channels: int = 64
     num_layers: int = 6
     kernel_size: int = 3

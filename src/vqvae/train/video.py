@@ -20,9 +20,9 @@ from vqvae.train.loop import StepOutput
 from vqvae.train.prior import fit_and_save
 from vqvae.video_inference import FrameCodes, bits_per_frame, shuffled_actions
 
-# 20-30 minutes on 2 shared CPU cores for ~4,500 frames of 16x16 grids, K=512: a step of 32
-# examples takes 1.1-1.9 s at the default sizes, so 1,000 steps are about 7 passes over the
-# examples (docs/video.md has the measurement).
+# About 20 minutes on 2 CPU cores for ~4,500 frames of 16x16 grids, K=512 (35 when they are
+# shared): a step of 32 examples takes 1.1-2.1 s at the default sizes, and 1,000 steps are
+# about 7 passes over the examples (docs/video.md has the measurements).
 VIDEO_TRAIN = TrainConfig(
     steps=1000, batch_size=32, lr=1e-3, checkpoint_every=250, eval_every=250, log_every=10,
     eval_limit=256,
