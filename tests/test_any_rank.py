@@ -88,8 +88,13 @@ def test_the_transformer_models_grids_of_any_rank(shape) -> None:
 def test_the_pixelcnn_is_for_2d_grids() -> None:
     with pytest.raises(ValueError, match="models 2-D grids"):
         PixelCNNPrior(num_codes=5, shape=(7,))
-    with pytest.raises(ValueError, match="context of the grid's own shape"):
-        PixelCNNPrior(num_codes=5, shape=(3, 3), context_shape=(2, 3, 3))
+    # a context of the grid's shape, or of k frames of it (k, h, w), and nothing else
+    for other in [(3, 4), (2, 3, 4), (1, 2, 3, 3)]:
+        with pytest.raises(ValueError, match="context of the grid's own shape"):
+            PixelCNNPrior(num_codes=5, shape=(3, 3), context_shape=other)
+    assert (
+        PixelCNNPrior(num_codes=5, shape=(3, 3), context_shape=(2, 3, 3)).config.context_frames == 2
+    )
 
 
 def _condition(n: int, context_shape=(3, 4)) -> Condition:

@@ -29,7 +29,7 @@ LAYERS = [
     },
     {"quantizers", "nets", "likelihoods", "data", "codefile"},
     {"models", "priors"},
-    {"config", "bits", "runs", "inference", "audio_inference"},
+    {"config", "bits", "runs", "inference", "audio_inference", "video_inference"},
     {"train", "report"},
     {"experiments"},
     {"cli"},

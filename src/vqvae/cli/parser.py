@@ -17,14 +17,17 @@ from vqvae.cli import (
     probe,
     reconstruct,
     report,
+    rollout,
     sample,
     train,
+    video,
 )
 
 COMMANDS = (
     demo, train, evaluate, encode, decode, reconstruct, convert, probe, prior, sample, report,
     compare, data,
 )  # fmt: skip
+COMMANDS += (video, rollout)  # section 4.4: video in latent space
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -48,6 +48,12 @@ class PixelCNNConfig(PriorConfig):
     num_layers: int = 10
     kernel_size: int = 3  # odd; the paper's figure 2 draws 3x3 (n x n in general)
     head_channels: int = 256  # the 1x1 ReLU layer between the skip sum and the logits
+    # A context of k frames' codes (context_shape (k, h, w)) is embedded frame by frame and
+    # concatenated on channels; context_layers unmasked 3x3 convolutions (dilations 1, 2, 4,
+    # ...) then give each position a view of its neighbourhood in the context: eq. 5's
+    # s = m(h) of van den Oord et al. 2016. 0 = the 1x1 map of release 0.1, which sees the
+    # context only at the position itself.
+    context_layers: int = 0
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -56,11 +62,27 @@ class PixelCNNConfig(PriorConfig):
                 f"shape: the gated PixelCNN models 2-D grids (h, w), got {self.shape}; "
                 f"use the transformer prior for codes of another rank"
             )
-        if self.context_shape and self.context_shape != self.shape:
+        ctx = self.context_shape
+        if ctx and (len(ctx) not in (2, 3) or ctx[-2:] != self.shape):
             raise ValueError(
                 f"context_shape: the PixelCNN reads a context of the grid's own shape "
-                f"{self.shape}, got {self.context_shape}; use the transformer prior for others"
+                f"{self.shape} or k frames of it (k, {', '.join(map(str, self.shape))}), got "
+                f"{self.context_shape}; use the transformer prior for others"
             )
+        if self.context_layers < 0:
+            raise ValueError(f"context_layers: expected >= 0, got {self.context_layers}")
+
+    @property
+    def context_frames(self) -> int:
+        """k, the frames of codes in the context: 1 for an (h, w) context, 0 for none."""
+        if not self.context_shape:
+            return 0
+        return self.context_shape[0] if len(self.context_shape) == 3 else 1
+
+    @property
+    def context_channels(self) -> int:
+        """Channels of the context map that every layer's 1x1 convolutions read."""
+        return self.channels if self.context_layers else self.context_frames * self.channels
         if self.kernel_size < 3 or self.kernel_size % 2 == 0:
             raise ValueError(f"kernel_size: expected an odd int >= 3, got {self.kernel_size}")
         for name in ("channels", "num_layers", "head_channels"):
@@ -81,7 +103,9 @@ class GatedLayer(nn.Module):
     the one-row sampling step run the same convolutions on different crops.
     """
 
-    def __init__(self, channels: int, kernel_size: int, config: PriorConfig, first: bool) -> None:
+    def __init__(
+        self, channels: int, kernel_size: int, config: PixelCNNConfig, first: bool
+    ) -> None:
         super().__init__()
         p = kernel_size // 2
         self.pad = p
@@ -99,13 +123,14 @@ class GatedLayer(nn.Module):
         self.skip = nn.Conv2d(channels, channels, 1)
         # conditioning biases inside each gate, one per stack: V^T y of a class or a vector
         # (eq. 4), and V * s of a context map (eq. 5)
-        n, d, ctx = config.num_classes, config.cond_dim, bool(config.context_shape)
+        n, d, ctx = config.num_classes, config.cond_dim, config.context_shape
+        ctx_ch = config.context_channels
         self.v_cond = nn.Embedding(n, 2 * channels) if n else None
         self.h_cond = nn.Embedding(n, 2 * channels) if n else None
         self.v_vec = nn.Linear(d, 2 * channels) if d else None
         self.h_vec = nn.Linear(d, 2 * channels) if d else None
-        self.v_ctx = nn.Conv2d(channels, 2 * channels, 1) if ctx else None
-        self.h_ctx = nn.Conv2d(channels, 2 * channels, 1) if ctx else None
+        self.v_ctx = nn.Conv2d(ctx_ch, 2 * channels, 1) if ctx else None
+        self.h_ctx = nn.Conv2d(ctx_ch, 2 * channels, 1) if ctx else None
 
     def cond_biases(self, cond: Condition, context: torch.Tensor | None):
         """Two biases (vertical, horizontal), each 0.0, (B, 2C, 1, 1) or, with a context map
@@ -178,6 +203,12 @@ class PixelCNNPrior(Prior):
             GatedLayer(c.channels, c.kernel_size, c, first=(i == 0)) for i in range(c.num_layers)
         )
         self.context_embed = nn.Embedding(c.context_codes, c.channels) if c.context_shape else None
+        # m(h) of eq. 5: unmasked (the context is known in full), absent in release 0.1's priors
+        self.context_net = nn.ModuleList(
+            nn.Conv2d(c.context_channels if i else c.context_frames * c.channels, c.channels, 3,
+                      padding=2 ** (i % 3), dilation=2 ** (i % 3))
+            for i in range(c.context_layers if c.context_shape else 0)
+        )  # fmt: skip
         self.head = nn.Sequential(
             nn.ReLU(),
             nn.Conv2d(c.channels, c.head_channels, 1),
@@ -186,10 +217,20 @@ class PixelCNNPrior(Prior):
         )
 
     def _context_map(self, cond: Condition) -> torch.Tensor | None:
-        """The context's codes embedded: (B, h, w) -> (B, C, h, w), or None."""
+        """The context's codes embedded, (B, h, w) -> (B, C, h, w), or k frames of them
+        concatenated on channels, (B, k, h, w) -> (B, k*C, h, w), then through ``context_net``
+        (-> (B, C, h, w)); None without a context."""
         if self.context_embed is None or cond.context is None:
             return None
-        return self.context_embed(cond.context).permute(0, 3, 1, 2)  # (B, h, w, C) -> (B, C, h, w)
+        h, w = self.config.shape
+        # (B, h, w) or (B, k, h, w) -> (B, k, h, w)
+        context = cond.context.reshape(len(cond.context), -1, h, w)
+        x = self.context_embed(context)  # (B, k, h, w, C)
+        x = x.permute(0, 1, 4, 2, 3).flatten(1, 2)  # (B, k, C, h, w) -> (B, k*C, h, w)
+        for i, conv in enumerate(self.context_net):
+            y = conv(F.relu(x) if i else x)
+            x = y if i == 0 else x + y  # residual after the first, which changes the channels
+        return x
 
     def _logits(self, codes: torch.Tensor, cond: Condition) -> torch.Tensor:
         p = self.config.kernel_size // 2

@@ -20,9 +20,10 @@ from vqvae._io import atomic_write
 from vqvae.errors import RunError
 from vqvae.models import VQVAE
 from vqvae.registry import QUANTIZERS
-from vqvae.report import analysis, audio, figures, runinfo
+from vqvae.report import analysis, audio, figures, runinfo, video
 from vqvae.report.html import Section, figure, guarded, note, one_line, page, run_header
 from vqvae.runs import RunDir, load_prior, load_run_model
+from vqvae.video_inference import video_folder
 
 NUM_RECONSTRUCTIONS = 32
 NUM_CODE_GRIDS = 4
@@ -98,6 +99,8 @@ def _image_page(
         ("rate", "Rate and distortion", _rate),
         ("samples", "Samples from the prior", _samples),
     ]
+    if video_folder(run).config_file.is_file():  # section 4.4: a video prior beside the run
+        parts.append(("video", "Video in latent space", video.section))
     sections = [guarded(anchor, title, fn, state, out) for anchor, title, fn in parts]
     return sections, _header(state)
 

@@ -8,6 +8,7 @@ beside two references: the uniform code (log2 K) and the training codes' unigram
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -87,6 +88,36 @@ def bits_per_code(prior: Prior, data: CodeSet, batch_size: int = 256) -> float:
     return total / (data.codes.numel() * math.log(2))
 
 
+def fit_and_save(
+    prior: torch.nn.Module,
+    folder: RunDir,
+    config: TrainConfig,
+    num_examples: int,
+    step_fn: Callable[[torch.Tensor], StepOutput],
+    evaluate: Callable[[int], dict[str, Any]],
+    *,
+    resume: bool,
+    progress: bool,
+    desc: str,
+) -> None:
+    """Adam on every parameter through the shared ``fit`` loop, then the weights in
+    ``folder``: what fitting any prior to fixed codes comes to."""
+    optimizer = torch.optim.Adam(prior.parameters(), lr=config.lr)
+    fit(
+        prior,
+        optimizer,
+        config,
+        num_examples=num_examples,
+        step_fn=step_fn,
+        run=folder,
+        evaluate=evaluate,
+        resume=resume,
+        progress=progress,
+        desc=desc,
+    )
+    write_safetensors(folder.weights_file, prior.state_dict())
+
+
 def train_prior(
     prior: Prior,
     folder: RunDir,
@@ -105,7 +136,6 @@ def train_prior(
         write_json(
             folder.config_file, run_config(type(prior).__name__, prior.config, config, kind=kind)
         )
-    optimizer = torch.optim.Adam(prior.parameters(), lr=config.lr)
     held_out = test_set.take(slice(0, config.eval_limit))
 
     def step_fn(idx: torch.Tensor) -> StepOutput:
@@ -117,19 +147,10 @@ def train_prior(
     def evaluate(step: int) -> dict[str, Any]:
         return {"test_bits_per_code": bits_per_code(prior, held_out)}
 
-    fit(
-        prior,
-        optimizer,
-        config,
-        num_examples=len(train_set),
-        step_fn=step_fn,
-        run=folder,
-        evaluate=evaluate,
-        resume=resume,
-        progress=progress,
-        desc=f"prior {type(prior).__name__}",
-    )
-    write_safetensors(folder.weights_file, prior.state_dict())
+    fit_and_save(
+        prior, folder, config, len(train_set), step_fn, evaluate,
+        resume=resume, progress=progress, desc=f"prior {type(prior).__name__}",
+    )  # fmt: skip
     k = prior.config.num_codes
     result = PriorEvaluation(
         test_bits_per_code=bits_per_code(prior, test_set),

@@ -1,0 +1,219 @@
+"""``vqvae video train|eval``: the prior over frame codes given the previous frames and the
+agent's action (paper section 4.4), in ``RUN/video/`` beside an image run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vqvae._io import write_json
+from vqvae.config import TrainConfig, apply_overrides
+from vqvae.console import say
+from vqvae.data.episodes import Episodes, episode_split, read_episodes
+from vqvae.errors import DataError, RunError
+from vqvae.models import VQVAE
+from vqvae.pretrained import config_from_dict
+from vqvae.priors.video import VideoPrior, VideoPriorConfig
+from vqvae.runs import RunDir, load_run_model, refuse_overwrite, resume_differences, run_config
+from vqvae.train.video import VIDEO_TRAIN, train_video
+from vqvae.video_inference import (
+    encode_episodes,
+    evaluate_video,
+    load_video_prior,
+    video_folder,
+)
+
+
+def add_parser(sub: Any) -> None:
+    video = sub.add_parser("video", help="a prior over frame codes given the agent's actions")
+    video_sub = video.add_subparsers(dest="video_command", metavar="COMMAND", required=True)
+    p = video_sub.add_parser("train", help="fit the video prior in RUN/video/")
+    p.add_argument("run", help="an image run whose VQ-VAE encodes the frames")
+    add_episodes_option(p)
+    p.add_argument("--context-frames", type=int, metavar="K", help="previous frames read (3)")
+    p.add_argument("--steps", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--seed", type=int)
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a prior or training setting, e.g. channels=32, train.eval_limit=64",
+    )
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--force", action="store_true")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=run_train)
+    e = video_sub.add_parser("eval", help="do the actions matter? held-out NLL and rollouts")
+    e.add_argument("run")
+    add_episodes_option(e)
+    e.add_argument("--split", default="test", choices=("train", "test"))
+    e.add_argument("--context", type=int, default=6, help="real frames given (default: 6)")
+    e.add_argument("--frames", type=int, default=10, help="frames generated (default: 10)")
+    e.add_argument("--rollouts", type=int, default=2, help="rollouts per episode (default: 2)")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--json", metavar="FILE", help="also write the numbers to FILE")
+    e.add_argument("--force", action="store_true", help="replace an existing --json FILE")
+    e.set_defaults(func=run_eval)
+
+
+def add_episodes_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", help="an episodes .npz (default: the data the run trained on)")
+
+
+def image_model(run: RunDir) -> VQVAE:
+    """The run's image VQ-VAE, refusing runs whose codes are not one 2-D grid per frame."""
+    model = load_run_model(run)
+    if type(model) is not VQVAE or len(model.latent_shape) != 2 or model.num_levels != 1:
+        raise RunError(
+            f"{run.path}: not an image VQ-VAE run with one grid of codes per frame "
+            f"(a {type(model).__name__} with codes {model.code_shape}); the video prior needs one"
+        )
+    return model
+
+
+def episodes_spec(args: argparse.Namespace, run: RunDir) -> str:
+    spec = args.data or run.read_config().get("data")
+    if not spec:
+        raise RunError(f"{run.path}: no data recorded; pass --data EPISODES.npz")
+    return str(spec)
+
+
+def load_episodes(spec: str, model: VQVAE) -> Episodes:
+    """An episodes file whose frames the model takes, or a one-line DataError."""
+    path = Path(spec).expanduser()
+    if path.suffix.lower() != ".npz" or not path.is_file():
+        raise DataError(
+            f"{spec}: not an episodes file (expected an .npz of frames and actions, as "
+            f"`vqvae data maze` writes)"
+        )
+    episodes = read_episodes(path)
+    want = (*model.config.input_size, model.config.in_channels)
+    got = (*episodes.frame_size, 3)
+    if got != want:
+        raise DataError(
+            f"{spec}: frames are {got[0]}x{got[1]} with {got[2]} channels; the run's model "
+            f"takes {want[0]}x{want[1]} with {want[2]}"
+        )
+    return episodes
+
+
+def split(episodes: Episodes, name: str) -> Episodes:
+    """The ``train`` or ``test`` episodes, or a one-line DataError when there are none."""
+    if not len(episode_split(episodes.num_episodes, name)):
+        raise DataError(
+            f"{episodes.name}: its {episodes.num_episodes} episode(s) leave none for the "
+            f"{name} split; record more episodes"
+        )
+    return episodes.split(name)
+
+
+def _configs(
+    args: argparse.Namespace, model: VQVAE, episodes: Episodes, saved: dict[str, Any] | None
+) -> tuple[VideoPriorConfig, TrainConfig]:
+    """The saved configs when resuming, else the defaults; then --set and the flags."""
+    if saved is not None:
+        config = config_from_dict(VideoPriorConfig, saved["config"])
+        train = config_from_dict(TrainConfig, saved.get("train", {}))
+    else:
+        config = VideoPriorConfig(
+            num_codes=model.num_codes,
+            shape=model.latent_shape,
+            action_names=episodes.action_names,
+        )
+        train = VIDEO_TRAIN
+    config, train = apply_overrides(config, train, args.set)  # type: ignore[arg-type]
+    if args.context_frames is not None:
+        config = replace(config, context_frames=args.context_frames)
+    flags = {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed}
+    train = replace(train, **{k: v for k, v in flags.items() if v is not None})
+    return config, train  # type: ignore[return-value]
+
+
+def run_train(args: argparse.Namespace) -> int:
+    run = RunDir(args.run)
+    model = image_model(run)
+    out = video_folder(run)
+    out.check(resume=args.resume, force=args.force)
+    spec = episodes_spec(args, run)
+    episodes = load_episodes(spec, model)
+    saved = out.read_config() if args.resume else None
+    config, train_config = _configs(args, model, episodes, saved)
+    if config.action_names != episodes.action_names:
+        raise DataError(
+            f"{spec}: its actions {episodes.action_names} are not the video prior's "
+            f"{config.action_names}"
+        )
+    wanted = run_config("VideoPrior", config, train_config, data=spec, overrides=args.set)
+    if saved is not None:
+        diffs = resume_differences(saved, wanted, VideoPriorConfig, ("data",))
+        if diffs:
+            raise RunError(
+                f"{out.path}: --resume with settings that differ from the run's "
+                f"({', '.join(diffs)})"
+            )
+    k = config.context_frames
+    if k >= episodes.steps:
+        raise DataError(
+            f"--context-frames {k}: the episodes of {spec} have {episodes.steps} frames, "
+            f"which leaves no next frame to predict; use fewer"
+        )
+    splits = split(episodes, "train"), split(episodes, "test")  # refused before the slow part
+    torch.manual_seed(train_config.seed)  # the initial weights come from --seed too
+    prior = VideoPrior(config)
+    say(f"vqvae: encoding the {episodes.num_episodes * episodes.steps} frames of {spec}")
+    train_set, test_set = (encode_episodes(model, s, k) for s in splits)
+    out.prepare(resume=args.resume, force=args.force)
+    write_json(out.config_file, wanted)
+    result = train_video(
+        prior, out, train_set, test_set, train_config,
+        resume=args.resume, progress=not args.no_progress,
+    )  # fmt: skip
+    print(
+        f"{out.path}: held-out {result.test_bits_per_frame:.1f} bits/frame under the recorded "
+        f"actions, {result.test_bits_per_frame_shuffled:.1f} under shuffled ones "
+        f"(uniform {result.uniform_bits_per_frame:.0f})"
+    )
+    return 0
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    run = RunDir(args.run)
+    model = image_model(run)
+    prior = load_video_prior(run)
+    if args.json:
+        refuse_overwrite(Path(args.json), args.force)
+    spec = episodes_spec(args, run)
+    episodes = split(load_episodes(spec, model), args.split)
+    data = encode_episodes(model, episodes, prior.context_frames)
+    result = evaluate_video(
+        model, prior, episodes, data, context=args.context, frames=args.frames,
+        rollouts=args.rollouts, seed=args.seed,
+    ).to_dict()  # fmt: skip
+    write_json(video_folder(run).path / "eval.json", result)  # what `vqvae report` shows
+    if args.json:
+        write_json(Path(args.json), result)
+    print_table(result, f"{spec} [{args.split}]")
+    return 0
+
+
+def print_table(r: dict[str, Any], name: str) -> None:
+    print(
+        f"{name}: {r['num_examples']} next frames scored; {r['num_rollouts']} rollouts of "
+        f"{r['context']} real + {r['frames']} generated frames"
+    )
+    print(f"  {'':26s} {'bits/frame':>10s} {'PSNR dB':>8s} {'MSE':>8s} {'codes =':>8s}")
+    for label, key in (("recorded actions", "recorded"), ("shuffled actions", "shuffled"),
+                       ("last frame held (ref.)", "copy_last")):  # fmt: skip
+        bits = r.get(f"bits_per_frame_{key}")
+        s = r[f"rollout_{key}"]
+        b = f"{bits:10.1f}" if bits is not None else f"{'-':>10s}"
+        print(f"  {label:26s} {b} {s['psnr']:8.2f} {s['mse']:8.5f} {s['code_match']:8.1%}")
+    print(json.dumps(r))

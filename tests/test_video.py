@@ -1,0 +1,338 @@
+"""Video in latent space (paper section 4.4): the frame prior with a k-frame context and an
+action, its rollout, training with exact resume, and the `video` / `rollout` commands."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import TINY, toy_episodes
+from vqvae.cli import main
+from vqvae.priors import PixelCNNPrior
+from vqvae.priors.video import VideoPrior, VideoPriorConfig
+from vqvae.sampling import draw_codes
+from vqvae.video_inference import FrameCodes, shuffled_actions
+
+ACTIONS = ("noop", "forward", "left", "right")
+
+
+def tiny_prior(k: int = 2, **kw) -> VideoPrior:
+    torch.manual_seed(0)
+    fields = dict(channels=8, num_layers=2, head_channels=16, context_layers=3)
+    return VideoPrior(VideoPriorConfig(16, (4, 5), ACTIONS, context_frames=k, **(fields | kw)))
+
+
+def batch(prior: VideoPrior, n: int = 3, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    k, (h, w) = prior.context_frames, prior.config.shape
+    previous = torch.randint(0, 16, (n, k, h, w), generator=g)
+    return torch.randint(0, 16, (n, h, w), generator=g), previous, torch.tensor([1, 3, 0][:n])
+
+
+# -- the prior ----------------------------------------------------------------------------------
+def test_shapes_and_log_prob_is_the_sum_of_log_softmax():
+    prior = tiny_prior(k=3)
+    codes, previous, actions = batch(prior)
+    logits = prior(codes, previous, actions)
+    assert logits.shape == (3, 16, 4, 5)
+    want = torch.log_softmax(logits, 1).gather(1, codes[:, None]).squeeze(1).sum((1, 2))
+    torch.testing.assert_close(prior.log_prob(codes, previous, actions), want)
+    out = prior.rollout(previous, torch.tensor([1, 2]), generator=torch.Generator().manual_seed(0))
+    assert out.shape == (3, 2, 4, 5) and out.dtype == torch.long
+
+
+def test_every_context_frame_and_position_and_the_action_change_the_logits():
+    prior = tiny_prior(k=3)
+    codes, previous, actions = batch(prior)
+    with torch.no_grad():
+        base = prior(codes, previous, actions)
+        for frame in range(3):  # the oldest frame matters as much as the newest
+            other = previous.clone()
+            other[:, frame, -1, -1] = (other[:, frame, -1, -1] + 1) % 16
+            # the context is read without a causal mask: the last position of a context frame
+            # changes the logits of the first code of the next frame
+            assert not torch.allclose(prior(codes, other, actions)[:, :, 0, 0], base[:, :, 0, 0])
+        assert not torch.allclose(prior(codes, previous, (actions + 1) % 4), base)
+
+
+def test_the_next_frame_stays_causal_given_the_context():
+    prior = tiny_prior()
+    codes, previous, actions = batch(prior)
+    with torch.no_grad():
+        base = prior(codes, previous, actions).flatten(2)
+        other = codes.clone()
+        other[:, 2, 3] = (other[:, 2, 3] + 1) % 16  # raster position 13
+        changed = prior(other, previous, actions).flatten(2)
+    assert torch.equal(changed[:, :, :14], base[:, :, :14])
+
+
+def test_fast_sampler_draws_what_the_naive_one_does_and_sees_the_full_pass_logits():
+    prior = tiny_prior(k=2)
+    _, previous, actions = batch(prior)
+    plan = torch.tensor([1, 3, 2])
+
+    def seeded(seed: int) -> torch.Generator:
+        return torch.Generator().manual_seed(seed)
+
+    fast = prior.rollout(previous, plan, generator=seeded(3))
+    naive = prior.rollout(previous, plan, generator=seeded(3), method="naive")
+    assert torch.equal(fast, naive)
+    again = prior.rollout(previous, plan, generator=seeded(3))
+    assert torch.equal(fast, again)  # a seed fixes a rollout
+    seen = []
+    g = torch.Generator().manual_seed(5)
+
+    def record(logits):
+        seen.append(logits.clone())
+        return draw_codes(logits, generator=g)
+
+    cond = prior.frame.check_condition(prior.condition(previous, actions), 3)
+    with torch.no_grad():
+        codes = prior.frame._sample_fast(3, cond, record)
+        full = prior(codes, previous, actions).flatten(2)  # (n, K, h*w)
+    torch.testing.assert_close(torch.stack(seen, dim=-1), full, rtol=1e-5, atol=1e-5)
+
+
+def test_rollout_feeds_generated_frames_back_as_context():
+    prior = tiny_prior(k=2)
+    _, previous, _ = batch(prior, n=2)
+    long = torch.cat([torch.randint(0, 16, (2, 3, 4, 5)), previous], dim=1)  # older frames first
+    out = prior.rollout(long, torch.tensor([1, 1, 1]), generator=torch.Generator().manual_seed(1))
+    # only the last k frames are read; frame 2 is drawn from (frame 0, frame 1) with action 1
+    short = prior.rollout(previous, torch.tensor([1]), generator=torch.Generator().manual_seed(1))
+    assert torch.equal(out[:, 0], short[:, 0])
+    g = torch.Generator().manual_seed(1)
+    prior.sample_next(previous, torch.tensor([1, 1]), generator=g)
+    second = prior.sample_next(torch.stack([previous[:, 1], out[:, 0]], 1), torch.tensor([1, 1]),
+                               generator=g)  # fmt: skip
+    assert torch.equal(out[:, 1], second)
+
+
+def test_release_01_pixelcnn_context_keeps_its_weights():
+    old = PixelCNNPrior(num_codes=8, shape=(4, 4), context_shape=(4, 4), channels=8, num_layers=2)
+    assert not any("context_net" in k for k in old.state_dict())
+    assert old.layers[0].v_ctx.weight.shape == (16, 8, 1, 1)
+    k3 = PixelCNNPrior(num_codes=8, shape=(4, 4), context_shape=(3, 4, 4), channels=8, num_layers=2)
+    assert k3.layers[0].v_ctx.weight.shape == (16, 24, 1, 1)  # k frames on channels
+    with pytest.raises(ValueError, match="context_shape"):
+        PixelCNNPrior(num_codes=8, shape=(4, 4), context_shape=(3, 4, 5))
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"action_names": ()}, "action_names"),
+        ({"context_frames": 0}, "context_frames"),
+        ({"shape": (4,)}, "shape"),
+    ],
+)
+def test_bad_configs_say_what_is_wrong(change, match):
+    fields = dict(num_codes=16, shape=(4, 5), action_names=ACTIONS) | change
+    with pytest.raises(ValueError, match=match):
+        VideoPriorConfig(**fields)
+
+
+def test_rollout_refuses_a_context_shorter_than_k():
+    prior = tiny_prior(k=3)
+    with pytest.raises(ValueError, match="reads 3 previous frames, got 2"):
+        prior.rollout(torch.zeros(1, 2, 4, 5, dtype=torch.long), torch.tensor([1]))
+
+
+# -- examples and the shuffled control ----------------------------------------------------------
+def test_examples_are_the_previous_k_frames_the_action_and_the_next_frame():
+    codes = torch.arange(2 * 5).reshape(2, 5, 1, 1).expand(2, 5, 2, 2).contiguous()
+    actions = torch.arange(10).reshape(2, 5) % 4
+    data = FrameCodes(codes, actions, context_frames=3)
+    assert len(data) == 2 * (5 - 3)
+    previous, a, nxt = data.take(torch.arange(len(data)))
+    frame = previous[:, :, 0, 0]  # every code of a frame is its index n * 5 + t
+    assert frame.tolist() == [[0, 1, 2], [1, 2, 3], [5, 6, 7], [6, 7, 8]]
+    assert nxt[:, 0, 0].tolist() == [3, 4, 8, 9]
+    assert a.tolist() == (actions.reshape(-1)[[2, 3, 7, 8]]).tolist()  # a_t leads t -> t + 1
+
+
+def test_shuffled_actions_are_a_fixed_permutation():
+    actions = torch.arange(24).reshape(4, 6)
+    s = shuffled_actions(actions)
+    assert torch.equal(s, shuffled_actions(actions)) and not torch.equal(s, actions)
+    assert sorted(s.reshape(-1).tolist()) == list(range(24))
+
+
+# -- the commands -------------------------------------------------------------------------------
+TINY_VIDEO = [
+    "--set", "channels=8", "--set", "num_layers=2", "--set", "head_channels=16",
+    "--set", "context_layers=1", "--set", "train.eval_every=3", "--set", "train.checkpoint_every=3",
+    "--batch-size", "4", "--no-progress",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def image_run(toy_maze, tmp_path_factory, one_thread):
+    out = tmp_path_factory.mktemp("video") / "run"
+    assert main(["train", "--data", str(toy_maze), "--out", str(out), *TINY, "--steps", "4",
+                 "--batch-size", "8", "--no-progress", "--no-report"]) == 0  # fmt: skip
+    return out
+
+
+@pytest.fixture(scope="module")
+def video_run(image_run, toy_maze):
+    args = ["video", "train", str(image_run), "--data", str(toy_maze), "--steps", "6"]
+    assert main([*args, *TINY_VIDEO, "--context-frames", "2"]) == 0
+    return image_run
+
+
+def test_video_train_writes_a_run_folder(video_run):
+    folder = video_run / "video"
+    saved = json.loads((folder / "config.json").read_text())
+    assert saved["class"] == "VideoPrior" and saved["config"]["context_frames"] == 2
+    assert saved["config"]["shape"] == [8, 8] and saved["config"]["action_names"][1] == "forward"
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["uniform_bits_per_frame"] == pytest.approx(64 * 4)
+    records = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if r["split"] == "test"] == [3, 6]
+    assert VideoPrior.from_pretrained(folder).config.context_frames == 2
+
+
+def test_resume_ends_with_the_weights_of_an_unbroken_run(image_run, toy_maze, tmp_path):
+    import shutil
+
+    from vqvae._io import read_safetensors
+
+    run = tmp_path / "run"
+    shutil.copytree(image_run, run, ignore=shutil.ignore_patterns("video"))
+    args = ["video", "train", str(run), "--data", str(toy_maze), *TINY_VIDEO]
+    assert main([*args, "--steps", "3"]) == 0
+    assert main([*args, "--steps", "6", "--resume"]) == 0
+    resumed = read_safetensors(run / "video" / "model.safetensors")
+    assert main([*args, "--steps", "6", "--force"]) == 0
+    whole = read_safetensors(run / "video" / "model.safetensors")
+    assert resumed.keys() == whole.keys()
+    assert all(torch.equal(resumed[k], whole[k]) for k in whole)
+    assert main([*args, "--steps", "6", "--resume", "--set", "channels=4"]) == 2  # differs
+
+
+def test_rollout_writes_a_strip_and_a_gif(video_run, toy_maze, tmp_path):
+    base = ["rollout", str(video_run), "--data", str(toy_maze), "--context", "3", "--frames", "4"]
+    assert main([*base, "--actions", "recorded", "--out", str(tmp_path / "a")]) == 0
+    gif = Image.open(tmp_path / "a" / "rollout.gif")
+    assert gif.n_frames == 3 + 4
+    strip = Image.open(tmp_path / "a" / "rollout.png")
+    assert strip.height > 2 * 64  # the generated row and the real future beneath
+    saved = np.load(tmp_path / "a" / "rollout.npz")
+    assert saved["codes"].shape == (4, 8, 8) and saved["frames"].shape == (4, 16, 16, 3)
+    assert main([*base, "--actions", "right", "--seed", "1", "--out", str(tmp_path / "b")]) == 0
+    assert main([*base, "--actions", "right", "--seed", "1", "--out", str(tmp_path / "c")]) == 0
+    b, c = np.load(tmp_path / "b" / "rollout.npz"), np.load(tmp_path / "c" / "rollout.npz")
+    assert np.array_equal(b["codes"], c["codes"])  # a seed fixes a rollout
+    assert (b["actions"] == 3).all()
+    assert main([*base, "--actions", "right", "--out", str(tmp_path / "b")]) == 2  # no --force
+
+
+def test_eval_compares_recorded_and_shuffled_actions_and_the_report_shows_it(
+    video_run, toy_maze, tmp_path, capsys
+):
+    out = tmp_path / "eval.json"
+    args = ["video", "eval", str(video_run), "--data", str(toy_maze), "--context", "3"]
+    assert main([*args, "--frames", "4", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["context"] == 3 and result["frames"] == 4 and result["num_rollouts"] >= 2
+    for key in ("recorded", "shuffled", "copy_last"):
+        assert 0 <= result[f"rollout_{key}"]["code_match"] <= 1
+    assert result["bits_per_frame_recorded"] > 0 and result["bits_per_frame_shuffled"] > 0
+    assert "shuffled actions" in capsys.readouterr().out
+    assert main(["report", str(video_run), "--data", str(toy_maze)]) == 0
+    page = (video_run / "report" / "index.html").read_text()
+    assert "Video in latent space" in page and "rollout PSNR" in page
+    assert Image.open(video_run / "report" / "video_rollout.gif").n_frames > 3
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--actions", "jump"], "unknown action 'jump'"),
+        (["--episode", "99"], "--episode 99: the test split has"),
+        (["--context", "50"], "--context 50: longer than the episodes"),
+        (["--context", "1"], "the prior reads 2 previous frames"),
+        (["--actions", "left,right"], "2 actions given for --frames 3"),
+    ],
+)
+def test_rollout_errors_are_one_line(video_run, toy_maze, tmp_path, capsys, extra, message):
+    args = ["rollout", str(video_run), "--data", str(toy_maze), "--context", "3", "--frames", "3"]
+    assert main([*args, *extra, "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
+
+
+def test_data_and_runs_of_the_wrong_kind_are_refused(video_run, toy_maze, tmp_path, capsys):
+    one = toy_episodes(episodes=1, steps=8).write(tmp_path / "one.npz")
+    images = tmp_path / "images.npz"
+    np.savez(images, frames=np.zeros((4, 16, 16, 3), np.uint8))
+    cases = [
+        (["video", "train", str(video_run), "--data", str(images), "--force"], "not an episodes"),
+        (["video", "train", str(video_run), "--data", str(tmp_path), "--force"], "not an episodes"),
+        (["video", "train", str(video_run / "video"), "--data", str(toy_maze)], "model class"),
+        (["video", "eval", str(tmp_path / "none"), "--data", str(toy_maze)], "no such run"),
+        (["video", "train", str(video_run), "--data", str(one), "--force"], "none for the test"),
+        (
+            [
+                "video",
+                "train",
+                str(video_run),
+                "--data",
+                str(toy_maze),
+                "--context-frames",
+                "8",
+                "--force",
+            ],
+            "leaves no next frame",
+        ),
+    ]
+    for args, message in cases:
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, err
+    assert (video_run / "video" / "model.safetensors").is_file()  # nothing was replaced
+
+
+def test_a_residual_run_is_not_an_image_run(toy_maze, tmp_path, capsys, one_thread):
+    out = tmp_path / "rvq"
+    residual = ["--set", "quantizer.num_quantizers=2", "--steps", "1"]
+    args = ["--data", str(toy_maze), "--out", str(out), *TINY, *residual]
+    assert main(["train", *args, "--no-progress", "--no-report"]) == 0
+    assert main(["video", "train", str(out), "--data", str(toy_maze)]) == 2
+    assert "not an image VQ-VAE run with one grid of codes" in capsys.readouterr().err
+
+
+def rolled_world(episodes: int, steps: int, seed: int) -> FrameCodes:
+    """Codes whose next frame is the last one rolled one column left or right, or kept, by the
+    action: what a turn does to a panorama, in code space."""
+    g = torch.Generator().manual_seed(seed)
+    frames = [torch.randint(0, 16, (episodes, 4, 5), generator=g)]
+    actions = torch.randint(0, 3, (episodes, steps), generator=g)
+    for t in range(steps - 1):
+        shift = torch.tensor([0, 1, -1])[actions[:, t]]
+        rolled = [f.roll(int(s), dims=1) for f, s in zip(frames[-1], shift, strict=True)]
+        frames.append(torch.stack(rolled))
+    return FrameCodes(torch.stack(frames, dim=1), actions, context_frames=1)
+
+
+def test_a_short_fit_learns_that_the_actions_matter(tmp_path, one_thread):
+    from vqvae.config import TrainConfig
+    from vqvae.runs import RunDir
+    from vqvae.train.video import train_video
+
+    prior = VideoPrior(VideoPriorConfig(16, (4, 5), ("stay", "right", "left"), context_frames=1,
+                                        channels=16, num_layers=2, head_channels=32))  # fmt: skip
+    config = TrainConfig(steps=100, batch_size=16, lr=3e-3, eval_every=100, log_every=50)
+    folder = RunDir(tmp_path / "video")
+    folder.prepare(resume=False, force=False)
+    result = train_video(prior, folder, rolled_world(40, 6, 0), rolled_world(8, 6, 1), config,
+                         progress=False)  # fmt: skip
+    # 20 codes of 4 bits: 80 bits a frame for a prior that knows nothing
+    assert result.test_bits_per_frame < 0.75 * result.uniform_bits_per_frame
+    assert result.test_bits_per_frame < result.test_bits_per_frame_shuffled - 10
