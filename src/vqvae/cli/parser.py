@@ -17,12 +17,13 @@ from vqvae.cli import (
     reconstruct,
     report,
     sample,
+    stack,
     train,
 )
 
 COMMANDS = (
     demo, train, evaluate, encode, decode, reconstruct, convert, probe, prior, sample, report,
-    compare,
+    compare, stack,
 )  # fmt: skip
 
 
