@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
-from conftest import TINY
+from conftest import TINY, one_error_line
 from vqvae.cli import main
 from vqvae.models import StackedVQVAE, StackedVQVAEConfig
 from vqvae.priors import Condition
@@ -132,12 +132,6 @@ def stage_one(toy_maze, tmp_path_factory) -> Path:
     return path
 
 
-def _one_error_line(capsys) -> str:
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("vqvae: error:"), err
-    return err[0]
-
-
 def test_train_then_eval_writes_the_run_figure_json_and_report(stage_one, tmp_path, capsys):
     argv = ["stack", "train", str(stage_one), "--steps", "4", "--force", *STACK_ARGS,
             "--set", "train.eval_every=2"]  # fmt: skip
@@ -176,7 +170,7 @@ def test_train_then_eval_writes_the_run_figure_json_and_report(stage_one, tmp_pa
     assert "psnr_27bit" in capsys.readouterr().out
     # the same again refuses to overwrite; the default place is RUN/stack/eval/
     assert main(argv) != 0
-    assert "already exists" in _one_error_line(capsys)
+    assert "already exists" in one_error_line(capsys)
     assert main(["stack", "eval", str(stage_one), "--samples", "1", "--frames", "2"]) == 0
     assert (folder / "eval" / "eval.json").is_file()
     assert main(["report", str(stage_one)]) == 0
@@ -202,22 +196,22 @@ def test_resume_is_exact(stage_one, tmp_path):
 def test_bad_input_is_one_line(stage_one, tmp_path, speech_run, capsys):
     missing = tmp_path / "nothing"
     assert main(["stack", "train", str(missing), *STACK_ARGS]) != 0
-    assert "no such run folder" in _one_error_line(capsys)
+    assert "no such run folder" in one_error_line(capsys)
     assert main(["stack", "train", str(speech_run), *STACK_ARGS]) != 0
-    assert "needs a first-stage image VQ-VAE" in _one_error_line(capsys)
+    assert "needs a first-stage image VQ-VAE" in one_error_line(capsys)
     assert main(["stack", "eval", str(speech_run)]) != 0
-    assert "needs a first-stage image VQ-VAE" in _one_error_line(capsys)
+    assert "needs a first-stage image VQ-VAE" in one_error_line(capsys)
     # an existing second stage is replaced only with --force
     assert main(["stack", "train", str(stage_one), "--steps", "1", "--force", *STACK_ARGS]) == 0
     capsys.readouterr()
     assert main(["stack", "train", str(stage_one), "--steps", "1", *STACK_ARGS]) != 0
-    assert "already holds a stacked VQ-VAE" in _one_error_line(capsys)
+    assert "already holds a stacked VQ-VAE" in one_error_line(capsys)
     # the first stage decides the grid; --set cannot change it
     argv = ["stack", "train", str(stage_one), "--force", *STACK_ARGS, "--set", "grid_codes=32"]
     assert main(argv) != 0
-    assert "come from the first stage" in _one_error_line(capsys)
+    assert "come from the first stage" in one_error_line(capsys)
     assert main(["stack", "train", str(stage_one), "--force", "--set", "nope=1"]) != 0
-    assert "no such config key" in _one_error_line(capsys)
+    assert "no such config key" in one_error_line(capsys)
 
 
 def test_eval_without_a_second_stage_is_one_line(toy_maze, tmp_path, capsys):
@@ -227,4 +221,4 @@ def test_eval_without_a_second_stage_is_one_line(toy_maze, tmp_path, capsys):
     assert main(argv) == 0
     capsys.readouterr()
     assert main(["stack", "eval", str(run)]) != 0
-    assert "no stacked VQ-VAE" in _one_error_line(capsys)
+    assert "no stacked VQ-VAE" in one_error_line(capsys)
