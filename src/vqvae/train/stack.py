@@ -27,11 +27,11 @@ from vqvae.torch_utils import eval_mode
 from vqvae.train.loop import StepOutput, fit
 from vqvae.train.vqvae import start_session
 
-# 8 gated layers x 64 channels over 16x16 grids of K=512, 32 grids a step: about 1.2 s a step
-# on one of 2 shared CPU cores, so 1,500 steps (about 10 epochs of 4,500 frames) take about
-# 30 minutes (docs/stacked.md).
+# 8 gated layers x 64 channels over 16x16 grids of K=512, 32 grids a step: 1.2 to 1.9 s a step
+# on one thread of a busy 2-core CPU, so 1,000 steps (about 7 epochs of 4,500 frames) take
+# 20 to 30 minutes (docs/stacked.md).
 STACK_TRAIN = TrainConfig(
-    steps=1500, batch_size=32, lr=1e-3, checkpoint_every=250, eval_every=250, log_every=10,
+    steps=1000, batch_size=32, lr=1e-3, checkpoint_every=250, eval_every=250, log_every=10,
     eval_limit=500,
 )  # fmt: skip
 
