@@ -79,6 +79,13 @@ TINY = [
 ]  # fmt: skip
 
 
+def one_error_line(capsys) -> str:
+    """The one line a refused command printed on stderr (``vqvae: error: ...``)."""
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("vqvae: error:"), err
+    return err[0]
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """Tiny convolutions on two threads crawl when the cores are shared; one is quicker."""

@@ -15,7 +15,16 @@ from vqvae.data import (
     split_layout,
 )
 from vqvae.errors import DataError, RunError, VQVAEError
-from vqvae.models import VAE, VQVAE, ModelConfig, QuantizerConfig, VAEConfig, VQVAEConfig
+from vqvae.models import (
+    VAE,
+    VQVAE,
+    ModelConfig,
+    QuantizerConfig,
+    StackedVQVAE,
+    StackedVQVAEConfig,
+    VAEConfig,
+    VQVAEConfig,
+)
 from vqvae.nets import Decoder, Encoder, NetConfig, NetKind
 from vqvae.priors import (
     Condition,
@@ -76,6 +85,8 @@ __all__ = [
     "Registry",
     "ResidualVQ",
     "RunError",
+    "StackedVQVAE",
+    "StackedVQVAEConfig",
     "TrainConfig",
     "TransformerConfig",
     "TransformerPrior",

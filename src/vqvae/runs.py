@@ -1,6 +1,6 @@
 """A run is a folder: ``config.json``, ``model.safetensors``, ``metrics.jsonl``,
-``checkpoints/``, ``report/`` and, once fitted, ``prior/`` (a folder of the same layout).
-This module owns that layout, its one ``config.json`` reader and writer, loading a run's
+``checkpoints/``, ``report/`` and, once fitted, ``prior/`` and ``stack/`` (folders of the same
+layout). This module owns that layout, its one ``config.json`` reader and writer, loading a run's
 model and prior, and the safety rules: never overwrite a run without ``--force`` or
 ``--resume``.
 
@@ -27,6 +27,9 @@ from vqvae.pretrained import (
 from vqvae.registry import MODELS, PRIORS
 
 PRIOR_FOLDER = "prior"
+STACK_FOLDER = "stack"  # the stacked VQ-VAE over the run's code grids (docs/stacked.md)
+STACK_FIGURE = "stacked.png"  # `vqvae stack eval`'s figure and numbers, in RUN/stack/eval/
+STACK_SUMMARY = "eval.json"
 
 
 def refuse_overwrite(path: Path, force: bool) -> None:
@@ -118,6 +121,16 @@ class RunDir:
     def prior(self) -> RunDir:
         """``RUN/prior/``: the folder of the run's prior."""
         return RunDir(self.path / PRIOR_FOLDER, kind="prior")
+
+    @property
+    def stack(self) -> RunDir:
+        """``RUN/stack/``: the folder of the second-stage (stacked) VQ-VAE over the codes."""
+        return RunDir(self.path / STACK_FOLDER, kind="stacked VQ-VAE")
+
+    @property
+    def stack_eval(self) -> Path:
+        """``RUN/stack/eval/``: where ``vqvae stack eval`` writes by default."""
+        return self.path / STACK_FOLDER / "eval"
 
     def read_config(self) -> dict[str, Any]:
         """``config.json`` as written (migration happens when a config is rebuilt)."""

@@ -142,8 +142,16 @@ def model_and_data(args: argparse.Namespace) -> tuple[Any, ImageDataset | AudioD
     model = load_run_model(run)
     if isinstance(model, AudioVQVAE):
         return model, load_run_audio(args, model)
+    return model, load_fitting_images(args, run, model)
+
+
+def load_fitting_images(
+    args: argparse.Namespace, run: RunDir, model: Any, split: str | None = None
+) -> ImageDataset:
+    """``load_data`` of ``split``, checked to be images of the shape ``model`` (the run's)
+    takes; its notes are said only once the data fits, so that a refusal stays one line."""
     notes: list[str] = []
-    dataset = load_data(args, saved=run.read_config(), notes=notes.append)
+    dataset = load_data(args, split, saved=run.read_config(), notes=notes.append)
     got = (dataset.num_channels, *dataset.image_size)
     want = (model.config.in_channels, *model.config.input_size)
     if got != want:
@@ -151,9 +159,9 @@ def model_and_data(args: argparse.Namespace) -> tuple[Any, ImageDataset | AudioD
             f"{dataset.name}: images are {got[1]}x{got[2]} with {got[0]} channel(s); "
             f"the model expects {'x'.join(map(str, want[1:]))} with {want[0]}"
         )
-    for note in notes:  # only once the data fits: a refusal stays one line
+    for note in notes:
         say(note)
-    return model, dataset
+    return dataset
 
 
 def load_run_audio(args: argparse.Namespace, model: AudioVQVAE) -> AudioDataset:

@@ -19,15 +19,15 @@ from vqvae.cli import (
     report,
     rollout,
     sample,
+    stack,
     train,
     video,
 )
 
 COMMANDS = (
     demo, train, evaluate, encode, decode, reconstruct, convert, probe, prior, sample, report,
-    compare, data,
+    compare, data, stack, video, rollout,
 )  # fmt: skip
-COMMANDS += (video, rollout)  # section 4.4: video in latent space
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -8,6 +8,7 @@ from vqvae.models.config import (
     VIMCOConfig,
     VQVAEConfig,
 )
+from vqvae.models.stacked import StackedOutput, StackedVQVAE, StackedVQVAEConfig
 from vqvae.models.vae import VAE, GaussianPosterior, VAEOutput
 from vqvae.models.vimco import VIMCO, VIMCOObjective, VIMCOOutput, vimco_surrogate
 from vqvae.models.vqvae import VQVAE, VQVAEOutput
@@ -17,6 +18,9 @@ __all__ = [
     "AudioVQVAE",
     "AudioVQVAEConfig",
     "AudioVQVAEOutput",
+    "StackedOutput",
+    "StackedVQVAE",
+    "StackedVQVAEConfig",
     "VAE",
     "VIMCO",
     "VQVAE",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import sys
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,8 +22,18 @@ from vqvae.errors import RunError
 from vqvae.models import VQVAE
 from vqvae.registry import QUANTIZERS
 from vqvae.report import analysis, audio, figures, runinfo, video
-from vqvae.report.html import Section, figure, guarded, note, one_line, page, run_header
-from vqvae.runs import RunDir, load_prior, load_run_model
+from vqvae.report.html import (
+    Section,
+    figure,
+    guarded,
+    note,
+    one_line,
+    page,
+    run_header,
+    stats,
+    table,
+)
+from vqvae.runs import STACK_FIGURE, STACK_SUMMARY, RunDir, load_prior, load_run_model
 from vqvae.video_inference import video_folder
 
 NUM_RECONSTRUCTIONS = 32
@@ -99,6 +110,8 @@ def _image_page(
         ("rate", "Rate and distortion", _rate),
         ("samples", "Samples from the prior", _samples),
     ]
+    if run.stack.path.is_dir():  # a stacked VQ-VAE was trained on the run's codes
+        parts.append(("stacked", "27 bits per frame", _stacked))
     if video_folder(run).config_file.is_file():  # section 4.4: a video prior beside the run
         parts.append(("video", "Video in latent space", video.section))
     sections = [guarded(anchor, title, fn, state, out) for anchor, title, fn in parts]
@@ -372,3 +385,45 @@ def _samples(state: _Run, out: Path) -> tuple[str, str]:
         f"images the model has never seen." + (" One row per class." if s.row_labels else "")
     )
     return lead, figure("samples.png", "decoded samples from the prior")
+
+
+def _stacked(state: _Run, out: Path) -> tuple[str, str]:
+    """``vqvae stack eval``'s figure and numbers (docs/stacked.md)."""
+    run = state.run
+    lead = (
+        "A second VQ-VAE over this run's code grids (paper section 4.2): each frame's grid "
+        "becomes 3 codes of K=512, 27 bits, and a PixelCNN draws a grid back from them. Rows: "
+        "a held-out frame, its first-stage reconstruction, then frames decoded from grids "
+        "sampled given the frame's 27 bits."
+    )
+    summary = run.stack_eval / STACK_SUMMARY
+    if not summary.is_file():
+        return lead, note(f"Not evaluated yet: run `vqvae stack eval {run.path}`.")
+    r = json.loads(summary.read_text())
+
+    def db(key: str) -> str:
+        return f"{r[key]:.2f} dB"
+
+    cards = [
+        ("bits / frame", f"{r['bits_per_frame']:g}"),
+        ("PSNR, 27 bits", db("psnr_27bit")),
+        ("PSNR, a random frame", db("psnr_random")),
+    ]
+    prior = r.get("prior_bits_per_grid")
+    rows = [
+        ("grid with fixed-length codes", f"{r['uniform_bits_per_grid']:.0f} bits"),
+        ("-log2 p(grid | 27 bits), 2nd stage", f"{r['stage2_bits_per_grid']:.1f} bits"),
+        ("27 bits + that (a two-part code)", f"{r['stage2_total_bits_per_grid']:.1f} bits"),
+        ("-log2 p(grid), the run's prior", "no prior" if prior is None else f"{prior:.1f} bits"),
+        ("PSNR of the first stage's reconstructions", db("psnr_stage1")),
+        ("stage-1 codes kept by a 27-bit resample", f"{r['same_codes_27bit']:.1%}"),
+        ("stage-1 codes shared with a random frame", f"{r['same_codes_random']:.1%}"),
+        ("held-out frames (decoded through 27 bits)", f"{r['num_frames']} "
+         f"({r['num_layout_frames']})"),
+    ]  # fmt: skip
+    body = stats(cards) + table(rows)
+    picture = run.stack_eval / STACK_FIGURE
+    if picture.is_file():
+        shutil.copyfile(picture, out / STACK_FIGURE)
+        body += figure(STACK_FIGURE, "frames through 27 bits")
+    return lead, body
