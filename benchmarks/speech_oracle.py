@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -57,13 +58,7 @@ def main() -> None:
     test = load_audio(args.data, "test", args.data_root)
     names = train.speaker_names  # speaker ids index these, in both splits
     hop, rate, n_mels = model_config.hop, train.sample_rate, model_config.n_mels
-    config = model_config.wavenet.__class__(
-        **{
-            **model_config.wavenet.__dict__,
-            "local_channels": n_mels,
-            "num_speakers": len(names),
-        }
-    )
+    config = replace(model_config.wavenet, local_channels=n_mels, num_speakers=len(names))
     net = WaveNet(config)
     opt = torch.optim.Adam(net.parameters(), lr=train_config.lr)
     ids = torch.from_numpy(train.speakers)

@@ -19,6 +19,7 @@ from typing import Any
 
 from vqvae._io import atomic_write, read_json
 from vqvae.errors import RunError
+from vqvae.models import VQVAE
 from vqvae.pretrained import (
     config_file_dict,
     config_from_dict,
@@ -30,6 +31,7 @@ PRIOR_FOLDER = "prior"
 STACK_FOLDER = "stack"  # the stacked VQ-VAE over the run's code grids (docs/stacked.md)
 STACK_FIGURE = "stacked.png"  # `vqvae stack eval`'s figure and numbers, in RUN/stack/eval/
 STACK_SUMMARY = "eval.json"
+VIDEO_FOLDER = "video"  # the video prior over the run's frame codes (docs/video.md)
 
 
 def refuse_overwrite(path: Path, force: bool) -> None:
@@ -132,6 +134,11 @@ class RunDir:
         """``RUN/stack/eval/``: where ``vqvae stack eval`` writes by default."""
         return self.path / STACK_FOLDER / "eval"
 
+    @property
+    def video(self) -> RunDir:
+        """``RUN/video/``: the folder of the video prior over the run's frame codes."""
+        return RunDir(self.path / VIDEO_FOLDER, kind="video prior")
+
     def read_config(self) -> dict[str, Any]:
         """``config.json`` as written (migration happens when a config is rebuilt)."""
         data = read_json(self.config_file)
@@ -178,6 +185,20 @@ def load_run_model(run: RunDir) -> Any:
     if name not in MODELS:
         raise RunError(f"{run.config_file}: unknown model class {name!r}")
     return MODELS.get(name).from_pretrained(run.path).eval()
+
+
+def load_frame_model(run: RunDir, needed_by: str) -> VQVAE:
+    """The run's image VQ-VAE with one 2-D grid of codes per image (a frame): what the
+    stacked VQ-VAE and the video prior build on. Any other run is a one-line ``RunError``
+    saying what it holds and what ``needed_by`` needs."""
+    model = load_run_model(run)
+    if type(model) is not VQVAE or len(model.latent_shape) != 2 or model.num_levels != 1:
+        codes = f" with codes {model.code_shape}" if isinstance(model, VQVAE) else ""
+        raise RunError(
+            f"{run.path}: not an image VQ-VAE run with one grid of codes per frame (a "
+            f"{type(model).__name__}{codes}); {needed_by} needs a first-stage image VQ-VAE"
+        )
+    return model
 
 
 def prior_kind(saved: dict[str, Any]) -> str:

@@ -20,18 +20,12 @@ from vqvae.priors.video import VideoPrior
 from vqvae.runs import RunDir
 from vqvae.torch_utils import eval_mode
 
-VIDEO_FOLDER = "video"
 SHUFFLE_SEED = 1234  # the fixed permutation of the held-out actions (docs/video.md)
-
-
-def video_folder(run: RunDir) -> RunDir:
-    """``RUN/video/``: the video prior of an image run, a run folder of its own."""
-    return RunDir(run.path / VIDEO_FOLDER, kind="video prior")
 
 
 def load_video_prior(run: RunDir) -> VideoPrior:
     """The trained video prior in ``RUN/video/``, in eval mode."""
-    folder = video_folder(run)
+    folder = run.video
     if not folder.weights_file.is_file():
         raise RunError(
             f"{run.path}: no trained video prior; run `vqvae video train {run.path}` first"
@@ -229,7 +223,8 @@ def check_rollout_length(prior: VideoPrior, context: int, frames: int, steps: in
 
 
 def check_evaluation_length(context: int, frames: int, steps: int) -> None:
-    """Evaluation compares with the real future: context + frames must fit in an episode."""
+    """Evaluation, and a rollout under the recorded actions, need the real future (its
+    actions, its frames): context + frames must fit in an episode."""
     if context + frames > steps:
         raise DataError(
             f"--context {context} + --frames {frames} exceed the episodes' {steps} frames: "

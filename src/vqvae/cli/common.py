@@ -135,6 +135,14 @@ def load_data(
     return dataset
 
 
+def recorded_data(args: argparse.Namespace, run: RunDir, hint: str = "pass --data") -> str:
+    """``--data``, else the data spec the run was trained on (its ``config.json``)."""
+    spec = args.data or run.read_config().get("data")
+    if not spec:
+        raise RunError(f"{run.path}: no data spec recorded; {hint}")
+    return str(spec)
+
+
 def model_and_data(args: argparse.Namespace) -> tuple[Any, ImageDataset | AudioDataset]:
     """The run's model and the data it is asked to work on, checked to fit each other: an
     ``AudioDataset`` at the model's sample rate for a speech run."""

@@ -11,12 +11,14 @@ from typing import Any
 import numpy as np
 
 from vqvae._io import write_npz
-from vqvae.cli.video import episodes_spec, image_model, load_episodes, split
+from vqvae.cli.common import recorded_data
+from vqvae.cli.video import EPISODES_HINT, image_model, load_episodes, split
 from vqvae.data.episodes import Episodes
 from vqvae.errors import DataError
 from vqvae.report.video import rollout_gif, rollout_strip
 from vqvae.runs import RunDir, refuse_overwrite
 from vqvae.video_inference import (
+    check_evaluation_length,
     check_rollout_length,
     encode_episodes,
     load_video_prior,
@@ -48,11 +50,7 @@ def add_parser(sub: Any) -> None:
 def parse_actions(text: str, episodes: Episodes, episode: int, context: int, frames: int):
     """Action ids (F,) for the generated frames, and whether they are the recorded ones."""
     if text == "recorded":
-        if context + frames > episodes.steps:
-            raise DataError(
-                f"--actions recorded: --context {context} + --frames {frames} exceed the "
-                f"episode's {episodes.steps} frames"
-            )
+        check_evaluation_length(context, frames, episodes.steps)
         return episodes.actions[episode, context - 1 : context - 1 + frames], True
     names = [n.strip() for n in text.split(",")]
     if len(names) == 1:
@@ -68,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     refuse_overwrite(out, args.force)
     model = image_model(run_dir)
     prior = load_video_prior(run_dir)
-    episodes = split(load_episodes(episodes_spec(args, run_dir), model), args.split)
+    episodes = split(load_episodes(recorded_data(args, run_dir, EPISODES_HINT), model), args.split)
     if not 0 <= args.episode < episodes.num_episodes:
         raise DataError(
             f"--episode {args.episode}: the {args.split} split has {episodes.num_episodes} "

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from vqvae._io import write_json
-from vqvae.cli.common import load_fitting_images
+from vqvae.cli.common import load_fitting_images, recorded_data
 from vqvae.console import say
 from vqvae.data import read_all, split_layout
 from vqvae.data.base import SPLITS
@@ -20,11 +20,14 @@ from vqvae.runs import (
     STACK_FIGURE,
     STACK_SUMMARY,
     RunDir,
+    load_frame_model,
     load_prior,
     load_run_model,
     refuse_overwrite,
 )
-from vqvae.train.stack import STACK_TRAIN, encode_grids, stacked_config, stage_one, train_stack
+from vqvae.train.stack import STACK_TRAIN, encode_grids, stacked_config, train_stack
+
+NEEDED_BY = "a stacked VQ-VAE"
 
 
 def add_parser(sub: Any) -> None:
@@ -67,23 +70,16 @@ def _data_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-root", help="where named data sets live (default: $VQVAE_DATA)")
 
 
-def _data_spec(args: argparse.Namespace, run: RunDir) -> str:
-    spec = args.data or run.read_config().get("data")
-    if not spec:
-        raise RunError(f"{run.path}: no data spec recorded; pass --data")
-    return spec
-
-
 def train(args: argparse.Namespace) -> int:
     run = RunDir(args.run)
-    stage1 = stage_one(run)
+    stage1 = load_frame_model(run, NEEDED_BY)
     folder = run.stack
     folder.check(resume=args.resume, force=args.force)  # refuse before encoding
     flags = {"steps": args.steps, "batch_size": args.batch_size}
     config, train_config = stacked_config(
         stage1, args.set, replace(STACK_TRAIN, **{k: v for k, v in flags.items() if v is not None})
     )
-    args.data = _data_spec(args, run)
+    args.data = recorded_data(args, run)
     held_out = split_layout(args.data).held_out
     grids = []
     for split in ("train", held_out):
@@ -109,7 +105,7 @@ def train(args: argparse.Namespace) -> int:
 
 def evaluate(args: argparse.Namespace) -> int:
     run = RunDir(args.run)
-    stage1 = stage_one(run)
+    stage1 = load_frame_model(run, NEEDED_BY)
     if not run.stack.weights_file.is_file():
         raise RunError(f"{run.path}: no stacked VQ-VAE; run `vqvae stack train {run.path}` first")
     out = Path(args.out) if args.out else run.stack_eval
@@ -120,7 +116,7 @@ def evaluate(args: argparse.Namespace) -> int:
         raise RunError("--samples and --frames must be >= 1 and --limit >= 2")
     stacked = load_run_model(run.stack)
     prior = load_prior(run) if run.prior.weights_file.is_file() else None
-    args.data = _data_spec(args, run)
+    args.data = recorded_data(args, run)
     dataset = load_fitting_images(args, run, stage1)
     result = evaluate_stacked(
         stage1,

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from vqvae._io import write_json
+from vqvae.cli.common import recorded_data
 from vqvae.config import TrainConfig, apply_overrides
 from vqvae.console import say
 from vqvae.data.episodes import Episodes, episode_split, read_episodes
@@ -19,14 +20,21 @@ from vqvae.errors import DataError, RunError
 from vqvae.models import VQVAE
 from vqvae.pretrained import config_from_dict
 from vqvae.priors.video import VideoPrior, VideoPriorConfig
-from vqvae.runs import RunDir, load_run_model, refuse_overwrite, resume_differences, run_config
+from vqvae.runs import (
+    RunDir,
+    load_frame_model,
+    refuse_overwrite,
+    resume_differences,
+    run_config,
+)
 from vqvae.train.video import VIDEO_TRAIN, train_video
 from vqvae.video_inference import (
     encode_episodes,
     evaluate_video,
     load_video_prior,
-    video_folder,
 )
+
+EPISODES_HINT = "pass --data EPISODES.npz"
 
 
 def add_parser(sub: Any) -> None:
@@ -69,21 +77,8 @@ def add_episodes_option(p: argparse.ArgumentParser) -> None:
 
 
 def image_model(run: RunDir) -> VQVAE:
-    """The run's image VQ-VAE, refusing runs whose codes are not one 2-D grid per frame."""
-    model = load_run_model(run)
-    if type(model) is not VQVAE or len(model.latent_shape) != 2 or model.num_levels != 1:
-        raise RunError(
-            f"{run.path}: not an image VQ-VAE run with one grid of codes per frame "
-            f"(a {type(model).__name__} with codes {model.code_shape}); the video prior needs one"
-        )
-    return model
-
-
-def episodes_spec(args: argparse.Namespace, run: RunDir) -> str:
-    spec = args.data or run.read_config().get("data")
-    if not spec:
-        raise RunError(f"{run.path}: no data recorded; pass --data EPISODES.npz")
-    return str(spec)
+    """The run's image VQ-VAE that encodes the frames (``runs.load_frame_model``)."""
+    return load_frame_model(run, "the video prior")
 
 
 def load_episodes(spec: str, model: VQVAE) -> Episodes:
@@ -140,9 +135,9 @@ def _configs(
 def run_train(args: argparse.Namespace) -> int:
     run = RunDir(args.run)
     model = image_model(run)
-    out = video_folder(run)
+    out = run.video
     out.check(resume=args.resume, force=args.force)
-    spec = episodes_spec(args, run)
+    spec = recorded_data(args, run, EPISODES_HINT)
     episodes = load_episodes(spec, model)
     saved = out.read_config() if args.resume else None
     config, train_config = _configs(args, model, episodes, saved)
@@ -190,14 +185,14 @@ def run_eval(args: argparse.Namespace) -> int:
     prior = load_video_prior(run)
     if args.json:
         refuse_overwrite(Path(args.json), args.force)
-    spec = episodes_spec(args, run)
+    spec = recorded_data(args, run, EPISODES_HINT)
     episodes = split(load_episodes(spec, model), args.split)
     data = encode_episodes(model, episodes, prior.context_frames)
     result = evaluate_video(
         model, prior, episodes, data, context=args.context, frames=args.frames,
         rollouts=args.rollouts, seed=args.seed,
     ).to_dict()  # fmt: skip
-    write_json(video_folder(run).path / "eval.json", result)  # what `vqvae report` shows
+    write_json(run.video.path / "eval.json", result)  # what `vqvae report` shows
     if args.json:
         write_json(Path(args.json), result)
     print_table(result, f"{spec} [{args.split}]")

@@ -34,7 +34,6 @@ from vqvae.report.html import (
     table,
 )
 from vqvae.runs import STACK_FIGURE, STACK_SUMMARY, RunDir, load_prior, load_run_model
-from vqvae.video_inference import video_folder
 
 NUM_RECONSTRUCTIONS = 32
 NUM_CODE_GRIDS = 4
@@ -112,7 +111,7 @@ def _image_page(
     ]
     if run.stack.path.is_dir():  # a stacked VQ-VAE was trained on the run's codes
         parts.append(("stacked", "27 bits per frame", _stacked))
-    if video_folder(run).config_file.is_file():  # section 4.4: a video prior beside the run
+    if run.video.config_file.is_file():  # section 4.4: a video prior beside the run
         parts.append(("video", "Video in latent space", video.section))
     sections = [guarded(anchor, title, fn, state, out) for anchor, title, fn in parts]
     return sections, _header(state)

@@ -15,7 +15,7 @@ from PIL import Image, ImageDraw
 from vqvae._io import atomic_write
 from vqvae.data.episodes import read_episodes
 from vqvae.report.html import figure, note, table
-from vqvae.video_inference import encode_episodes, load_video_prior, rollout, video_folder
+from vqvae.video_inference import encode_episodes, load_video_prior, rollout
 
 BORDER = 3
 LABEL_WIDTH = 96
@@ -94,7 +94,7 @@ def rollout_gif(
 def section(state: Any, out: Path) -> tuple[str, str]:
     """``vqvae report``: rollouts "forward" against "right" from one held-out context, and the
     numbers of ``vqvae video eval`` (else the held-out bits per frame of training)."""
-    folder = video_folder(state.run)
+    folder = state.run.video
     if state.model is None:
         return "", note(f"Needs the trained model: {state.model_missing}")
     prior = load_video_prior(state.run)

@@ -22,7 +22,7 @@ from vqvae.config import TrainConfig, apply_overrides
 from vqvae.errors import RunError
 from vqvae.inference import encode
 from vqvae.models import VQVAE, StackedVQVAE, StackedVQVAEConfig
-from vqvae.runs import RunDir, load_run_model
+from vqvae.runs import RunDir
 from vqvae.torch_utils import eval_mode
 from vqvae.train.loop import StepOutput, fit
 from vqvae.train.vqvae import start_session
@@ -42,23 +42,6 @@ class StackResult:
     test_bits_per_grid: float  # -log2 p(grid | z_q), mean over the held-out grids
     bits_per_frame: float  # 3 x log2 K
     resumed_from: int
-
-
-def stage_one(run: RunDir) -> VQVAE:
-    """The first stage: a trained image VQ-VAE of one level of 2-D code grids, or a one-line
-    ``RunError`` naming what the run is instead."""
-    model = load_run_model(run)
-    if not isinstance(model, VQVAE) or type(model).__name__ != "VQVAE":
-        raise RunError(
-            f"{run.path}: a stacked VQ-VAE needs a first-stage image VQ-VAE, "
-            f"this run holds a {type(model).__name__}"
-        )
-    if len(model.latent_shape) != 2 or model.num_levels != 1:
-        raise RunError(
-            f"{run.path}: a stacked VQ-VAE needs one level of 2-D code grids, this run's codes "
-            f"have shape {model.code_shape}"
-        )
-    return model
 
 
 def encode_grids(model: VQVAE, images: Any) -> torch.Tensor:
