@@ -278,3 +278,42 @@ def test_eval_encode_reconstruct_read_a_folder_as_the_run_did(digits_folder, tmp
     with np.load(out_file) as f:
         assert f["originals"].shape == f["reconstructions"].shape == (7, 8, 8, 1)
         np.testing.assert_array_equal(f["originals"], load_dataset("digits", "test").images[:7])
+
+
+def test_files_are_listed_in_the_order_their_paths_sort_in(tmp_path):
+    from vqvae.data.images import list_image_folder
+
+    names = ["a/b.png", "a-c.png", "A.png", "a0.png", "a/z/y.png", "a/a.png", "b.png", ".x.png"]
+    for name in names:
+        path = tmp_path / "cls" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(_pixels(0, (4, 4), colour=False)).save(path)
+    files, labels, classes = list_image_folder(tmp_path)
+    expected = sorted((tmp_path / "cls" / n for n in names if n != ".x.png"), key=lambda p: p.parts)
+    assert files == [str(p) for p in expected] and classes == ("cls",)
+    assert files.index(str(tmp_path / "cls" / "a" / "b.png")) < files.index(
+        str(tmp_path / "cls" / "a-c.png")
+    )
+
+
+@pytest.mark.parametrize(
+    "cpus, threads, gpu, local_world, expected",
+    [
+        (2, 2, False, 1, 0),  # training on the CPU uses both: decode between steps
+        (16, 8, False, 1, 8),  # torch's threads on half: the rest decode (at most 8)
+        (16, 12, False, 1, 4),
+        (2, 2, True, 1, 1),  # beside a GPU, one CPU keeps the GPU fed
+        (32, 16, True, 1, 8),
+        (8, 1, False, 4, 1),  # torchrun: 4 processes of one thread share 8 CPUs
+    ],
+)
+def test_default_workers_take_the_cpus_training_leaves_free(
+    monkeypatch, cpus, threads, gpu, local_world, expected
+):
+    from vqvae.data import default_workers
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cpus)), raising=False)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: threads)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpu)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", str(local_world))
+    assert default_workers() == expected

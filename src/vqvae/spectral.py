@@ -12,7 +12,6 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
-from scipy.fft import dct
 
 LOG_FLOOR = 1e-6  # added before the log: silence gives log(1e-6), not -inf
 
@@ -63,4 +62,6 @@ def mfcc(
 
 def mfccs_of(log_mel_frames: np.ndarray) -> np.ndarray:
     """Log-mel frames (F, n_mels) -> all their cepstral coefficients (F, n_mels)."""
+    from scipy.fft import dct  # a third of a second to import: not for every command
+
     return dct(log_mel_frames, type=2, norm="ortho", axis=1)

@@ -58,7 +58,7 @@ def add_workers_option(p: argparse.ArgumentParser) -> None:
         type=_workers,
         metavar="N",
         help="processes decoding a folder of images ahead of the model (0: none; default: "
-        f"one fewer than this process's CPUs, now {default_workers()}); arrays are read in "
+        f"the CPUs training leaves free, now {default_workers()}); arrays are read in "
         "memory or memory-mapped",
     )
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from vqvae import report  # its attributes load matplotlib on first use
 from vqvae.cli.common import write_samples
 from vqvae.cli.train import summarise
 from vqvae.config import TrainConfig, get_full_preset
@@ -16,7 +17,6 @@ from vqvae.console import say
 from vqvae.data import load_images
 from vqvae.inference import encode, sample
 from vqvae.priors import build_prior
-from vqvae.report import try_write_report
 from vqvae.runs import RunDir
 from vqvae.train.prior import CodeSet, train_prior
 from vqvae.train.vqvae import train_vqvae
@@ -77,5 +77,5 @@ def run(args: argparse.Namespace) -> int:
     images, sampled = sample(model, prior, len(labels), labels, seed=0)
     write_samples(folder.path / "samples", images, sampled, labels.numpy(), nrow=10)
     print(f"samples: {folder.path / 'samples' / 'grid.png'}")
-    try_write_report(folder.path, None)
+    report.try_write_report(folder.path, None)
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from vqvae.report import write_report
+from vqvae import report  # its attributes load matplotlib on first use
 
 
 def add_parser(sub: Any) -> None:
@@ -19,5 +19,5 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    print(f"wrote {write_report(args.run, args.data_root, data=args.data)}")
+    print(f"wrote {report.write_report(args.run, args.data_root, data=args.data)}")
     return 0

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from vqvae import report  # its attributes load matplotlib on first use
 from vqvae.cli.common import add_data_options, add_workers_option, layout_note, resize
 from vqvae.config import (
     TrainConfig,
@@ -24,7 +25,6 @@ from vqvae.errors import DataError, RunError
 from vqvae.models import AudioVQVAEConfig, VQVAEConfig
 from vqvae.pretrained import config_from_dict
 from vqvae.registry import MODELS, PRESETS
-from vqvae.report import try_write_report
 from vqvae.runs import RunDir
 from vqvae.train import distributed
 from vqvae.train.audio import train_audio_vqvae
@@ -164,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
     if distributed.current().is_main:
         summarise(folder, result)
         if not args.no_report:
-            try_write_report(folder.path, args.data_root)
+            report.try_write_report(folder.path, args.data_root)
     return 0
 
 
@@ -203,7 +203,7 @@ def run_audio(args: argparse.Namespace, folder: RunDir) -> int:
             )
         print(f"weights: {folder.weights_file}")
         if not args.no_report:
-            try_write_report(folder.path, args.data_root)
+            report.try_write_report(folder.path, args.data_root)
     return 0
 
 

@@ -52,7 +52,7 @@ class FolderIndex:
         if resize is not None:
             return resize
         sizes = [(int(h), int(w)) for h, w in self.sizes]
-        check_same_size(self.folder, [self.folder / f for f in self.files], sizes)
+        check_same_size(self.folder, [os.path.join(self.folder, f) for f in self.files], sizes)
         return sizes[0]
 
 
@@ -92,27 +92,26 @@ def index_image_folder(
     return FolderIndex(folder, names, labels, class_names, sizes, colour)
 
 
-def _relative_names(folder: Path, files: list[Path]) -> tuple[str, ...]:
+def _relative_names(folder: Path, files: list[str]) -> tuple[str, ...]:
     """Each file's name relative to ``folder``, with ``/`` between parts."""
     prefix = os.path.join(str(folder), "")
-    if os.sep == "/" and all(str(p).startswith(prefix) for p in files):
-        return tuple(str(p)[len(prefix) :] for p in files)  # 10x quicker than relative_to
-    return tuple(p.relative_to(folder).as_posix() for p in files)
+    if os.sep == "/" and all(p.startswith(prefix) for p in files):
+        return tuple(p[len(prefix) :] for p in files)  # 10x quicker than relative_to
+    return tuple(Path(p).relative_to(folder).as_posix() for p in files)
 
 
 def _read_headers(
-    files: list[Path], processes: int, desc: str = "indexing"
+    files: list[str], processes: int, desc: str = "indexing"
 ) -> list[tuple[int, int, bool]]:
     """(H, W, colour) of every file, in order: in several processes for a large folder
     (60,000 headers take seconds in one)."""
     if processes <= 1 or len(files) < PARALLEL_FROM:
         return _headers(files)
-    names = [str(p) for p in files]  # strings pickle faster than Paths
-    size = -(-len(names) // (8 * processes))  # a few chunks each, to even out the work
-    chunks = [names[i : i + size] for i in range(0, len(names), size)]
+    size = -(-len(files) // (8 * processes))  # a few chunks each, to even out the work
+    chunks = [files[i : i + size] for i in range(0, len(files), size)]
     headers: list[tuple[int, int, bool]] = []
     # disable=None: a bar on a terminal, silent in a log file
-    bar = tqdm(total=len(names), desc=desc, unit="file", leave=False, disable=None)
+    bar = tqdm(total=len(files), desc=desc, unit="file", leave=False, disable=None)
     with ProcessPoolExecutor(processes) as pool, bar:
         for part in pool.map(_headers, chunks):
             headers += part
@@ -120,12 +119,12 @@ def _read_headers(
     return headers
 
 
-def _headers(files: list[Path] | list[str]) -> list[tuple[int, int, bool]]:
-    return [image_header(Path(p)) for p in files]
+def _headers(files: list[str]) -> list[tuple[int, int, bool]]:
+    return [image_header(p) for p in files]
 
 
 def _keys(
-    folder: Path, files: list[Path], names: tuple[str, ...], class_names: tuple[str, ...] | None
+    folder: Path, files: list[str], names: tuple[str, ...], class_names: tuple[str, ...] | None
 ) -> tuple[str, str]:
     """A key of the folder (its resolved path) and one of its listing (names, sizes,
     modification times, and the class names that fix the labels)."""

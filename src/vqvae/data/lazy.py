@@ -11,6 +11,7 @@ worker processes.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -50,10 +51,10 @@ class ImageFiles:
         h, w, c = self.shape
         out = np.empty((len(positions), h, w, c), dtype=np.uint8)
         for i, pos in enumerate(positions):
-            out[i] = self._read_one(self.folder / self.files[int(pos)])
+            out[i] = self._read_one(os.path.join(self.folder, self.files[int(pos)]))
         return out
 
-    def _read_one(self, path: Path) -> np.ndarray:
+    def _read_one(self, path: str) -> np.ndarray:
         img = read_image(path, self.resize)  # (H, W, 1 or 3)
         h, w, c = self.shape
         if img.shape[:2] != (h, w):

@@ -28,12 +28,18 @@ MAX_DEFAULT_WORKERS = 8
 
 
 def default_workers() -> int:
-    """Worker processes when ``--workers`` is not given: one fewer than this process's share
-    of the CPUs it may run on (torchrun's ``LOCAL_WORLD_SIZE`` processes share a machine), at
-    most 8; 0 (decode in this process) when that leaves none."""
+    """Worker processes when ``--workers`` is not given: the CPUs of this process's share
+    (torchrun's ``LOCAL_WORLD_SIZE`` processes share a machine) that training leaves free,
+    at most 8; 0 (decode in this process) when it leaves none.
+
+    Training on a GPU keeps one CPU busy; on the CPU, torch's ``get_num_threads()`` threads
+    take that many. A worker on a CPU those threads use takes far more from the training step
+    than its decoding costs in this process (every thread of a parallel operation waits for
+    the one it preempted: 0.87x against 1.0x, measured in ``benchmarks/data.py``)."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     share = (cpus or 1) // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
-    return max(0, min(MAX_DEFAULT_WORKERS, share - 1))
+    busy = 1 if torch.cuda.is_available() else torch.get_num_threads()
+    return max(0, min(MAX_DEFAULT_WORKERS, share - busy))
 
 
 def read_batches(

@@ -16,7 +16,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression
 
 from vqvae.codefile import AudioCodes
 
@@ -60,6 +59,8 @@ def histograms(found: AudioCodes, num_codes: int) -> np.ndarray:
 
 
 def _probe(x_train, y_train, x_test, y_test, seed: int) -> ProbeScore:
+    from sklearn.linear_model import LogisticRegression  # a second to import: only when used
+
     majority = np.bincount(y_train).argmax()
     model = LogisticRegression(C=10.0, max_iter=3000, random_state=seed).fit(x_train, y_train)
     return ProbeScore(

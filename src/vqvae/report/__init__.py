@@ -6,6 +6,16 @@ A speech run (``AudioVQVAE``) gets its own page (``audio.py``): players for orig
 reconstructed and voice-converted recordings, their spectrograms, codes and bit rates.
 """
 
-from vqvae.report.build import try_write_report, write_report
+from typing import Any
 
 __all__ = ["try_write_report", "write_report"]
+
+
+def __getattr__(name: str) -> Any:
+    """``write_report`` and ``try_write_report``, imported on first use: drawing needs
+    matplotlib, half a second to import, which a command that draws nothing never pays."""
+    if name in __all__:
+        from vqvae.report import build
+
+        return getattr(build, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
