@@ -79,11 +79,18 @@ TINY = [
 ]  # fmt: skip
 
 
+def error_line(err: str) -> str:
+    """The one line a refused command printed on stderr (``vqvae: error: ...``), with no
+    traceback."""
+    assert "Traceback" not in err, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("vqvae: error:"), err
+    return lines[0]
+
+
 def one_error_line(capsys) -> str:
-    """The one line a refused command printed on stderr (``vqvae: error: ...``)."""
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("vqvae: error:"), err
-    return err[0]
+    """``error_line`` of what the command printed on stderr so far."""
+    return error_line(capsys.readouterr().err)
 
 
 @pytest.fixture(scope="module")

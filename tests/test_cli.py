@@ -18,7 +18,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import TINY
+from conftest import TINY, error_line
 from vqvae.cli import main
 from vqvae.data import load_dataset, to_model_input, to_uint8_images
 from vqvae.models import VQVAE
@@ -33,19 +33,11 @@ def _train_args(data: str, out: Path, *extra: str) -> list[str]:
     ]  # fmt: skip
 
 
-def _one_error_line(err: str) -> str:
-    assert "Traceback" not in err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("vqvae: error:"), err
-    return lines[0]
-
-
 def _fails(capsys, argv: list[str]) -> str:
     """Run ``vqvae argv``: it must fail with exactly one error line; return that line."""
     code = main(argv)
     assert code != 0
-    return _one_error_line(capsys.readouterr().err)
+    return error_line(capsys.readouterr().err)
 
 
 def _snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
@@ -403,4 +395,4 @@ def test_console_script_error_in_a_real_process(tmp_path):
         env={**os.environ, "OMP_NUM_THREADS": "1"},
     )  # fmt: skip
     assert done.returncode != 0
-    _one_error_line(done.stderr)
+    error_line(done.stderr)

@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import TINY
+from conftest import TINY, one_error_line
 from vqvae.cli import main
 from vqvae.priors import PixelCNNPrior, TransformerPrior
 
@@ -27,12 +27,6 @@ def run(tmp_path_factory) -> Path:
             "--batch-size", "32", "--no-progress", "--no-report"]  # fmt: skip
     assert main(argv) == 0
     return path
-
-
-def _one_error_line(capsys) -> str:
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("vqvae: error:"), err
-    return err[0]
 
 
 @pytest.mark.parametrize(
@@ -56,7 +50,7 @@ def test_prior_train_refuses_an_existing_prior(run, capsys):
     before = (run / "prior" / "model.safetensors").read_bytes()
     capsys.readouterr()
     assert main(["prior", "train", str(run), *PRIOR_ARGS]) != 0
-    assert "already holds a prior" in _one_error_line(capsys)
+    assert "already holds a prior" in one_error_line(capsys)
     assert (run / "prior" / "model.safetensors").read_bytes() == before
 
 
@@ -77,7 +71,7 @@ def test_prior_resume_with_another_config_is_refused(run, capsys):
     argv = ["prior", "train", str(run), "--resume", "--steps", "6", "--batch-size", "8",
             "--no-progress"]  # fmt: skip
     assert main(argv) != 0
-    assert "does not match" in _one_error_line(capsys)
+    assert "does not match" in one_error_line(capsys)
 
 
 def test_sample_writes_grid_and_npz(run, tmp_path):
@@ -105,18 +99,18 @@ def test_class_conditional_labels_are_checked(run, tmp_path, capsys):
         assert (f["labels"] == 7).all()
     capsys.readouterr()
     assert main(["sample", str(run), "--n", "4", "--out", str(tmp_path / "x")]) != 0
-    assert "labels" in _one_error_line(capsys)
+    assert "labels" in one_error_line(capsys)
     assert (
         main(["sample", str(run), "--n", "4", "--label", "10", "--out", str(tmp_path / "y")]) != 0
     )
-    _one_error_line(capsys)
+    one_error_line(capsys)
 
 
 def test_unconditional_prior_refuses_a_label(run, tmp_path, capsys):
     assert main(["prior", "train", str(run), "--force", *PRIOR_ARGS]) == 0
     capsys.readouterr()
     assert main(["sample", str(run), "--n", "2", "--label", "1", "--out", str(tmp_path / "z")]) != 0
-    _one_error_line(capsys)
+    one_error_line(capsys)
 
 
 def test_sample_without_a_prior_is_one_line(tmp_path, capsys):
@@ -125,4 +119,4 @@ def test_sample_without_a_prior_is_one_line(tmp_path, capsys):
     assert main(argv) == 0
     capsys.readouterr()
     assert main(["sample", str(tmp_path / "r"), "--out", str(tmp_path / "o")]) != 0
-    assert "no trained prior" in _one_error_line(capsys)
+    assert "no trained prior" in one_error_line(capsys)

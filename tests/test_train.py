@@ -21,7 +21,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import TINY
+from conftest import TINY, error_line
 from vqvae.cli import main
 from vqvae.models import VQVAE
 from vqvae.train.checkpoint import list_checkpoints, load_checkpoint
@@ -54,14 +54,6 @@ def _snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
         for p in sorted(folder.rglob("*"))
         if p.is_file()
     }
-
-
-def _one_error_line(err: str) -> str:
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("vqvae: error:"), err
-    assert "Traceback" not in err
-    return lines[0]
 
 
 # -- a run folder --------------------------------------------------------------------------------
@@ -142,7 +134,7 @@ def test_refuses_an_existing_run_without_resume_or_force(tmp_path, capsys):
     capsys.readouterr()
     before = _snapshot(run)
     assert main(_train_args(run, 30)) != 0
-    line = _one_error_line(capsys.readouterr().err)
+    line = error_line(capsys.readouterr().err)
     assert "--force" in line and "--resume" in line
     assert _snapshot(run) == before
 
@@ -157,10 +149,10 @@ def test_refuses_a_file_as_run_folder_and_resume_of_nothing(tmp_path, capsys):
     f = tmp_path / "afile"
     f.write_text("keep me")
     assert main(_train_args(f, 10, 5, "--force")) != 0
-    _one_error_line(capsys.readouterr().err)
+    error_line(capsys.readouterr().err)
     assert f.read_text() == "keep me"
     assert main(_train_args(tmp_path / "none", 10, 5, "--resume")) != 0
-    assert "nothing to resume" in _one_error_line(capsys.readouterr().err)
+    assert "nothing to resume" in error_line(capsys.readouterr().err)
 
 
 @pytest.mark.parametrize(
@@ -184,7 +176,7 @@ def test_resume_with_a_different_config_is_refused(tmp_path, capsys, change):
     else:
         args += change
     assert main(args) != 0
-    line = _one_error_line(capsys.readouterr().err)
+    line = error_line(capsys.readouterr().err)
     assert "does not match" in line
     assert _snapshot(run) == before
 
@@ -197,7 +189,7 @@ def test_bad_data_with_force_destroys_nothing(tmp_path, capsys):
     args = _train_args(run, 10, 5, "--force")
     args[args.index("digits")] = str(tmp_path / "missing.npy")
     assert main(args) != 0
-    assert "missing.npy" in _one_error_line(capsys.readouterr().err)
+    assert "missing.npy" in error_line(capsys.readouterr().err)
     assert _snapshot(run) == before
 
 
@@ -214,7 +206,7 @@ def test_an_unsafe_pickle_in_a_checkpoint_is_refused_never_run(tmp_path, capsys)
     for ckpt in list_checkpoints(run / "checkpoints"):
         (ckpt.path / "state.pt").write_bytes(pickle.dumps({"step": ckpt.step, "x": Evil()}))
     assert main(_train_args(run, 30, 10, "--resume")) != 0
-    line = _one_error_line(capsys.readouterr().err)
+    line = error_line(capsys.readouterr().err)
     assert "state.pt" in line
     assert not marker.exists()
 
@@ -235,7 +227,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, caps
     monkeypatch.setattr(VQVAE, "forward", poisoned)
     code = main(_train_args(run, 30, 5, "--preset", "digits"))
     assert code != 0
-    line = _one_error_line(capsys.readouterr().err)
+    line = error_line(capsys.readouterr().err)
     assert "nan" in line.lower() and "step 13" in line and "step 10" in line
     assert not (run / "model.safetensors").exists()
     found = list_checkpoints(run / "checkpoints")

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from vqvae._io import write_json
 from vqvae.audio_inference import encode_audio
-from vqvae.cli.common import resize
+from vqvae.cli.common import recorded_data, resize
 from vqvae.codefile import AudioCodes, read_audio_code_file, read_code_file
 from vqvae.console import say
 from vqvae.data import AudioDataset, ImageDataset, load_audio, load_images, split_layout
@@ -68,15 +68,12 @@ def code_sources(args: argparse.Namespace, run: RunDir, model) -> tuple[Any, Any
         train = _read_codes(Path(args.codes), model)
         test = _read_codes(Path(args.test_codes), model) if args.test_codes else train
         return train, test
-    saved = run.read_config()
-    spec = args.data or saved.get("data")
-    if not spec:
-        raise RunError(f"{run.path}: no data spec recorded; pass --data or --codes")
+    spec = recorded_data(args, run, hint="pass --data or --codes")
     if isinstance(model, AudioVQVAE):
         rate = model.config.sample_rate
         return tuple(load_audio(spec, s, args.data_root, sample_rate=rate) for s in SPLITS_AUDIO)
     splits = ("train", split_layout(spec).held_out)
-    size = resize(args, saved)  # as the run was trained
+    size = resize(args, run.read_config())  # as the run was trained
     # a folder is indexed and its images decoded batch by batch while they are encoded
     train, test = (load_images(spec, s, args.data_root, resize=size, lazy=True) for s in splits)
     return train, test

@@ -9,6 +9,7 @@ import json
 from typing import Any
 
 from vqvae.audio_inference import encode_audio
+from vqvae.cli.common import recorded_data
 from vqvae.data import load_audio
 from vqvae.errors import RunError
 from vqvae.experiments.probe import probe
@@ -30,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     model = load_run_model(folder)
     if not isinstance(model, AudioVQVAE):
         raise RunError(f"{args.run}: probe reads speech codes; this is a {type(model).__name__}")
-    spec = args.data or folder.read_config().get("data")
+    spec = recorded_data(args, folder)
     rate = model.config.sample_rate
     train, test = (load_audio(spec, s, args.data_root, sample_rate=rate) for s in ("train", "test"))
     result = probe(encode_audio(model, train), encode_audio(model, test), model.num_codes)
