@@ -35,7 +35,8 @@ def default_workers() -> int:
     Training on a GPU keeps one CPU busy; on the CPU, torch's ``get_num_threads()`` threads
     take that many. A worker on a CPU those threads use takes far more from the training step
     than its decoding costs in this process (every thread of a parallel operation waits for
-    the one it preempted: 0.87x against 1.0x, measured in ``benchmarks/data.py``)."""
+    the one it preempted: on 2 CPUs, 0.77x the in-memory array's speed with one worker,
+    1.03x decoding between steps, measured by ``benchmarks/data.py``)."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     share = (cpus or 1) // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
     busy = 1 if torch.cuda.is_available() else torch.get_num_threads()
