@@ -277,17 +277,16 @@ def report(rounds: list[dict[str, dict]], args: argparse.Namespace, small_n: int
         print(f"| {label} | {m[0]:.1f} | {m[1]:.0f} | {m[2]:.0f} | {m[3]:.1f} | {m[4]:.0f} "
               f"| {m[5]:.0f} |")  # fmt: skip
 
-    def ratio(f) -> float:
-        return statistics.median(f(r) for r in rounds)
-
     def speed(r, key):
         return r[key]["images_per_s"]
 
+    folders = [(speed(r, "cold") + speed(r, "cached")) / 2 / speed(r, "array") for r in rounds]
+    plains = [speed(r, "array") / speed(r, "plain") for r in rounds]
     first = statistics.median(r["cold"]["first_step_s"] for r in rounds)
-    folder = ratio(lambda r: (speed(r, "cold") + speed(r, "cached")) / 2 / speed(r, "array"))
-    memory = ratio(lambda r: r["cold"]["peak_rss_mib"] / r["small"]["peak_rss_mib"])
-    ours = ratio(lambda r: speed(r, "array") / speed(r, "plain"))
-    worker = ratio(lambda r: speed(r, "one worker") / speed(r, "array"))
+    folder, ours = statistics.median(folders), statistics.median(plains)
+    memory = statistics.median(r["cold"]["peak_rss_mib"] / r["small"]["peak_rss_mib"]
+                               for r in rounds)  # fmt: skip
+    worker = statistics.median(speed(r, "one worker") / speed(r, "array") for r in rounds)
     checks = [
         ("first step, index cold (s)", first, f"<= {TARGETS['first_step_s']}",
          first <= TARGETS["first_step_s"]),
@@ -303,8 +302,6 @@ def report(rounds: list[dict[str, dict]], args: argparse.Namespace, small_n: int
     for name, value, target, met in checks:
         print(f"| {name} | {value:.2f} | {target} | {'yes' if met else 'no'} |")
     print(f"| folder with 1 worker process / array images/s | {worker:.2f} | (information) | |")
-    folders = [(speed(r, "cold") + speed(r, "cached")) / 2 / speed(r, "array") for r in rounds]
-    plains = [speed(r, "array") / speed(r, "plain") for r in rounds]
     print(f"\nfolder / array in each round: {', '.join(f'{x:.2f}' for x in folders)}")
     print(f"ours / plain loop in each round: {', '.join(f'{x:.2f}' for x in plains)}")
 

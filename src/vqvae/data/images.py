@@ -81,7 +81,7 @@ def _walk(folder: str, recursive: bool) -> Iterator[str]:
             continue
         if recursive and entry.is_dir(follow_symlinks=False):
             yield from _walk(entry.path, recursive)
-        elif os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES and entry.is_file():
+        elif _suffix(entry.name) in IMAGE_SUFFIXES and entry.is_file():
             yield entry.path
 
 
