@@ -184,11 +184,11 @@ def _speech8k() -> Preset:
     return Preset(
         AudioVQVAEConfig(input_size=(4096,), decoder="mel"),
         TrainConfig(
-            steps=1800,
+            steps=1000,
             batch_size=32,
             lr=5e-4,
             lr_schedule="cosine",
-            warmup_steps=200,
+            warmup_steps=150,
             lr_final=0.05,
             checkpoint_every=250,
             eval_every=500,
