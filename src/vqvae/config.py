@@ -184,7 +184,7 @@ def _speech8k() -> Preset:
     return Preset(
         AudioVQVAEConfig(input_size=(4096,), decoder="mel"),
         TrainConfig(
-            steps=1000,
+            steps=800,
             batch_size=32,
             lr=5e-4,
             lr_schedule="cosine",

@@ -47,17 +47,21 @@ class MelDecoderConfig:
 
 
 class FiLMBlock(nn.Module):
-    """h + conv1x1(GELU(FiLM(conv3_dilated(GELU(h))))): (B, C, T') -> (B, C, T')."""
+    """h + conv1x1(GELU(FiLM(conv3_dilated(GELU(h))))): (B, C, T') -> (B, C, T').
+
+    No normalisation layer: a GroupNorm here made the decoder blind to the scale of z_q, and
+    the encoder's outputs then shrank into a ball the EMA codebook could not follow once its
+    k-means refits stopped (all codes but a few unused within 10 steps; measured, see
+    docs/speech.md)."""
 
     def __init__(self, channels: int, dilation: int, speaker_dim: int) -> None:
         super().__init__()
         self.conv = nn.Conv1d(channels, channels, 3, padding=dilation, dilation=dilation)
-        self.norm = nn.GroupNorm(1, channels)
         self.film = nn.Linear(speaker_dim, 2 * channels) if speaker_dim else None
         self.out = nn.Conv1d(channels, channels, 1)
 
     def forward(self, h: torch.Tensor, speaker: torch.Tensor | None) -> torch.Tensor:
-        y = self.norm(self.conv(F.gelu(h)))  # (B, C, T')
+        y = self.conv(F.gelu(h))  # (B, C, T')
         if self.film is not None:
             scale, shift = self.film(speaker).unsqueeze(-1).chunk(2, dim=1)  # (B, C, 1) each
             y = y * (1 + scale) + shift
