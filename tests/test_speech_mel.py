@@ -280,3 +280,13 @@ def test_mel_reconstructions_are_deterministic_for_a_seed(mel_run, speech_folder
     assert np.array_equal(codes.codes, encode_audio(model, test).codes)
     _, again = convert(model, test, None, seed=1)
     assert all(np.array_equal(a, b) for a, b in zip(waves, again, strict=True))
+
+
+def test_report_of_a_mel_run_shows_predicted_beside_true_log_mels(mel_run, speech_folder):
+    from vqvae import report
+
+    page = report.write_report(str(mel_run), None, data=str(speech_folder))
+    html = Path(page).read_text()
+    assert (mel_run / "report" / "predicted.png").is_file()
+    assert "Log-mel frames: original and predicted" in html and "GriffinLim" in html
+    assert len(list((mel_run / "report" / "audio").glob("*.wav"))) >= 6  # 2 speakers x 3 kinds
