@@ -121,9 +121,12 @@ def tiny_mel_config() -> AudioVQVAEConfig:
     )
 
 
-def test_decoder_and_vocoder_kinds_are_registered():
+def test_decoder_and_vocoder_kinds_are_registered(capsys):
     assert {"wavenet", "mel"} <= set(SPEECH_DECODERS.names())
     assert {"griffin-lim", "vocos"} <= set(VOCODERS.names())
+    assert main(["list", "decoders"]) == 0 and main(["list", "vocoders"]) == 0
+    listed = capsys.readouterr().out.split()
+    assert {"wavenet", "mel", "griffin-lim", "vocos"} <= set(listed)
     with pytest.raises(ValueError, match="unknown speech decoder kind 'lpc'"):
         AudioVQVAEConfig(decoder="lpc")
 
@@ -290,3 +293,11 @@ def test_report_of_a_mel_run_shows_predicted_beside_true_log_mels(mel_run, speec
     assert (mel_run / "report" / "predicted.png").is_file()
     assert "Log-mel frames: original and predicted" in html and "GriffinLim" in html
     assert len(list((mel_run / "report" / "audio").glob("*.wav"))) >= 6  # 2 speakers x 3 kinds
+
+
+def test_train_with_vocoder_steps_keeps_its_own_vocoder(speech_folder, tmp_path):
+    out = tmp_path / "own"
+    extra = ("--set", "vocoder_steps=2", "--set", "train.checkpoint_every=2")
+    assert train_speech(speech_folder, out, 2, *TINY_MEL, *extra) == 0
+    assert json.loads((out / "vocoder" / "config.json").read_text())["class"] == "Vocos"
+    assert isinstance(load_run_model(RunDir(out)).vocoder, Vocos)  # found without --vocoder

@@ -28,8 +28,9 @@ from vqvae.registry import MODELS, PRESETS
 from vqvae.runs import RunDir
 from vqvae.train import distributed
 from vqvae.train.audio import train_audio_vqvae
+from vqvae.train.vocoder import train_vocoder, vocoder_train_config
 from vqvae.train.vqvae import TrainResult, train_vqvae
-from vqvae.vocoders import load_vocoder
+from vqvae.vocoders import VocosConfig, load_vocoder
 
 
 def add_parser(sub: Any) -> None:
@@ -189,7 +190,7 @@ def _train(args, folder: RunDir, notes: list[str], trainer, *data_and_configs, m
 
 
 def run_audio(args: argparse.Namespace, folder: RunDir) -> int:
-    """``vqvae train`` on audio: the speech VQ-VAE with its WaveNet decoder."""
+    """``vqvae train`` on audio: the speech VQ-VAE (and a mel run's own vocoder)."""
     if args.resize:
         raise RunError("--resize applies to images; this data set is audio")
     rate = None
@@ -204,6 +205,8 @@ def run_audio(args: argparse.Namespace, folder: RunDir) -> int:
                     train_config, meta=meta)  # fmt: skip
     if vocoder is not None and distributed.current().is_main:
         vocoder.save_pretrained(folder.vocoder)
+    elif model_config.decoder == "mel" and model_config.vocoder_steps:
+        _train_own_vocoder(args, folder, train_set, test_set, model_config, train_config.seed)
     if distributed.current().is_main:
         e = result.evaluation
         if e is not None:
@@ -220,6 +223,21 @@ def run_audio(args: argparse.Namespace, folder: RunDir) -> int:
         if not args.no_report:
             report.try_write_report(folder.path, args.data_root)
     return 0
+
+
+def _train_own_vocoder(args, folder: RunDir, train_set, test_set, model, seed: int) -> None:
+    """The run's own vocoder (``vocoder_steps``), trained after the VQ-VAE on the same audio
+    into ``RUN/vocoder``; ``--resume`` continues it too."""
+    run = RunDir(folder.vocoder, kind="vocoder")
+    resume = args.resume and run.config_file.is_file()
+    if distributed.launch_rank() == 0:
+        run.prepare(resume=resume, force=True)
+        say(f"vqvae: training the run's vocoder ({model.vocoder_steps} steps) into {run.path}")
+    s = model.mel_settings
+    config = VocosConfig(sample_rate=s.sample_rate, hop=s.hop, n_mels=s.n_mels)
+    train = vocoder_train_config(model.vocoder_steps, seed)
+    train_vocoder(run, train_set, test_set, config, train, meta={"data": args.data},
+                  resume=resume, progress=not args.no_progress, device=args.device)  # fmt: skip
 
 
 def _checked_vocoder(path: str, model: AudioVQVAEConfig):

@@ -8,23 +8,15 @@ decoder predicts another is refused with both named."""
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
 from typing import Any
 
 from vqvae.cli.common import add_data_options
-from vqvae.config import TrainConfig
 from vqvae.console import say
 from vqvae.data import load_audio
 from vqvae.pretrained import config_from_dict
 from vqvae.runs import RunDir
-from vqvae.train.vocoder import train_vocoder
+from vqvae.train.vocoder import VOCODER_TRAIN, train_vocoder, vocoder_train_config
 from vqvae.vocoders import VocosConfig
-
-# about 10 minutes on one CPU thread (BENCHMARKS.md)
-DEFAULT_TRAIN = TrainConfig(
-    steps=1000, batch_size=16, lr=1e-3, lr_schedule="cosine", warmup_steps=50, lr_final=0.05,
-    checkpoint_every=250, eval_every=500, eval_limit=30,
-)  # fmt: skip
 
 
 def add_parser(sub: Any) -> None:
@@ -35,9 +27,9 @@ def add_parser(sub: Any) -> None:
     t.add_argument("--out", required=True, help="the vocoder's folder")
     t.add_argument("--hop", type=int, default=64, help="samples per frame (a run's hop: 64)")
     t.add_argument("--n-mels", type=int, default=40, help="mel bands (a run's n_mels: 40)")
-    t.add_argument("--steps", type=int, default=DEFAULT_TRAIN.steps)
-    t.add_argument("--batch-size", type=int, default=DEFAULT_TRAIN.batch_size)
-    t.add_argument("--lr", type=float, default=DEFAULT_TRAIN.lr)
+    t.add_argument("--steps", type=int, default=VOCODER_TRAIN.steps)
+    t.add_argument("--batch-size", type=int, default=VOCODER_TRAIN.batch_size)
+    t.add_argument("--lr", type=float, default=VOCODER_TRAIN.lr)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", help="cpu or cuda (default: cuda when there is one)")
     t.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
@@ -55,13 +47,10 @@ def run_train(args: argparse.Namespace) -> int:
     train_set = load_audio(args.data, "train", args.data_root, sample_rate=rate)
     test_set = load_audio(args.data, "test", args.data_root, sample_rate=train_set.sample_rate)
     config = VocosConfig(sample_rate=train_set.sample_rate, hop=args.hop, n_mels=args.n_mels)
-    train = replace(DEFAULT_TRAIN, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                    seed=args.seed)  # fmt: skip
+    train = vocoder_train_config(args.steps, args.seed, batch_size=args.batch_size, lr=args.lr)
     if args.resume:
         saved = folder.read_config()
         config = config_from_dict(VocosConfig, saved["config"])
-    if train.warmup_steps >= train.steps:
-        train = replace(train, warmup_steps=0)
     folder.prepare(resume=args.resume, force=args.force)
     result = train_vocoder(folder, train_set, test_set, config, train, meta={"data": args.data},
                            resume=args.resume, progress=not args.no_progress,

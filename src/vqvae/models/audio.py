@@ -63,6 +63,9 @@ class AudioVQVAEConfig(VQVAEConfig):
     decoder: str = "wavenet"  # a registered speech decoder kind; runs before kinds: wavenet
     wavenet: WaveNetConfig = field(default_factory=WaveNetConfig)
     mel_decoder: MelDecoderConfig = field(default_factory=MelDecoderConfig)
+    # a mel decoder's own vocoder: `vqvae train` trains a Vocos for this many steps after the
+    # VQ-VAE and keeps it in RUN/vocoder; 0: none (Griffin-Lim, or --vocoder VOC)
+    vocoder_steps: int = 0
     sample_rate: int = 8000
     speakers: tuple[str, ...] = ()  # names of the decoder's speaker ids; () = no speakers
     # weight of an auxiliary loss: the log-mel frame of each code's 64 samples predicted from
@@ -93,6 +96,8 @@ class AudioVQVAEConfig(VQVAEConfig):
                 f"expected spectral_weight >= 0 and n_mels >= 1, got {self.spectral_weight}, "
                 f"{self.n_mels}"
             )
+        if self.vocoder_steps < 0:
+            raise ValueError(f"vocoder_steps: expected >= 0, got {self.vocoder_steps}")
         if len(set(self.speakers)) != len(self.speakers):
             raise ValueError(f"speakers: names must be distinct, got {self.speakers}")
         wavenet = replace(

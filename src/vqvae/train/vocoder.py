@@ -10,7 +10,7 @@ same log-mel L1 on whole test utterances.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -29,6 +29,18 @@ from vqvae.train.vqvae import TrainResult, end_session, start_session
 from vqvae.vocoders import Vocos, VocosConfig
 
 WINDOW = 4096  # samples of each training window: half a second at 8 kHz
+# `vqvae vocoder train`'s defaults, and a speech run's own vocoder's (``vocoder_steps``):
+# about 17 minutes on one CPU thread (BENCHMARKS.md, section 9)
+VOCODER_TRAIN = TrainConfig(
+    steps=1000, batch_size=16, lr=1e-3, lr_schedule="cosine", warmup_steps=50, lr_final=0.05,
+    checkpoint_every=250, eval_every=500, eval_limit=30,
+)  # fmt: skip
+
+
+def vocoder_train_config(steps: int, seed: int, **changes: Any) -> TrainConfig:
+    """``VOCODER_TRAIN`` for ``steps`` steps (no warm-up longer than the run)."""
+    train = replace(VOCODER_TRAIN, steps=steps, seed=seed, **changes)
+    return replace(train, warmup_steps=0) if train.warmup_steps >= steps else train
 
 
 @dataclass(frozen=True)
