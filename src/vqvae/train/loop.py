@@ -28,6 +28,7 @@ from vqvae.config import TrainConfig
 from vqvae.runs import RunDir
 from vqvae.train import distributed
 from vqvae.train.checkpoint import clean_partial, list_checkpoints, load_checkpoint, save_checkpoint
+from vqvae.train.schedule import set_lr
 
 
 class NonFiniteLoss(RuntimeError):
@@ -135,6 +136,8 @@ def fit(
     t0 = time.perf_counter()
     with _StopRequest() as stop, bar, _closed_at_exit(inputs):
         for step in range(start, config.steps):
+            if config.scheduled:
+                set_lr(optimizer, config, step)
             out = step_fn(_next_agreed(inputs, step))
             _check_finite(out.loss, step, run)
             optimizer.zero_grad(set_to_none=True)
@@ -221,4 +224,4 @@ def _check_finite(loss: torch.Tensor, step: int, run: RunDir) -> None:
     raise NonFiniteLoss(f"loss became {seen} at step {step + 1}; {kept} (try a lower --lr)")
 
 
-_SHOWN = ("loss", "perplexity", "code_usage", "psnr", "bits_per_code")
+_SHOWN = ("loss", "perplexity", "code_usage", "psnr", "bits_per_code", "mel_error")
