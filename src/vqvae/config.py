@@ -21,6 +21,8 @@ from vqvae.nets import NetConfig
 from vqvae.nets.wavenet import WaveNetConfig
 from vqvae.pretrained import config_from_dict, config_to_dict
 from vqvae.registry import PRESETS
+from vqvae.train.accumulate import check_accumulate
+from vqvae.train.precision import check_precision
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -38,6 +40,9 @@ class TrainConfig:
     eval_every: int = 250  # held-out evaluation and a reconstruction grid
     log_every: int = 10
     eval_limit: int = 2000  # held-out images used by the periodic evaluation
+    precision: str = "32"  # "32", "bf16" or "16": autocast for the networks (train/precision.py)
+    compile: bool = False  # torch.compile the networks of the step (train/compiled.py)
+    accumulate: int = 1  # micro-batches per optimizer step (train/accumulate.py)
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "checkpoint_every", "eval_every", "log_every"):
@@ -45,6 +50,8 @@ class TrainConfig:
                 raise ValueError(f"expected {name} >= 1, got {getattr(self, name)}")
         if not self.lr > 0:
             raise ValueError(f"expected lr > 0, got {self.lr}")
+        check_precision(self.precision)
+        check_accumulate(self.accumulate, self.batch_size)
 
 
 # -- presets ------------------------------------------------------------------------------

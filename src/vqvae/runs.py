@@ -41,7 +41,11 @@ def refuse_overwrite(path: Path, force: bool) -> None:
 
 
 # Training settings that shape the trajectory: --resume must keep them (--steps may grow).
-TRAJECTORY_KEYS = ("batch_size", "lr", "seed")
+# Precision, compilation and micro-batching each round differently: a resumed run that
+# changed one would not take the steps the run would have taken.
+TRAJECTORY_KEYS = ("batch_size", "lr", "seed", "precision", "compile", "accumulate")
+# What a run written before a setting existed trained with.
+_TRAJECTORY_DEFAULTS = {"precision": "32", "compile": False, "accumulate": 1}
 
 
 def resume_differences(
@@ -62,7 +66,11 @@ def resume_differences(
         except (TypeError, ValueError) as e:
             raise RunError(f"the saved config is not a {config_class.__name__} ({e})") from None
     diffs = [f"model.{k}" for k in wanted["config"] if model.get(k) != wanted["config"][k]]
-    diffs += [f"train.{k}" for k in TRAJECTORY_KEYS if train.get(k) != wanted["train"][k]]
+    for k in TRAJECTORY_KEYS:
+        was = train.get(k, _TRAJECTORY_DEFAULTS.get(k))
+        now = wanted["train"].get(k, _TRAJECTORY_DEFAULTS.get(k))
+        if was != now:
+            diffs.append(f"train.{k}: {was} in the run, {now} asked")
     return diffs + [k for k in top_keys if saved.get(k) != wanted.get(k)]
 
 

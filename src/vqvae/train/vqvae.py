@@ -174,6 +174,7 @@ def train_vqvae(
         evaluate=evaluate,
         resume=resume,
         progress=progress,
+        trained=s.trained,
         desc=f"train {run.path.name}",
     )
     score_at_end = evaluate if len(held_out) else None
