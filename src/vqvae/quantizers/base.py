@@ -189,7 +189,7 @@ class Quantizer(nn.Module):
         self.init_steps_done.add_(1)
 
     def set_step_mode(self, mode: str) -> None:
-        """"apply", "defer" or "init" (see ``__init__``); statistics kept are dropped."""
+        """ "apply", "defer" or "init" (see ``__init__``); statistics kept are dropped."""
         if mode not in ("apply", "defer", "init"):
             raise ValueError(f"expected step mode apply, defer or init, got {mode!r}")
         self.step_mode = mode

@@ -1,7 +1,8 @@
 """Checkpoints that resume training exactly, and survive being killed at any moment.
 
 A checkpoint is a folder ``checkpoints/step-NNNNNNN/`` holding ``model.safetensors`` and
-``state.pt`` (optimizer, step, random-number state, float16's loss scale; read back with ``weights_only=True``).
+``state.pt`` (optimizer, step, random-number state, float16's loss scale; read back with
+``weights_only=True``).
 It is written as a hidden temporary folder and renamed into place, so a folder with a
 step name is always complete; a SIGKILL mid-write leaves only a temporary folder, which
 the next run deletes.

@@ -47,9 +47,10 @@ def networks(model: nn.Module) -> list[nn.Module]:
     return [n for child in model.children() for n in networks(child)]
 
 
-def compile_networks(model: nn.Module, device: torch.device) -> Compiled | None:
-    """The model's networks compiled, or None (with the reason) where compilation fails
-    on this platform (no C compiler, no Triton for the GPU, ...): the caller trains eagerly."""
+def compile_networks(model: nn.Module, device: torch.device) -> Compiled:
+    """The model's networks compiled; ``CompileUnavailable`` (with the reason) where
+    compilation fails on this platform (no C compiler, no Triton for the GPU, ...), and the
+    caller trains eagerly."""
     try:  # a one-line function finds a broken toolchain in seconds, before any real step
         torch.compile(_probe)(torch.ones(2, device=device))
     except Exception as e:  # noqa: BLE001 - any failure means: train eagerly

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from vqvae import threads
 from vqvae.config import TrainConfig
 from vqvae.console import say
 from vqvae.runs import RunDir
@@ -144,6 +145,8 @@ def fit(
     def due(step: int, every: int) -> bool:
         return step % every == 0 or step == config.steps
 
+    if world.is_main:
+        threads.announce()
     step = _Step(model, trained, step_fn, config, scaler, _compiled(model, config, device))
 
     # disable=None: shown on a terminal, silent in a log file (CI)
@@ -197,7 +200,7 @@ class _Step:
         if out.loss.dtype in (torch.float16, torch.bfloat16):
             raise TypeError(
                 f"the step's loss is {out.loss.dtype}; losses are computed in float32 "
-                f"(docs/design-notes.md, \"Precision\")"
+                f'(docs/design-notes.md, "Precision")'
             )
         return out
 
@@ -224,10 +227,11 @@ class _Step:
                     self.scaler.scale(out.loss * weights[i]).backward()
                 outs.append(out)
             restarted = sum(q.finish_step() for q in found)
-        logs = {k: sum(w * o.logs[k] for w, o in zip(weights, outs)) for k in outs[0].logs}
+        shares = list(zip(weights, outs, strict=True))
+        logs = {k: sum(w * o.logs[k] for w, o in shares) for k in outs[0].logs}
         if "restarted" in logs:  # counted once per step, in finish_step
             logs["restarted"] = restarted
-        loss = sum(w * o.loss.detach() for w, o in zip(weights, outs))
+        loss = sum(w * o.loss.detach() for w, o in shares)
         return StepOutput(loss, logs)
 
 
