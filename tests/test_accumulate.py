@@ -8,6 +8,8 @@ from one over 128); bit-exact comparisons are between two runs on this machine.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import numpy as np
 import pytest
 import torch
@@ -32,7 +34,9 @@ def tiny_model(kind: str = "ema", **quantizer) -> VQVAE:
     return VQVAE(VQVAEConfig(in_channels=1, input_size=(8, 8), net=net, quantizer=q))
 
 
-def train(model: VQVAE, folder, steps: int, resume: bool = False, fail_at=None, **train) -> None:
+def train(
+    model: VQVAE, folder, steps: int, resume=False, fail_at=None, trained=None, **train
+) -> None:
     """``steps`` steps of batch 128 through the shared loop; ``fail_at=(step, micro-batch)``
     raises inside that micro-batch's forward pass, as a kill would stop it there."""
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -53,7 +57,7 @@ def train(model: VQVAE, folder, steps: int, resume: bool = False, fail_at=None, 
         return (torch.from_numpy(IMAGES[i.numpy()]) for i in index_batches)
 
     fit(model, optimizer, config, num_examples=len(IMAGES), step_fn=step_fn, fetch=fetch,
-        run=run, resume=resume, progress=False)  # fmt: skip
+        run=run, resume=resume, progress=False, trained=trained)  # fmt: skip
 
 
 def assert_close_states(a: VQVAE, b: VQVAE, atol: float) -> None:
@@ -115,3 +119,24 @@ def test_a_kill_between_micro_batches_resumes_bit_exactly(tmp_path):
     train(resumed, tmp_path / "run", steps=4, accumulate=4, resume=True)
     for k, v in reference.state_dict().items():
         assert torch.equal(v, resumed.state_dict()[k]), k
+
+
+class _Wrapper(torch.nn.Module):
+    """DistributedDataParallel's ``no_sync`` as a counter: where the all-reduce would wait."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.module = model
+        self.waits = 0
+
+    @contextmanager
+    def no_sync(self):
+        self.waits += 1
+        yield
+
+
+def test_the_gradient_all_reduce_waits_for_the_last_micro_batch(tmp_path):
+    model = tiny_model()
+    wrapper = _Wrapper(model)
+    train(model, tmp_path, steps=2, accumulate=4, trained=wrapper)
+    assert wrapper.waits == 2 * 3  # micro-batches 1-3 of each step skip the all-reduce
