@@ -94,14 +94,14 @@ def test_every_prior_scores_in_float32_under_autocast(kind):
     torch.testing.assert_close(logp, prior.log_prob(codes), rtol=0.05, atol=0.1)
 
 
-def _fit(model, folder, step_fn, **train) -> None:
+def _fit(model, folder, step_fn, resume=False, **train) -> None:
     run = RunDir(folder)
     run.path.mkdir(exist_ok=True)
     config = TrainConfig(batch_size=64, checkpoint_every=1, eval_every=100, log_every=1, **train)
     fetch = lambda idx: (torch.from_numpy(IMAGES[i.numpy()]) for i in idx)  # noqa: E731
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     fit(model, optimizer, config, num_examples=len(IMAGES), step_fn=step_fn, fetch=fetch,
-        run=run, progress=False)  # fmt: skip
+        run=run, progress=False, resume=resume)  # fmt: skip
 
 
 @pytest.mark.parametrize("kind", ["ema", "vq"])
@@ -174,3 +174,17 @@ def test_float16_trains_the_digits_and_resumes_with_its_scale(tmp_path, capsys):
     assert saved["train"]["precision"] == "16" and saved["threads"] >= 1
     state = torch.load(run / "checkpoints/step-0000010/state.pt", weights_only=True)
     assert state["scaler"]["_growth_tracker"] == 10  # counted on across the resume
+
+
+@pytest.mark.parametrize("precision", ["bf16", "16"])
+def test_resume_is_bit_exact_under_each_precision(tmp_path, precision):
+    straight, stopped = tiny_model(), tiny_model()
+    step = vqvae_step(straight, straight, torch.device("cpu"))
+    _fit(straight, tmp_path / "straight", step, steps=4, precision=precision)
+    step = vqvae_step(stopped, stopped, torch.device("cpu"))
+    _fit(stopped, tmp_path / "stopped", step, steps=2, precision=precision)
+    resumed = tiny_model()
+    step = vqvae_step(resumed, resumed, torch.device("cpu"))
+    _fit(resumed, tmp_path / "stopped", step, steps=4, precision=precision, resume=True)
+    for k, v in straight.state_dict().items():
+        assert torch.equal(v, resumed.state_dict()[k]), k
