@@ -43,6 +43,7 @@ class TrainConfig:
     precision: str = "32"  # "32", "bf16" or "16": autocast for the networks (train/precision.py)
     compile: bool = False  # torch.compile the networks of the step (train/compiled.py)
     accumulate: int = 1  # micro-batches per optimizer step (train/accumulate.py)
+    channels_last: bool = False  # 2-D convolutions on NHWC memory (BENCHMARKS.md section 12)
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "checkpoint_every", "eval_every", "log_every"):

@@ -43,9 +43,12 @@ def refuse_overwrite(path: Path, force: bool) -> None:
 # Training settings that shape the trajectory: --resume must keep them (--steps may grow).
 # Precision, compilation and micro-batching each round differently: a resumed run that
 # changed one would not take the steps the run would have taken.
-TRAJECTORY_KEYS = ("batch_size", "lr", "seed", "precision", "compile", "accumulate")
+TRAJECTORY_KEYS = (
+    "batch_size", "lr", "seed", "precision", "compile", "accumulate", "channels_last",
+)  # fmt: skip
 # What a run written before a setting existed trained with.
-_TRAJECTORY_DEFAULTS = {"precision": "32", "compile": False, "accumulate": 1}
+_TRAJECTORY_DEFAULTS = {"precision": "32", "compile": False, "accumulate": 1,
+                        "channels_last": False}  # fmt: skip
 
 
 def resume_differences(

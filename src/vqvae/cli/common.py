@@ -64,7 +64,7 @@ def add_workers_option(p: argparse.ArgumentParser) -> None:
     )
 
 
-STEP_OPTIONS = ("precision", "compile", "accumulate")
+STEP_OPTIONS = ("precision", "compile", "accumulate", "channels_last")
 
 
 def add_step_options(p: argparse.ArgumentParser) -> None:
@@ -86,6 +86,12 @@ def add_step_options(p: argparse.ArgumentParser) -> None:
         type=int,
         metavar="N",
         help="N micro-batches per step: --batch-size examples in N pieces, one update",
+    )
+    p.add_argument(
+        "--channels-last",
+        action=argparse.BooleanOptionalAction,
+        help="image convolutions on NHWC memory (faster on this project's measurements, "
+        "BENCHMARKS.md section 12; rounds differently, so off by default)",
     )
 
 
