@@ -21,6 +21,8 @@ from vqvae.nets import NetConfig
 from vqvae.nets.wavenet import WaveNetConfig
 from vqvae.pretrained import config_from_dict, config_to_dict
 from vqvae.registry import PRESETS
+from vqvae.train.accumulate import check_accumulate
+from vqvae.train.precision import check_precision
 from vqvae.train.schedule import SCHEDULES
 
 if sys.version_info >= (3, 11):
@@ -44,6 +46,10 @@ class TrainConfig:
     lr_schedule: str = "constant"
     warmup_steps: int = 0
     lr_final: float = 0.0
+    precision: str = "32"  # "32", "bf16" or "16": autocast for the networks (train/precision.py)
+    compile: bool = False  # torch.compile the networks of the step (train/compiled.py)
+    accumulate: int = 1  # micro-batches per optimizer step (train/accumulate.py)
+    channels_last: bool = False  # 2-D convolutions on NHWC memory (BENCHMARKS.md section 12)
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "checkpoint_every", "eval_every", "log_every"):
@@ -58,6 +64,8 @@ class TrainConfig:
                 f"expected warmup_steps >= 0 and 0 <= lr_final <= 1, got {self.warmup_steps}, "
                 f"{self.lr_final}"
             )
+        check_precision(self.precision)
+        check_accumulate(self.accumulate, self.batch_size)
 
     @property
     def scheduled(self) -> bool:

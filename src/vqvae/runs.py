@@ -41,9 +41,16 @@ def refuse_overwrite(path: Path, force: bool) -> None:
 
 
 # Training settings that shape the trajectory: --resume must keep them (--steps may grow).
-TRAJECTORY_KEYS = ("batch_size", "lr", "seed", "lr_schedule", "warmup_steps", "lr_final")
-# what runs written before a key existed trained with
-_TRAIN_DEFAULTS = {"lr_schedule": "constant", "warmup_steps": 0, "lr_final": 0.0}
+# Precision, compilation and micro-batching each round differently, and a schedule sets the
+# rate of every step: a resumed run that changed one would not take the steps it would have.
+TRAJECTORY_KEYS = (
+    "batch_size", "lr", "seed", "lr_schedule", "warmup_steps", "lr_final",
+    "precision", "compile", "accumulate", "channels_last",
+)  # fmt: skip
+# What a run written before a setting existed trained with.
+_TRAJECTORY_DEFAULTS = {"lr_schedule": "constant", "warmup_steps": 0, "lr_final": 0.0,
+                        "precision": "32", "compile": False, "accumulate": 1,
+                        "channels_last": False}  # fmt: skip
 
 
 def resume_differences(
@@ -64,8 +71,11 @@ def resume_differences(
         except (TypeError, ValueError) as e:
             raise RunError(f"the saved config is not a {config_class.__name__} ({e})") from None
     diffs = [f"model.{k}" for k in wanted["config"] if model.get(k) != wanted["config"][k]]
-    diffs += [f"train.{k}" for k in TRAJECTORY_KEYS
-              if train.get(k, _TRAIN_DEFAULTS.get(k)) != wanted["train"].get(k)]  # fmt: skip
+    for k in TRAJECTORY_KEYS:
+        was = train.get(k, _TRAJECTORY_DEFAULTS.get(k))
+        now = wanted["train"].get(k, _TRAJECTORY_DEFAULTS.get(k))
+        if was != now:
+            diffs.append(f"train.{k}: {was} in the run, {now} asked")
     decays = wanted["train"].get("lr_schedule", "constant") != "constant"
     if decays and train.get("steps") != wanted["train"].get("steps"):
         diffs.append("train.steps (the schedule's horizon)")

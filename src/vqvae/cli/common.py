@@ -28,6 +28,7 @@ from vqvae.errors import RunError
 from vqvae.models import AudioVQVAE
 from vqvae.registry import DATASETS
 from vqvae.runs import RunDir, load_run_model
+from vqvae.train.precision import PRECISIONS
 
 
 def add_data_options(
@@ -61,6 +62,45 @@ def add_workers_option(p: argparse.ArgumentParser) -> None:
         f"the CPUs training leaves free, now {default_workers()}); arrays are read in "
         "memory or memory-mapped",
     )
+
+
+STEP_OPTIONS = ("precision", "compile", "accumulate", "channels_last")
+
+
+def add_step_options(p: argparse.ArgumentParser) -> None:
+    """How a training step runs: ``--precision``, ``--compile``, ``--accumulate`` (a run
+    records them, and ``--resume`` keeps them)."""
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        help="32 (default), or bf16/16: the networks under autocast, quantizers and losses "
+        "in float32 (16 with loss scaling)",
+    )
+    p.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        help="torch.compile the networks (compiles for a minute, then faster steps)",
+    )
+    p.add_argument(
+        "--accumulate",
+        type=int,
+        metavar="N",
+        help="N micro-batches per step: --batch-size examples in N pieces, one update",
+    )
+    p.add_argument(
+        "--channels-last",
+        action=argparse.BooleanOptionalAction,
+        help="image convolutions on NHWC memory (faster on this project's measurements, "
+        "BENCHMARKS.md section 12; rounds differently, so off by default)",
+    )
+
+
+def step_options(args: argparse.Namespace, saved_train: dict[str, Any] | None = None) -> dict:
+    """The step options given, else (resuming) the run's: training config fields."""
+    saved_train = saved_train or {}
+    given = {k: getattr(args, k, None) for k in STEP_OPTIONS}
+    return {k: saved_train[k] if v is None else v for k, v in given.items()
+            if v is not None or k in saved_train}  # fmt: skip
 
 
 def _workers(text: str) -> int:

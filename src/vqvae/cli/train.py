@@ -9,7 +9,14 @@ from dataclasses import replace
 from typing import Any
 
 from vqvae import report  # its attributes load matplotlib on first use
-from vqvae.cli.common import add_data_options, add_workers_option, layout_note, resize
+from vqvae.cli.common import (
+    add_data_options,
+    add_step_options,
+    add_workers_option,
+    layout_note,
+    resize,
+    step_options,
+)
 from vqvae.config import (
     TrainConfig,
     apply_overrides,
@@ -56,6 +63,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--seed", type=int)
     p.add_argument("--checkpoint-every", type=int)
     p.add_argument("--device", help="cpu or cuda (default: cuda when there is one)")
+    add_step_options(p)
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     p.add_argument("--force", action="store_true", help="replace an existing run folder")
     p.add_argument("--no-progress", action="store_true")
@@ -108,9 +116,10 @@ def resolve_configs(
         "lr": args.lr,
         "seed": args.seed,
         "checkpoint_every": args.checkpoint_every,
+        **step_options(args),  # resuming, the run's (in ``train``) unless given
     }
     train = replace(train, **{k: v for k, v in flags.items() if v is not None})
-    meta = {"data": args.data, "preset": preset, "overrides": pairs}
+    meta = {"data": args.data, "preset": preset, "overrides": pairs, **machine(args)}
     if isinstance(data, AudioDataset):
         return _fit_audio_config(model, data), train, meta
     got = (data.num_channels, *data.image_size)
@@ -123,6 +132,17 @@ def resolve_configs(
             f"(use --set input_size=[{got[1]},{got[2]}] --set in_channels={got[0]})"
         )
     return model, train, meta
+
+
+def machine(args: argparse.Namespace) -> dict[str, Any]:
+    """What a run records of where it ran (not compared on --resume: a run may move)."""
+    return {"threads": getattr(args, "threads", None), "device": args.device or _default_device()}
+
+
+def _default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def _fit_audio_config(model: Any, data: AudioDataset) -> AudioVQVAEConfig:

@@ -48,6 +48,7 @@ from vqvae.quantizers.base import (
     unflatten,
 )
 from vqvae.registry import QUANTIZERS
+from vqvae.torch_utils import float32
 
 
 @dataclass(frozen=True)
@@ -143,6 +144,7 @@ class LookupFreeQuantizer(nn.Module):
         corners = self.codes_to_signs(torch.arange(self.num_codes, device=self._powers.device))
         return self.project_out(corners.to(self._param_dtype()))  # (K, d) -> (K, D)
 
+    @float32
     def forward(self, z_e: torch.Tensor) -> LookupFreeQuantizerOutput:
         flat = flatten(z_e, self.code_dim)  # (B, D, *S) -> (N, D)
         z = self.project_in(flat)  # (N, D) -> (N, d)

@@ -115,6 +115,7 @@ def train_audio_vqvae(
         evaluate=evaluate if len(held_out) else None,
         resume=resume,
         progress=progress,
+        trained=s.trained,
         desc=f"train {run.path.name}",
     )
     score_at_end = evaluate if len(held_out) else None
