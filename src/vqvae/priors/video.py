@@ -113,14 +113,17 @@ class VideoPrior(nn.Module, PretrainedMixin):
         actions: torch.Tensor,
         *,
         temperature: float = 1.0,
+        top_k: int | None = None,
         generator: torch.Generator | None = None,
         method: str = "fast",
     ) -> torch.Tensor:
-        """One next frame's codes (B, h, w) for each of B contexts (B, k, h, w) and actions."""
+        """One next frame's codes (B, h, w) for each of B contexts (B, k, h, w) and actions;
+        ``top_k=1`` draws the argmax code at every position (a greedy rollout)."""
         return self.frame.sample(
             len(previous),
             self.condition(previous, actions),
             temperature=temperature,
+            top_k=top_k,
             generator=generator,
             method=method,
         )
@@ -132,6 +135,7 @@ class VideoPrior(nn.Module, PretrainedMixin):
         actions: torch.Tensor,
         *,
         temperature: float = 1.0,
+        top_k: int | None = None,
         generator: torch.Generator | None = None,
         method: str = "fast",
     ) -> torch.Tensor:
@@ -169,6 +173,7 @@ class VideoPrior(nn.Module, PretrainedMixin):
                         previous,
                         actions[:, i],
                         temperature=temperature,
+                        top_k=top_k,
                         generator=generator,
                         method=method,
                     )
