@@ -76,8 +76,9 @@ def test_the_next_frame_stays_causal_given_the_context():
     assert torch.equal(changed[:, :, :14], base[:, :, :14])
 
 
-def test_fast_sampler_draws_what_the_naive_one_does_and_sees_the_full_pass_logits():
-    prior = tiny_prior(k=2)
+@pytest.mark.parametrize("copy_last", [True, False])
+def test_fast_sampler_draws_what_the_naive_one_does_and_sees_the_full_pass_logits(copy_last):
+    prior = tiny_prior(k=2, copy_last=copy_last)
     _, previous, actions = batch(prior)
     plan = torch.tensor([1, 3, 2])
 
@@ -140,6 +141,29 @@ def test_bad_configs_say_what_is_wrong(change, match):
     fields = dict(num_codes=16, shape=(4, 5), action_names=ACTIONS) | change
     with pytest.raises(ValueError, match=match):
         VideoPriorConfig(**fields)
+
+
+def test_the_copy_path_adds_its_logit_to_the_last_frames_code_only():
+    prior, plain = tiny_prior(k=2), tiny_prior(k=2, copy_last=False)
+    plain.load_state_dict(prior.state_dict(), strict=False)  # all but the copy path's weights
+    codes, previous, actions = batch(prior)
+    with torch.no_grad():
+        extra = prior(codes, previous, actions) - plain(codes, previous, actions)  # (B, K, h, w)
+        copied = torch.nn.functional.one_hot(previous[:, -1], 16).permute(0, 3, 1, 2).bool()
+        assert torch.all(extra[~copied] == 0) and torch.all(extra[copied] != 0)
+        prior.frame.copy_context.bias.fill_(1e4)  # a gate that always copies
+        greedy = prior.rollout(previous, actions[:, None], top_k=1)
+    assert torch.equal(greedy[:, 0], previous[:, -1])
+
+
+def test_a_video_prior_saved_before_the_copy_path_loads_without_it(tmp_path):
+    prior = tiny_prior(k=2, copy_last=False)
+    prior.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    del saved["config"]["copy_last"]  # as an older release wrote it
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    loaded = VideoPrior.from_pretrained(tmp_path)
+    assert loaded.config.copy_last is False and loaded.frame.copy_context is None
 
 
 def test_rollout_refuses_a_context_shorter_than_k():
