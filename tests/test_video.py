@@ -344,6 +344,8 @@ def test_eval_compares_recorded_and_shuffled_actions_and_the_report_shows_it(
         (["--context", "50"], "--context 50: longer than the episodes"),
         (["--context", "1"], "the prior reads 2 previous frames"),
         (["--actions", "left,right"], "2 actions given for --frames 3"),
+        (["--temperature", "0"], "--temperature 0.0: expected a number > 0"),
+        (["--top-k", "0"], "--top-k 0: expected at least 1 code"),
     ],
 )
 def test_rollout_errors_are_one_line(video_run, toy_maze, tmp_path, capsys, extra, message):
