@@ -22,6 +22,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+# The suite's models are tiny: one thread is the quickest for them on any machine, and a
+# thread count the user set is one the commands do not announce, so an in-process command's
+# stderr is its own lines only (tests/test_threads.py checks the choice from the load).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 
 @pytest.fixture
 def real_data_root() -> Path:

@@ -35,9 +35,11 @@ def test_the_default_is_the_cores_the_load_leaves_free(no_omp, cores, load, expe
 
 
 def test_asked_and_environment_win_over_the_load(monkeypatch):
-    assert choose_threads(3, cores=2, load=5.0).threads == 3
+    asked = choose_threads(3, cores=2, load=5.0)
+    assert asked.threads == 3 and not asked.chosen  # the user's choice is not announced
     monkeypatch.setenv("OMP_NUM_THREADS", "2")
-    assert choose_threads(cores=8, load=0.0).threads == 2
+    from_env = choose_threads(cores=8, load=0.0)
+    assert from_env.threads == 2 and not from_env.chosen
     with pytest.raises(ValueError, match="--threads"):
         choose_threads(0)
 

@@ -21,14 +21,15 @@ from vqvae.nets import NetConfig
 from vqvae.nets.wavenet import WaveNetConfig
 from vqvae.pretrained import config_from_dict, config_to_dict
 from vqvae.registry import PRESETS
-from vqvae.train.accumulate import check_accumulate
-from vqvae.train.precision import check_precision
-from vqvae.train.schedule import SCHEDULES
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
+
+
+PRECISIONS = ("32", "bf16", "16")  # the networks' autocast (vqvae.train.precision)
+SCHEDULES = ("constant", "cosine", "step")  # the learning rate over the steps (train.schedule)
 
 
 @dataclass(frozen=True)
@@ -64,8 +65,15 @@ class TrainConfig:
                 f"expected warmup_steps >= 0 and 0 <= lr_final <= 1, got {self.warmup_steps}, "
                 f"{self.lr_final}"
             )
-        check_precision(self.precision)
-        check_accumulate(self.accumulate, self.batch_size)
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"expected precision in {PRECISIONS}, got {self.precision!r}")
+        if self.accumulate < 1:
+            raise ValueError(f"expected accumulate >= 1, got {self.accumulate}")
+        if self.accumulate > self.batch_size:
+            raise ValueError(
+                f"accumulate {self.accumulate} asks for more micro-batches than the batch has "
+                f"examples ({self.batch_size}); use --accumulate <= --batch-size"
+            )
 
     @property
     def scheduled(self) -> bool:

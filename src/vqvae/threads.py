@@ -26,6 +26,7 @@ from vqvae.console import say
 class ThreadChoice:
     threads: int
     reason: str  # one line: why this number
+    chosen: bool = True  # chosen here from the machine (said once); False: the user's own
 
     def apply(self) -> ThreadChoice:
         """Set torch's thread count; ``announce`` then says so once."""
@@ -39,12 +40,13 @@ _unsaid: ThreadChoice | None = None  # applied, and not yet said
 
 
 def announce() -> None:
-    """Say the applied choice in one line, once (the training loop calls it at its start;
-    a library user who never applied one hears nothing)."""
+    """Say the applied choice in one line, once, if it was chosen here (the training loop
+    calls it at its start; a choice the user made, with ``--threads`` or OMP_NUM_THREADS, and
+    a library user who never applied one, hear nothing)."""
     global _unsaid
-    if _unsaid is not None:
+    if _unsaid is not None and _unsaid.chosen:
         say(f"vqvae: {_unsaid.reason}")
-        _unsaid = None
+    _unsaid = None
 
 
 def available_cores() -> int:
@@ -68,10 +70,10 @@ def choose_threads(
     if asked is not None:
         if asked < 1:
             raise ValueError(f"--threads: expected a number >= 1, got {asked}")
-        return ThreadChoice(asked, f"{asked} thread(s), as asked")
+        return ThreadChoice(asked, f"{asked} thread(s), as asked", chosen=False)
     env = os.environ.get("OMP_NUM_THREADS", "").strip()
     if env.isdigit() and int(env) >= 1:
-        return ThreadChoice(int(env), f"{env} thread(s), from OMP_NUM_THREADS")
+        return ThreadChoice(int(env), f"{env} thread(s), from OMP_NUM_THREADS", chosen=False)
     cores = cores or available_cores()
     load = load_average() if load is None else load
     if load is None:

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from vqvae._io import write_npz
+from vqvae.config import PRECISIONS
 from vqvae.console import say
 from vqvae.data import (
     AudioDataset,
@@ -28,7 +29,6 @@ from vqvae.errors import RunError
 from vqvae.models import AudioVQVAE
 from vqvae.registry import DATASETS
 from vqvae.runs import RunDir, load_run_model
-from vqvae.train.precision import PRECISIONS
 
 
 def add_data_options(

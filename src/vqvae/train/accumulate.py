@@ -32,17 +32,6 @@ from torch import nn
 from vqvae.quantizers import Quantizer
 
 
-def check_accumulate(parts: int, batch_size: int) -> int:
-    if parts < 1:
-        raise ValueError(f"expected accumulate >= 1, got {parts}")
-    if parts > batch_size:
-        raise ValueError(
-            f"accumulate {parts} asks for more micro-batches than the batch has examples "
-            f"({batch_size}); use --accumulate <= --batch-size"
-        )
-    return parts
-
-
 def micro_batches(batch: torch.Tensor, parts: int) -> list[torch.Tensor]:
     """A step's input (indices or examples, first dimension the batch) in ``parts`` pieces
     of sizes differing by at most one."""

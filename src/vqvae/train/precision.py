@@ -18,7 +18,8 @@ from contextlib import AbstractContextManager
 
 import torch
 
-PRECISIONS = ("32", "bf16", "16")
+from vqvae.config import PRECISIONS
+
 _DTYPES = {"bf16": torch.bfloat16, "16": torch.float16}
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 
-SCHEDULES = ("constant", "cosine", "step")
+from vqvae.config import SCHEDULES
 
 
 def lr_factor(step: int, steps: int, schedule: str, warmup_steps: int, lr_final: float) -> float:
