@@ -114,6 +114,10 @@ def save_reconstruction_grid(path, originals: np.ndarray, recons: np.ndarray) ->
     save_png_grid(np.concatenate(rows), path, nrow=min(8, n), scale=scale)
 
 
+# quantizer output fields logged when a kind has them (nats; the batch's maximum is log K)
+ENTROPY_LOGS = ("sample_entropy", "codebook_entropy")
+
+
 def vqvae_step(
     model: VQVAE,
     trained: torch.nn.Module,
@@ -130,16 +134,18 @@ def vqvae_step(
         x = x.contiguous(memory_format=layout if x.dim() == 4 else torch.contiguous_format)
         out = trained(x)
         used = torch.unique(out.codes).numel() / model.num_codes
-        return StepOutput(
-            out.loss,
-            {
-                "recon_loss": out.recon_loss.item(),
-                "vq_loss": out.vq_loss.item(),
-                "perplexity": out.perplexity.item(),
-                "code_usage": used,
-                "restarted": out.quantizer.num_restarted,
-            },
-        )
+        logs = {
+            "recon_loss": out.recon_loss.item(),
+            "vq_loss": out.vq_loss.item(),
+            "perplexity": out.perplexity.item(),
+            "code_usage": used,
+            "restarted": out.quantizer.num_restarted,
+        }
+        for name in ENTROPY_LOGS:  # LFQ's entropy terms, to watch the batch entropy's rise
+            value = getattr(out.quantizer, name, None)
+            if value is not None:
+                logs[name] = value.item()
+        return StepOutput(out.loss, logs)
 
     return step_fn
 
