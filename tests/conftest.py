@@ -202,8 +202,9 @@ RATE = 8000
 SPEAKERS = ("amy", "bob")
 
 
-# `--set` pairs that shrink the speech8k preset to a model that trains in a second.
+# `--set` pairs that shrink the speech8k-wavenet preset to a model that trains in a second.
 TINY_AUDIO = [
+    "--preset", "speech8k-wavenet",
     "--set", "net.hidden_channels=16", "--set", "net.residual_channels=8",
     "--set", "quantizer.num_codes=16", "--set", "quantizer.code_dim=8",
     "--set", "wavenet.residual_channels=8", "--set", "wavenet.gate_channels=8",
@@ -230,6 +231,17 @@ def speech_folder(tmp_path_factory) -> Path:
             for index in range(8):
                 write_wav(folder / f"{digit}_{name}_{index}.wav", tone(digit, s, index), RATE)
     return folder
+
+
+# the same for the mel decoder (the speech8k preset), with a tiny mel decoder
+TINY_MEL = [
+    "--preset", "speech8k",
+    "--set", "net.hidden_channels=16", "--set", "net.residual_channels=8",
+    "--set", "quantizer.num_codes=16", "--set", "quantizer.code_dim=8",
+    "--set", "mel_decoder.hidden_channels=16", "--set", "mel_decoder.num_blocks=2",
+    "--set", "mel_decoder.speaker_dim=4", "--set", "input_size=[256]",
+    "--set", "train.eval_limit=4", "--set", "train.warmup_steps=2",
+]  # fmt: skip
 
 
 def train_speech(folder: Path, out: Path, steps: int, *extra: str) -> int:

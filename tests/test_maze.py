@@ -12,7 +12,7 @@ import pytest
 
 from vqvae.cli import main
 from vqvae.data.episodes import read_episodes
-from vqvae.data.maze import ACTIONS, ExploringPolicy, record_maze, wall_ahead
+from vqvae.data.maze import ACTIONS, ExploringPolicy, job_plan, record_maze, wall_ahead
 from vqvae.errors import VQVAEError
 
 
@@ -51,6 +51,16 @@ def test_bad_arguments_say_what_is_wrong():
         record_maze(1, 1)
     with pytest.raises(VQVAEError, match="at most 1000 steps"):
         record_maze(1, 5000)
+    with pytest.raises(VQVAEError, match="--jobs 0: expected at least 1"):
+        record_maze(1, 2, jobs=0)
+
+
+def test_jobs_share_the_episodes_with_their_own_seed_streams():
+    assert job_plan(7, 1, seed=5) == [(7, 5)]  # one process: the seed itself
+    plan = job_plan(7, 3, seed=5)
+    assert [n for n, _ in plan] == [3, 2, 2] and len({s for _, s in plan}) == 3
+    assert job_plan(7, 3, seed=5) == plan and job_plan(7, 3, seed=6) != plan
+    assert job_plan(2, 8, seed=0) == job_plan(2, 2, seed=0)  # never a process without episodes
 
 
 def test_missing_extra_names_the_install_command(monkeypatch, capsys, tmp_path):
@@ -85,3 +95,17 @@ def test_records_episodes(renderer, tmp_path, capsys):
     before = out.read_bytes()
     assert main([*argv, "--out", str(out)]) != 0  # refuses to overwrite without --force
     assert "already exists" in capsys.readouterr().err and out.read_bytes() == before
+
+
+def test_several_processes_record_each_share_as_one_process_would(renderer, tmp_path):
+    argv = ["data", "maze", "--episodes", "3", "--steps", "3", "--size", "16", "--no-progress"]
+    paths = [tmp_path / "a.npz", tmp_path / "b.npz"]
+    for path in paths:
+        assert main([*argv, "--jobs", "2", "--out", str(path)]) == 0
+    first, second = (read_episodes(p) for p in paths)
+    assert np.array_equal(first.frames, second.frames)  # the same seed and jobs, the same file
+    assert np.array_equal(first.actions, second.actions)
+    parts = [record_maze(n, 3, size=16, seed=s, progress=False) for n, s in job_plan(3, 2, 0)]
+    assert np.array_equal(first.frames, np.concatenate([p.frames for p in parts]))
+    single = record_maze(3, 3, size=16, progress=False)
+    assert not np.array_equal(single.frames, first.frames)  # other seed streams, other mazes

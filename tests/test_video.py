@@ -12,10 +12,16 @@ from PIL import Image
 
 from conftest import TINY, toy_episodes
 from vqvae.cli import main
+from vqvae.metrics import psnr_of_mse
 from vqvae.priors import PixelCNNPrior
 from vqvae.priors.video import VideoPrior, VideoPriorConfig
 from vqvae.sampling import draw_codes
-from vqvae.video_inference import FrameCodes, shuffled_actions
+from vqvae.video_inference import (
+    FrameCodes,
+    bits_per_frame,
+    one_step_accuracy,
+    shuffled_actions,
+)
 
 ACTIONS = ("noop", "forward", "left", "right")
 
@@ -70,8 +76,9 @@ def test_the_next_frame_stays_causal_given_the_context():
     assert torch.equal(changed[:, :, :14], base[:, :, :14])
 
 
-def test_fast_sampler_draws_what_the_naive_one_does_and_sees_the_full_pass_logits():
-    prior = tiny_prior(k=2)
+@pytest.mark.parametrize("copy_last", [True, False])
+def test_fast_sampler_draws_what_the_naive_one_does_and_sees_the_full_pass_logits(copy_last):
+    prior = tiny_prior(k=2, copy_last=copy_last)
     _, previous, actions = batch(prior)
     plan = torch.tensor([1, 3, 2])
 
@@ -136,10 +143,65 @@ def test_bad_configs_say_what_is_wrong(change, match):
         VideoPriorConfig(**fields)
 
 
+def test_the_copy_path_adds_its_logit_to_the_last_frames_code_only():
+    prior, plain = tiny_prior(k=2), tiny_prior(k=2, copy_last=False)
+    plain.load_state_dict(prior.state_dict(), strict=False)  # all but the copy path's weights
+    codes, previous, actions = batch(prior)
+    with torch.no_grad():
+        extra = prior(codes, previous, actions) - plain(codes, previous, actions)  # (B, K, h, w)
+        copied = torch.nn.functional.one_hot(previous[:, -1], 16).permute(0, 3, 1, 2).bool()
+        assert torch.all(extra[~copied] == 0) and torch.all(extra[copied] != 0)
+        prior.frame.copy_context.bias.fill_(1e4)  # a gate that always copies
+        greedy = prior.rollout(previous, actions[:, None], top_k=1)
+    assert torch.equal(greedy[:, 0], previous[:, -1])
+
+
+def test_a_video_prior_saved_before_the_copy_path_loads_without_it(tmp_path):
+    prior = tiny_prior(k=2, copy_last=False)
+    prior.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    del saved["config"]["copy_last"]  # as an older release wrote it
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    loaded = VideoPrior.from_pretrained(tmp_path)
+    assert loaded.config.copy_last is False and loaded.frame.copy_context is None
+
+
 def test_rollout_refuses_a_context_shorter_than_k():
     prior = tiny_prior(k=3)
     with pytest.raises(ValueError, match="reads 3 previous frames, got 2"):
         prior.rollout(torch.zeros(1, 2, 4, 5, dtype=torch.long), torch.tensor([1]))
+
+
+def test_a_greedy_rollout_draws_the_argmax_of_its_own_logits():
+    prior = tiny_prior(k=2)
+    _, previous, actions = batch(prior)
+    seeds = [torch.Generator().manual_seed(s) for s in (0, 1)]
+    greedy = [prior.rollout(previous, actions[:, None], top_k=1, generator=g) for g in seeds]
+    assert torch.equal(greedy[0], greedy[1])  # no randomness left
+    with torch.no_grad():
+        logits = prior(greedy[0][:, 0], previous, actions)  # teacher-forced on its own draws
+    assert torch.equal(logits.argmax(1), greedy[0][:, 0])
+
+
+def test_one_step_accuracy_splits_persisting_and_changing_codes():
+    prior = tiny_prior(k=2)
+    g = torch.Generator().manual_seed(3)
+    codes = torch.randint(0, 16, (2, 5, 4, 5), generator=g)
+    codes[:, 1:, :2] = codes[:, :1, :2]  # the top two rows never change
+    data = FrameCodes(codes, torch.randint(0, 4, (2, 5), generator=g), context_frames=2)
+    result = one_step_accuracy(prior, data, batch_size=4)
+    previous, actions, nxt = data.take(torch.arange(len(data)))
+    persist = nxt == previous[:, -1]
+    assert result.persist_fraction == pytest.approx(persist.float().mean().item())
+    assert result.persist_fraction >= 0.4  # at least the two constant rows of four
+    with torch.no_grad():
+        hit = prior(nxt, previous, actions).argmax(1) == nxt
+    n, m = persist.sum().item(), (~persist).sum().item()
+    assert result.accuracy_persist * n + result.accuracy_change * m == pytest.approx(
+        hit.sum().item()
+    )
+    total = (result.bits_persist * n + result.bits_change * m) / len(data)
+    assert total == pytest.approx(bits_per_frame(prior, data), rel=1e-6)
 
 
 # -- examples and the shuffled control ----------------------------------------------------------
@@ -240,13 +302,37 @@ def test_eval_compares_recorded_and_shuffled_actions_and_the_report_shows_it(
     assert main([*args, "--frames", "4", "--json", str(out)]) == 0
     result = json.loads(out.read_text())
     assert result["context"] == 3 and result["frames"] == 4 and result["num_rollouts"] >= 2
-    for key in ("recorded", "shuffled", "copy_last"):
+    for key in ("recorded", "shuffled", "copy_last", "held"):
         assert 0 <= result[f"rollout_{key}"]["code_match"] <= 1
     assert result["bits_per_frame_recorded"] > 0 and result["bits_per_frame_shuffled"] > 0
-    assert "shuffled actions" in capsys.readouterr().out
+    assert result["bits_per_frame_other_context"] > 0
+    assert result["horizons"] == [1, 2, 3, 4]
+    by = result["by_horizon"]
+    assert set(by) == {"psnr", "code_agreement"}
+    conditions = {"recorded", "shuffled", "held", "copy"}
+    assert set(by["psnr"]) == set(by["code_agreement"]) == conditions
+    assert all(len(v) == 4 for m in by.values() for v in m.values())
+    # every horizon holds as many rollouts: the overall numbers are the horizons' means
+    for key, name in (("recorded", "recorded"), ("shuffled", "shuffled"), ("copy", "copy_last")):
+        overall = result[f"rollout_{name}"]
+        assert np.mean(by["code_agreement"][key]) == pytest.approx(overall["code_match"])
+        mse = np.mean([10 ** (-p / 10) for p in by["psnr"][key]])
+        assert psnr_of_mse(mse) == pytest.approx(overall["psnr"], abs=1e-6)
+    # the held real frame has the copied codes: the same agreement, another picture
+    assert by["code_agreement"]["held"] == by["code_agreement"]["copy"]
+    assert 0 <= result["one_step"]["persist_fraction"] <= 1
+    printed = capsys.readouterr().out
+    assert "shuffled actions" in printed and "code_agreement held" in printed
+    greedy = tmp_path / "greedy.json"
+    assert main([*args, "--frames", "2", "--greedy", "--json", str(greedy)]) == 0
+    again = tmp_path / "again.json"
+    assert main([*args, "--frames", "2", "--greedy", "--seed", "5", "--json", str(again)]) == 0
+    a, b = (json.loads(p.read_text()) for p in (greedy, again))
+    assert a["top_k"] == 1 and a["by_horizon"] == b["by_horizon"]  # argmax: no seed matters
     assert main(["report", str(video_run), "--data", str(toy_maze)]) == 0
     page = (video_run / "report" / "index.html").read_text()
     assert "Video in latent space" in page and "rollout PSNR" in page
+    assert "video_horizons.png" in page
     assert Image.open(video_run / "report" / "video_rollout.gif").n_frames > 3
 
 
@@ -258,6 +344,8 @@ def test_eval_compares_recorded_and_shuffled_actions_and_the_report_shows_it(
         (["--context", "50"], "--context 50: longer than the episodes"),
         (["--context", "1"], "the prior reads 2 previous frames"),
         (["--actions", "left,right"], "2 actions given for --frames 3"),
+        (["--temperature", "0"], "--temperature 0.0: expected a number > 0"),
+        (["--top-k", "0"], "--top-k 0: expected at least 1 code"),
     ],
 )
 def test_rollout_errors_are_one_line(video_run, toy_maze, tmp_path, capsys, extra, message):

@@ -71,6 +71,8 @@ def config_from_dict(cls: type[C], data: dict[str, Any]) -> C:
     if not isinstance(data, dict):
         raise ValueError(f"{cls.__name__}: expected a JSON object, got {type(data).__name__}")
     data = renamed_keys(cls, data)  # configs written by older releases
+    # fields an older release did not have: the value that rebuilds what it built
+    data = getattr(cls, "ABSENT", {}) | data
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - names)

@@ -90,10 +90,16 @@ def shuffled_actions(actions: torch.Tensor, seed: int = SHUFFLE_SEED) -> torch.T
 
 @torch.no_grad()
 def bits_per_frame(
-    prior: VideoPrior, data: FrameCodes, limit: int | None = None, batch_size: int = 64
+    prior: VideoPrior,
+    data: FrameCodes,
+    limit: int | None = None,
+    batch_size: int = 64,
+    context_from: torch.Tensor | None = None,
 ) -> float:
     """Mean ``-log2 p(next frame's codes | previous frames, action)`` over ``data``'s examples,
-    or over ``limit`` of them evenly spaced (the periodic evaluation's quick look)."""
+    or over ``limit`` of them evenly spaced (the periodic evaluation's quick look). With
+    ``context_from`` (M,), example i is scored given the previous frames of example
+    ``context_from[i]``."""
     chosen = torch.arange(len(data))
     if limit is not None and limit < len(data):
         chosen = chosen[:: len(data) // limit][:limit]
@@ -101,8 +107,30 @@ def bits_per_frame(
     with eval_mode(prior):
         for sl in batches(len(chosen), batch_size, "scoring"):
             previous, actions, nxt = data.take(chosen[sl])
+            if context_from is not None:
+                previous = data.take(context_from[chosen[sl]])[0]
             total -= float(prior.log_prob(nxt, previous, actions).sum())
     return total / (len(chosen) * math.log(2))
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How a rollout draws each code: from ``softmax(logits / temperature)``, among the
+    ``top_k`` likeliest codes only when given; ``top_k=1`` is the greedy (argmax) rollout."""
+
+    temperature: float = 1.0
+    top_k: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.temperature > 0:
+            raise DataError(f"--temperature {self.temperature}: expected a number > 0")
+        if self.top_k is not None and self.top_k < 1:
+            raise DataError(f"--top-k {self.top_k}: expected at least 1 code")
+
+    @classmethod
+    def choose(cls, temperature: float, top_k: int | None, greedy: bool) -> Sampling:
+        """From the command line's --temperature, --top-k and --greedy (which wins)."""
+        return cls(temperature, 1) if greedy else cls(temperature, top_k)
 
 
 @dataclass(frozen=True)
@@ -122,14 +150,16 @@ def rollout(
     actions: np.ndarray | torch.Tensor,
     *,
     seed: int = 0,
-    temperature: float = 1.0,
+    sampling: Sampling = Sampling(),
 ) -> Rollout:
     """Generate codes from context codes (B, c, h, w) and actions (B, F) or (F,), then decode
     context and generated frames with the image VQ-VAE (its decoder only)."""
     context = torch.as_tensor(context, dtype=torch.long)
     generator = torch.Generator().manual_seed(seed)
-    codes = prior.rollout(context, torch.as_tensor(actions), generator=generator,
-                          temperature=temperature).cpu()  # fmt: skip
+    codes = prior.rollout(
+        context, torch.as_tensor(actions), generator=generator,
+        temperature=sampling.temperature, top_k=sampling.top_k,
+    ).cpu()  # fmt: skip
     b, c, f = context.shape[0], context.shape[1], codes.shape[1]
     both = decode(model, torch.cat([context, codes], dim=1).flatten(0, 1))  # (B*(c+F), H, W, 3)
     both = both.reshape(b, c + f, *both.shape[1:])  # (B*(c+F), ...) -> (B, c+F, H, W, 3)
@@ -143,20 +173,50 @@ class RolloutScore:
     code_match: float  # fraction of generated codes equal to the real future frame's
 
 
+# The evaluation's four futures (docs/video.md): rollouts under the recorded and the shuffled
+# actions; the last real context frame held still; and the prior that copies the last
+# frame's codes, decoded (the held frame through the first stage: the same codes).
+CONDITIONS = ("recorded", "shuffled", "held", "copy")
+
+
+@dataclass(frozen=True)
+class OneStep:
+    """Teacher-forced next-frame predictions split by what the true code does: codes that
+    persist (equal to the last frame's at the same position) and codes that change."""
+
+    persist_fraction: float  # of the true next codes
+    accuracy_persist: float  # the argmax code is the true one, where it persists
+    accuracy_change: float  # ... where it changes
+    bits_persist: float  # mean -log2 p(true code) per code, where it persists
+    bits_change: float
+    argmax_copies: float  # fraction of argmax codes equal to the last frame's
+
+
 @dataclass(frozen=True)
 class VideoEvaluation:
     """Section 4.4's evidence that the prior uses the actions: held-out numbers under the
-    recorded actions and under a fixed-seed shuffle of them (docs/video.md)."""
+    recorded actions and under a fixed-seed shuffle of them, overall and by horizon
+    (docs/video.md)."""
 
     bits_per_frame_recorded: float
     bits_per_frame_shuffled: float
+    # the previous frames of another example (the same fixed permutation): how much the
+    # prior reads its context
+    bits_per_frame_other_context: float
     rollout_recorded: RolloutScore
     rollout_shuffled: RolloutScore
-    rollout_copy_last: RolloutScore  # reference: the last context frame held still
+    rollout_copy_last: RolloutScore  # the last context frame's codes held, decoded
+    rollout_held: RolloutScore  # the last real context frame held still
+    one_step: OneStep
+    horizons: tuple[int, ...]  # 1 .. F
+    # {"psnr": {condition: [F values]}, "code_agreement": {condition: [F values]}}
+    by_horizon: dict[str, dict[str, list[float]]]
     num_examples: int  # held-out (previous, action, next) examples scored
     num_rollouts: int
     context: int
     frames: int
+    temperature: float
+    top_k: int | None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -170,6 +230,51 @@ def _score(real: np.ndarray, fake: np.ndarray, real_codes: np.ndarray, codes: np
     )
 
 
+def _horizon_scores(real, fake, real_codes, codes) -> tuple[list[float], list[float]]:
+    """PSNR and code agreement at each horizon: (B, F, ...) pairs -> two lists of F values."""
+    frames = range(real.shape[1])
+    psnr = [metrics.psnr(real[:, f], fake[:, f]) for f in frames]
+    agree = [float((real_codes[:, f] == codes[:, f]).mean()) for f in frames]
+    return psnr, agree
+
+
+@torch.no_grad()
+def one_step_accuracy(prior: VideoPrior, data: FrameCodes, batch_size: int = 64) -> OneStep:
+    """``OneStep`` over every example of ``data``, teacher-forced (each position sees the
+    true codes before it)."""
+    counts = torch.zeros(6, dtype=torch.float64)  # persist, hit|persist, hit|change, bits.., copy
+    bits = torch.zeros(2, dtype=torch.float64)
+    with eval_mode(prior):
+        for sl in batches(len(data), batch_size, "one-step"):
+            previous, actions, nxt = data.take(torch.arange(len(data))[sl])
+            logits = prior(nxt, previous, actions)  # (B, K, h, w)
+            nats = torch.nn.functional.cross_entropy(logits, nxt, reduction="none")  # (B, h, w)
+            guess = logits.argmax(1)  # (B, h, w)
+            persist = nxt == previous[:, -1]
+            hit = guess == nxt
+            counts += torch.tensor([
+                persist.sum(), (hit & persist).sum(), (hit & ~persist).sum(), (~persist).sum(),
+                (guess == previous[:, -1]).sum(), nxt.numel(),
+            ], dtype=torch.float64)  # fmt: skip
+            bits += torch.stack([nats[persist].sum(), nats[~persist].sum()]).double()
+    persist, hit_p, hit_c, change, copies, total = counts.tolist()
+    bits = (bits / math.log(2)).tolist()
+    return OneStep(
+        persist_fraction=persist / total,
+        accuracy_persist=hit_p / max(persist, 1),
+        accuracy_change=hit_c / max(change, 1),
+        bits_persist=bits[0] / max(persist, 1),
+        bits_change=bits[1] / max(change, 1),
+        argmax_copies=copies / total,
+    )
+
+
+def other_contexts(data: FrameCodes, seed: int = SHUFFLE_SEED) -> torch.Tensor:
+    """For each example, the example whose previous frames it gets in the control that asks
+    how much the prior reads its context: a fixed-seed random permutation, (M,)."""
+    return torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))
+
+
 def evaluate_video(
     model,
     prior: VideoPrior,
@@ -180,9 +285,11 @@ def evaluate_video(
     frames: int = 10,
     rollouts: int = 2,
     seed: int = 0,
+    sampling: Sampling = Sampling(),
 ) -> VideoEvaluation:
-    """Score held-out ``episodes`` (encoded as ``data``): bits per frame, and ``rollouts``
-    rollouts per episode of ``frames`` frames from its first ``context`` real frames."""
+    """Score held-out ``episodes`` (encoded as ``data``): bits per frame, the one-step
+    predictions, and ``rollouts`` rollouts per episode of ``frames`` frames from its first
+    ``context`` real frames, overall and at each horizon 1 .. ``frames``."""
     check_rollout_length(prior, context, frames, episodes.steps)
     check_evaluation_length(context, frames, episodes.steps)
     shuffled = data.with_actions(shuffled_actions(data.actions))
@@ -191,22 +298,37 @@ def evaluate_video(
     ctx = data.codes[reps, :context]  # (N*R, c, h, w)
     real_codes = data.codes[reps, context : context + frames].numpy()  # (N*R, F, h, w)
     real = episodes.frames[reps.numpy(), context : context + frames]  # (N*R, F, H, W, 3)
-    scores = {}
+    futures = {}  # condition -> (frames (N*R, F, H, W, 3), codes (N*R, F, h, w))
     for name, source in (("recorded", data), ("shuffled", shuffled)):
-        out = rollout(model, prior, ctx, source.actions[reps][:, start], seed=seed)
-        scores[name] = _score(real, out.frames, real_codes, out.codes)
+        out = rollout(model, prior, ctx, source.actions[reps][:, start], seed=seed,
+                      sampling=sampling)  # fmt: skip
+        futures[name] = out.frames, out.codes
     still = np.repeat(ctx[:, -1:].numpy(), frames, axis=1)  # (N*R, F, h, w)
-    still_frames = decode(model, still.reshape(-1, *still.shape[2:])).reshape(real.shape)
+    held = np.repeat(episodes.frames[reps.numpy(), context - 1][:, None], frames, axis=1)
+    futures["held"] = held, still  # the real frame's codes are the last context codes
+    futures["copy"] = decode(model, still.reshape(-1, *still.shape[2:])).reshape(real.shape), still
+    scores = {name: _score(real, f, real_codes, c) for name, (f, c) in futures.items()}
+    by_horizon: dict[str, dict[str, list[float]]] = {"psnr": {}, "code_agreement": {}}
+    for name in CONDITIONS:
+        psnr, agree = _horizon_scores(real, *futures[name][:1], real_codes, futures[name][1])
+        by_horizon["psnr"][name], by_horizon["code_agreement"][name] = psnr, agree
     return VideoEvaluation(
         bits_per_frame_recorded=bits_per_frame(prior, data),
         bits_per_frame_shuffled=bits_per_frame(prior, shuffled),
+        bits_per_frame_other_context=bits_per_frame(prior, data, context_from=other_contexts(data)),
         rollout_recorded=scores["recorded"],
         rollout_shuffled=scores["shuffled"],
-        rollout_copy_last=_score(real, still_frames, real_codes, still),
+        rollout_copy_last=scores["copy"],
+        rollout_held=scores["held"],
+        one_step=one_step_accuracy(prior, data),
+        horizons=tuple(range(1, frames + 1)),
+        by_horizon=by_horizon,
         num_examples=len(data),
         num_rollouts=len(reps),
         context=context,
         frames=frames,
+        temperature=sampling.temperature,
+        top_k=sampling.top_k,
     )
 
 

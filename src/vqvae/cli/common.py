@@ -110,6 +110,15 @@ def _workers(text: str) -> int:
     return n
 
 
+def add_vocoder_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--vocoder",
+        metavar="VOC",
+        help="speech with a mel decoder: make audio with this trained vocoder (vqvae vocoder "
+        "train) instead of the run's own (RUN/vocoder, else Griffin-Lim)",
+    )
+
+
 def add_output(p: argparse.ArgumentParser, what: str = "the output file") -> None:
     """``--out`` (required) and ``--force`` (replace it if it exists)."""
     p.add_argument("--out", required=True, help=what)
@@ -187,7 +196,7 @@ def model_and_data(args: argparse.Namespace) -> tuple[Any, ImageDataset | AudioD
     """The run's model and the data it is asked to work on, checked to fit each other: an
     ``AudioDataset`` at the model's sample rate for a speech run."""
     run = RunDir(args.run)
-    model = load_run_model(run)
+    model = load_run_model(run, getattr(args, "vocoder", None))
     if isinstance(model, AudioVQVAE):
         return model, load_run_audio(args, model)
     return model, load_fitting_images(args, run, model)

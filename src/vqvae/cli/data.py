@@ -24,6 +24,14 @@ def add_parser(sub: Any) -> None:
     maze.add_argument("--size", type=int, default=64, help="frame height and width (default 64)")
     maze.add_argument("--maze", choices=MAZES, default="9x9", help="maze size (default 9x9)")
     maze.add_argument("--seed", type=int, default=0)
+    maze.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="record in N processes, each its own seed stream; the file depends on --seed "
+        "and N (default 1)",
+    )
     maze.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_output(maze, "the episodes .npz")
     maze.set_defaults(func=run_maze)
@@ -34,14 +42,16 @@ def run_maze(args: argparse.Namespace) -> int:
     refuse_overwrite(out, args.force)
     start = time.perf_counter()
     episodes = record_maze(
-        args.episodes, args.steps, args.size, args.maze, args.seed, progress=not args.no_progress
-    )
+        args.episodes, args.steps, args.size, args.maze, args.seed,
+        progress=not args.no_progress, jobs=args.jobs,
+    )  # fmt: skip
     seconds = time.perf_counter() - start
     episodes.write(out)
     n = episodes.num_episodes * episodes.steps
     print(
         f"wrote {out}: {episodes.num_episodes} episodes x {episodes.steps} frames of "
-        f"{args.size}x{args.size} ({n / seconds:.1f} frames/s), actions "
+        f"{args.size}x{args.size} ({n / seconds:.1f} frames/s in {args.jobs} process"
+        f"{'es' if args.jobs > 1 else ''}), actions "
         f"{', '.join(episodes.action_names)}"
     )
     return 0

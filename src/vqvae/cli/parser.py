@@ -22,11 +22,12 @@ from vqvae.cli import (
     stack,
     train,
     video,
+    vocoder,
 )
 
 COMMANDS = (
     demo, train, evaluate, encode, decode, reconstruct, convert, probe, prior, sample, report,
-    compare, data, stack, video, rollout,
+    compare, data, stack, video, rollout, vocoder,
 )  # fmt: skip
 
 

@@ -12,7 +12,14 @@ import numpy as np
 
 from vqvae._io import write_npz
 from vqvae.cli.common import recorded_data
-from vqvae.cli.video import EPISODES_HINT, image_model, load_episodes, split
+from vqvae.cli.video import (
+    EPISODES_HINT,
+    add_sampling_options,
+    image_model,
+    load_episodes,
+    sampling_of,
+    split,
+)
 from vqvae.data.episodes import Episodes
 from vqvae.errors import DataError
 from vqvae.report.video import rollout_gif, rollout_strip
@@ -41,7 +48,7 @@ def add_parser(sub: Any) -> None:
         "own, shown beside its real future), or a comma-separated list, one per frame",
     )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--temperature", type=float, default=1.0)
+    add_sampling_options(p)
     p.add_argument("--out", required=True, help="a folder for rollout.png, rollout.gif, .npz")
     p.add_argument("--force", action="store_true")
     p.set_defaults(func=run)
@@ -64,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
     run_dir = RunDir(args.run)
     out = Path(args.out)
     refuse_overwrite(out, args.force)
+    sampling = sampling_of(args)
     model = image_model(run_dir)
     prior = load_video_prior(run_dir)
     episodes = split(load_episodes(recorded_data(args, run_dir, EPISODES_HINT), model), args.split)
@@ -78,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     )
     one = episodes.subset(np.array([args.episode]))
     codes = encode_episodes(model, one, prior.context_frames).codes[:, : args.context]
-    result = rollout(model, prior, codes, actions, seed=args.seed, temperature=args.temperature)
+    result = rollout(model, prior, codes, actions, seed=args.seed, sampling=sampling)
     context = result.context_frames[0]  # decoded from their codes, as the prior saw them
     real = one.frames[0, args.context : args.context + args.frames] if recorded else None
     label = "recorded" if recorded else args.actions

@@ -29,6 +29,8 @@ from vqvae.runs import (
 )
 from vqvae.train.video import VIDEO_TRAIN, train_video
 from vqvae.video_inference import (
+    CONDITIONS,
+    Sampling,
     encode_episodes,
     evaluate_video,
     load_video_prior,
@@ -68,9 +70,21 @@ def add_parser(sub: Any) -> None:
     e.add_argument("--frames", type=int, default=10, help="frames generated (default: 10)")
     e.add_argument("--rollouts", type=int, default=2, help="rollouts per episode (default: 2)")
     e.add_argument("--seed", type=int, default=0)
+    add_sampling_options(e)
     e.add_argument("--json", metavar="FILE", help="also write the numbers to FILE")
     e.add_argument("--force", action="store_true", help="replace an existing --json FILE")
     e.set_defaults(func=run_eval)
+
+
+def add_sampling_options(p: argparse.ArgumentParser) -> None:
+    """--temperature, --top-k and --greedy: how a rollout draws each code (``Sampling``)."""
+    p.add_argument("--temperature", type=float, default=1.0, help="of every draw (default: 1)")
+    p.add_argument("--top-k", type=int, metavar="K", help="draw among the K likeliest codes")
+    p.add_argument("--greedy", action="store_true", help="the likeliest code (argmax) each time")
+
+
+def sampling_of(args: argparse.Namespace) -> Sampling:
+    return Sampling.choose(args.temperature, args.top_k, args.greedy)
 
 
 def add_episodes_option(p: argparse.ArgumentParser) -> None:
@@ -188,12 +202,13 @@ def run_eval(args: argparse.Namespace) -> int:
     prior = load_video_prior(run)
     if args.json:
         refuse_overwrite(Path(args.json), args.force)
+    sampling = sampling_of(args)
     spec = recorded_data(args, run, EPISODES_HINT)
     episodes = split(load_episodes(spec, model), args.split)
     data = encode_episodes(model, episodes, prior.context_frames)
     result = evaluate_video(
         model, prior, episodes, data, context=args.context, frames=args.frames,
-        rollouts=args.rollouts, seed=args.seed,
+        rollouts=args.rollouts, seed=args.seed, sampling=sampling,
     ).to_dict()  # fmt: skip
     write_json(run.video.path / "eval.json", result)  # what `vqvae report` shows
     if args.json:
@@ -203,15 +218,37 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def print_table(r: dict[str, Any], name: str) -> None:
+    draw = "greedy (argmax)" if r["top_k"] == 1 else f"temperature {r['temperature']:g}"
+    if r["top_k"] and r["top_k"] > 1:
+        draw += f", top-{r['top_k']}"
     print(
         f"{name}: {r['num_examples']} next frames scored; {r['num_rollouts']} rollouts of "
-        f"{r['context']} real + {r['frames']} generated frames"
+        f"{r['context']} real + {r['frames']} generated frames ({draw})"
     )
-    print(f"  {'':26s} {'bits/frame':>10s} {'PSNR dB':>8s} {'MSE':>8s} {'codes =':>8s}")
-    for label, key in (("recorded actions", "recorded"), ("shuffled actions", "shuffled"),
-                       ("last frame held (ref.)", "copy_last")):  # fmt: skip
+    print(f"  {'':28s} {'bits/frame':>10s} {'PSNR dB':>8s} {'MSE':>8s} {'codes =':>8s}")
+    rows = (
+        ("recorded actions", "recorded"),
+        ("shuffled actions", "shuffled"),
+        ("last real frame held", "held"),
+        ("last frame's codes copied", "copy_last"),
+    )
+    for label, key in rows:
         bits = r.get(f"bits_per_frame_{key}")
         s = r[f"rollout_{key}"]
         b = f"{bits:10.1f}" if bits is not None else f"{'-':>10s}"
-        print(f"  {label:26s} {b} {s['psnr']:8.2f} {s['mse']:8.5f} {s['code_match']:8.1%}")
+        print(f"  {label:28s} {b} {s['psnr']:8.2f} {s['mse']:8.5f} {s['code_match']:8.1%}")
+    label = "another example's context"
+    print(f"  {label:28s} {r['bits_per_frame_other_context']:10.1f}")
+    o = r["one_step"]
+    print(
+        f"  one step, teacher-forced: {o['persist_fraction']:.1%} of the next codes persist "
+        f"from the last frame; argmax right on {o['accuracy_persist']:.1%} of those "
+        f"({o['bits_persist']:.2f} bits each) and {o['accuracy_change']:.1%} of the changing "
+        f"ones ({o['bits_change']:.2f} bits); {o['argmax_copies']:.1%} of argmax codes copy"
+    )
+    print(f"  by horizon {'':14s}" + "".join(f"{h:>7d}" for h in r["horizons"]))
+    for measure, fmt in (("psnr", "{:7.2f}"), ("code_agreement", "{:7.1%}")):
+        for key in CONDITIONS:
+            values = "".join(fmt.format(v) for v in r["by_horizon"][measure][key])
+            print(f"  {measure + ' ' + key:25s}{values}")
     print(json.dumps(r))

@@ -17,7 +17,9 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from multiprocessing import get_context
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -80,10 +82,12 @@ def record_maze(
     maze: str = "9x9",
     seed: int = 0,
     progress: bool = True,
+    jobs: int = 1,
 ) -> Episodes:
     """``episodes`` episodes of ``steps`` first-person frames (``size`` x ``size`` RGB) each,
     in new random ``maze`` layouts, with the exploring policy's actions; deterministic for
-    ``seed``."""
+    ``seed`` and ``jobs``. With ``jobs`` > 1 the episodes are recorded in that many processes,
+    each its own share of the episodes and its own seed stream (``job_seeds``)."""
     if episodes < 1 or steps < 2 or size < 8:
         raise VQVAEError(
             f"expected episodes >= 1, steps >= 2 and size >= 8, got {episodes}, {steps}, {size}"
@@ -92,6 +96,39 @@ def record_maze(
         raise VQVAEError(f"unknown maze {maze!r}: expected one of {', '.join(MAZES)}")
     if steps > STEP_LIMITS[maze]:
         raise VQVAEError(f"a {maze} maze episode lasts at most {STEP_LIMITS[maze]} steps")
+    if jobs < 1:
+        raise VQVAEError(f"--jobs {jobs}: expected at least 1 process")
+    plan = job_plan(episodes, jobs, seed)
+    if len(plan) == 1:
+        return _record(episodes, steps, size, maze, seed, progress)
+    # spawn, not fork: each process starts its own renderer (an OpenGL context is not shared)
+    pool = ProcessPoolExecutor(len(plan), mp_context=get_context("spawn"))
+    bar = tqdm(total=episodes * steps, desc="record maze", unit="frame", disable=not progress)
+    with pool, bar:
+        futures = [pool.submit(_record, n, steps, size, maze, s, False) for n, s in plan]
+        parts = []
+        for future in futures:  # in the plan's order, whichever finishes first
+            parts.append(future.result())
+            bar.update(parts[-1].num_episodes * steps)
+    frames = np.concatenate([p.frames for p in parts])  # jobs x (n_i, T, ...) -> (N, T, ...)
+    actions = np.concatenate([p.actions for p in parts])
+    return Episodes(frames, actions, ACTIONS, name=parts[0].name)
+
+
+def job_plan(episodes: int, jobs: int, seed: int) -> list[tuple[int, int]]:
+    """(episodes, seed) of each recording process: the episodes shared as evenly as they go
+    (the first processes take one more), a single process keeps ``seed`` itself (the file of
+    one process), several get independent seed streams spawned from it."""
+    jobs = min(jobs, episodes)
+    if jobs == 1:
+        return [(episodes, seed)]
+    counts = [episodes // jobs + (i < episodes % jobs) for i in range(jobs)]
+    streams = np.random.SeedSequence(seed).spawn(jobs)
+    return [(n, int(s.generate_state(1)[0])) for n, s in zip(counts, streams, strict=True)]
+
+
+def _record(episodes: int, steps: int, size: int, maze: str, seed: int, progress: bool) -> Episodes:
+    """One process's episodes, one after another in one environment."""
     env, obs = start_env(maze, size, seed)
     policy = ExploringPolicy(np.random.default_rng(seed))
     frames = np.zeros((episodes, steps, size, size, 3), np.uint8)

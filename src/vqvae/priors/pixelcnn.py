@@ -29,6 +29,7 @@ Together that is the work of a single forward pass, against ``h * w`` passes nai
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -54,6 +55,11 @@ class PixelCNNConfig(PriorConfig):
     # s = m(h) of van den Oord et al. 2016. 0 = the 1x1 map of release 0.1, which sees the
     # context only at the position itself.
     context_layers: int = 0
+    # A copy path: at each position, the last context frame's code there gets an extra logit
+    # g = a(s) + b(skip) (two 1x1 maps, of the context map and of the causal features), so
+    # that "this code persists" is one learned number instead of an identity over K codes
+    # through the embedding and the head (docs/video.md measures why it matters).
+    context_copy: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -71,6 +77,11 @@ class PixelCNNConfig(PriorConfig):
             )
         if self.context_layers < 0:
             raise ValueError(f"context_layers: expected >= 0, got {self.context_layers}")
+        if self.context_copy and (not ctx or self.context_codes != self.num_codes):
+            raise ValueError(
+                "context_copy: copies context codes into the grid, so it needs a context of "
+                f"the grid's own codes (context_codes = num_codes = {self.num_codes})"
+            )
 
     @property
     def context_frames(self) -> int:
@@ -215,6 +226,12 @@ class PixelCNNPrior(Prior):
             nn.ReLU(),
             nn.Conv2d(c.head_channels, c.num_codes, 1),
         )
+        self.copy_context = self.copy_skip = None
+        if c.context_copy:
+            self.copy_context = nn.Conv2d(c.context_channels, 1, 1)
+            self.copy_skip = nn.Conv2d(c.channels, 1, 1)
+            # starts where the copied code holds about half the probability among K codes
+            nn.init.constant_(self.copy_context.bias, math.log(c.num_codes))
 
     def _context_map(self, cond: Condition) -> torch.Tensor | None:
         """The context's codes embedded, (B, h, w) -> (B, C, h, w), or k frames of them
@@ -245,7 +262,16 @@ class PixelCNNPrior(Prior):
             h, s = layer.horizontal(F.pad(h, (p, 0)), layer.link(above), h_bias)
             v = gate(v_pre)
             skip = skip + s
-        return self.head(skip)  # (B, K, h, w)
+        logits = self.head(skip)  # (B, K, h, w)
+        if self.copy_context is not None and self.copy_skip is not None and context is not None:
+            g = self.copy_context(context) + self.copy_skip(F.relu(skip))  # (B, 1, h, w)
+            logits = logits.scatter_add(1, self._last_frame(cond)[:, None], g)
+        return logits
+
+    def _last_frame(self, cond: Condition) -> torch.Tensor:
+        """The context's last frame of codes, (B, h, w): what the copy path copies."""
+        assert cond.context is not None
+        return cond.context.reshape(len(cond.context), -1, *self.config.shape)[:, -1]
 
     def sample(
         self,
@@ -283,6 +309,9 @@ class PixelCNNPrior(Prior):
         # per layer: 0.0, (n, 2C, 1, 1) or, with a context, (n, 2C, h, w)
         biases = [layer.cond_biases(cond, context) for layer in self.layers]
         v_biases, h_biases = [b[0] for b in biases], [b[1] for b in biases]
+        copy = None  # (n, 1, h, w) the copy path's context part, and the codes it copies
+        if self.copy_context is not None and context is not None:
+            copy = self.copy_context(context), self._last_frame(cond)
         # v_in[l]: the vertical input of layer l over the whole grid, stored with the same
         # zero padding the full pass adds (p rows on top, p columns each side)
         v_in = [torch.zeros(n, ch, h + p, w + 2 * p, dtype=dtype, device=dev) for _ in self.layers]
@@ -308,7 +337,12 @@ class PixelCNNPrior(Prior):
                     if l + 1 < len(self.layers):
                         h_in[l + 1][:, :, p + j] = out  # (n, C)
                     skip = skip + s
-                codes[:, i, j] = draw(self._head_column(skip))  # logits (n, K)
+                logits = self._head_column(skip)  # (n, K)
+                if copy is not None and self.copy_skip is not None:
+                    weight = self.copy_skip.weight.flatten(1)  # (1, C, 1, 1) -> (1, C)
+                    g = F.linear(F.relu(skip), weight, self.copy_skip.bias) + copy[0][:, :, i, j]
+                    logits = logits.scatter_add(1, copy[1][:, i, j, None], g)  # g: (n, 1)
+                codes[:, i, j] = draw(logits)
                 h_in[0][:, :, p + j] = self.embed(codes[:, i, j])  # (n, C), seen from column j+1
             # row i is complete: run the vertical stack on it, one row per layer
             v_in[0][:, :, p + i, p : p + w] = self.embed(codes[:, i]).transpose(1, 2)  # (n, C, w)

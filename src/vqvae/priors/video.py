@@ -15,6 +15,7 @@ decodes, with the image VQ-VAE's decoder.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -41,6 +42,11 @@ class VideoPriorConfig:
     kernel_size: int = 3
     head_channels: int = 256
     context_layers: int = 4  # 3x3 convolutions over the context, dilations 1, 2, 4, 1
+    # the copy path of the PixelCNN (pixelcnn.py): most codes of the next frame are the last
+    # frame's at the same position (docs/video.md measures how many)
+    copy_last: bool = True
+    # saved video priors from before the copy path rebuild without it
+    ABSENT: ClassVar[dict[str, Any]] = {"copy_last": False}
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "shape", tuple(self.shape))
@@ -69,6 +75,7 @@ class VideoPriorConfig:
             kernel_size=self.kernel_size,
             head_channels=self.head_channels,
             context_layers=self.context_layers,
+            context_copy=self.copy_last,
         )
 
 
@@ -113,14 +120,17 @@ class VideoPrior(nn.Module, PretrainedMixin):
         actions: torch.Tensor,
         *,
         temperature: float = 1.0,
+        top_k: int | None = None,
         generator: torch.Generator | None = None,
         method: str = "fast",
     ) -> torch.Tensor:
-        """One next frame's codes (B, h, w) for each of B contexts (B, k, h, w) and actions."""
+        """One next frame's codes (B, h, w) for each of B contexts (B, k, h, w) and actions;
+        ``top_k=1`` draws the argmax code at every position (a greedy rollout)."""
         return self.frame.sample(
             len(previous),
             self.condition(previous, actions),
             temperature=temperature,
+            top_k=top_k,
             generator=generator,
             method=method,
         )
@@ -132,6 +142,7 @@ class VideoPrior(nn.Module, PretrainedMixin):
         actions: torch.Tensor,
         *,
         temperature: float = 1.0,
+        top_k: int | None = None,
         generator: torch.Generator | None = None,
         method: str = "fast",
     ) -> torch.Tensor:
@@ -169,6 +180,7 @@ class VideoPrior(nn.Module, PretrainedMixin):
                         previous,
                         actions[:, i],
                         temperature=temperature,
+                        top_k=top_k,
                         generator=generator,
                         method=method,
                     )

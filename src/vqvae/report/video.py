@@ -14,13 +14,14 @@ from PIL import Image, ImageDraw
 
 from vqvae._io import atomic_write
 from vqvae.data.episodes import read_episodes
+from vqvae.report.figures import horizon_curves
 from vqvae.report.html import figure, note, table
 from vqvae.video_inference import encode_episodes, load_video_prior, rollout
 
 BORDER = 3
 LABEL_WIDTH = 96
 COLOURS = {"context": (40, 170, 60), "generated": (150, 150, 150), "real": (40, 110, 220)}
-REPORT_ACTIONS = ("forward", "right")  # the paper's figure: the same context, two actions
+REPORT_ACTIONS = ("forward", "left", "right")  # the paper's figure: one context, several actions
 
 
 def _scale(frame: np.ndarray) -> np.ndarray:
@@ -92,8 +93,9 @@ def rollout_gif(
 
 # -- the report's section ----------------------------------------------------------------------
 def section(state: Any, out: Path) -> tuple[str, str]:
-    """``vqvae report``: rollouts "forward" against "right" from one held-out context, and the
-    numbers of ``vqvae video eval`` (else the held-out bits per frame of training)."""
+    """``vqvae report``: rollouts under "forward", "left", "right" and the recorded actions
+    from one held-out context above its real future, and the numbers of ``vqvae video eval``
+    by horizon (else the held-out bits per frame of training)."""
     folder = state.run.video
     if state.model is None:
         return "", note(f"Needs the trained model: {state.model_missing}")
@@ -102,42 +104,50 @@ def section(state: Any, out: Path) -> tuple[str, str]:
     episodes = read_episodes(saved["data"]).split("test")
     names = [a for a in REPORT_ACTIONS if a in prior.config.action_names]
     c = min(6, episodes.steps - 1, max(prior.context_frames, episodes.steps // 2))
+    f = min(10, episodes.steps - c)  # the recorded actions and the real future must exist
     codes = encode_episodes(state.model, episodes.subset(np.array([0])), prior.context_frames)
     context = codes.codes[:, :c]  # (1, c, h, w)
+    plans = {name: [prior.config.action_names.index(name)] * f for name in names}
+    plans["recorded"] = episodes.actions[0, c - 1 : c - 1 + f].tolist()
     rows = {}
-    for name in names:
-        actions = [prior.config.action_names.index(name)] * 10
+    for name, actions in plans.items():
         result = rollout(state.model, prior, context, actions, seed=0)
         rows[name] = result.frames[0]
     real_context = result.context_frames[0]  # decoded from their codes, as the prior saw them
-    rollout_strip(real_context, rows, out / "video_rollout.png")
+    real = episodes.frames[0, c : c + f]
+    rollout_strip(real_context, rows, out / "video_rollout.png", real=real)
     rollout_gif(real_context, rows, out / "video_rollout.gif")
     lead = (
         f"Video generated in latent space (section 4.4): the first {c} frames of a held-out "
         f"episode (green, decoded from their codes) are encoded, and the prior generates the "
-        f"next 10 frames' codes one frame at a time under a fixed action, "
-        f"{' against '.join(repr(n) for n in names)}; only then does the image decoder draw "
-        f"them (grey)."
+        f"next {f} frames' codes one frame at a time under a fixed action, "
+        f"{', '.join(repr(n) for n in names)}, and under the episode's recorded actions; "
+        f"only then does the image decoder draw them (grey). The real future is beneath (blue)."
     )
-    body = figure("video_rollout.png", "rollouts under different actions")
+    body = figure("video_rollout.png", "one context, several actions, and the real future")
     body += figure("video_rollout.gif", "the rollouts, animated")
-    return lead, body + _numbers(folder.path)
+    return lead, body + _numbers(folder.path, out)
 
 
-def _numbers(folder: Path) -> str:
+def _numbers(folder: Path, out: Path) -> str:
     evaluation = folder / "eval.json"
     if evaluation.is_file():
         e = json.loads(evaluation.read_text())
         rec, shuf, still = e["rollout_recorded"], e["rollout_shuffled"], e["rollout_copy_last"]
-        return table([
+        rows = [
             ("held-out bits / frame, recorded actions", f"{e['bits_per_frame_recorded']:.1f}"),
             ("held-out bits / frame, shuffled actions", f"{e['bits_per_frame_shuffled']:.1f}"),
             ("rollout PSNR (dB), recorded actions", f"{rec['psnr']:.2f}"),
             ("rollout PSNR (dB), shuffled actions", f"{shuf['psnr']:.2f}"),
-            ("rollout PSNR (dB), last context frame held", f"{still['psnr']:.2f}"),
+            ("rollout PSNR (dB), last context frame's codes held", f"{still['psnr']:.2f}"),
             ("codes matching the real future, recorded / shuffled",
              f"{rec['code_match']:.1%} / {shuf['code_match']:.1%}"),
-        ])  # fmt: skip
+        ]  # fmt: skip
+        body = table(rows)
+        if "by_horizon" in e:  # written by releases that evaluate by horizon
+            horizon_curves(e["horizons"], e["by_horizon"], out / "video_horizons.png")
+            body += figure("video_horizons.png", "rollouts against the real future, by horizon")
+        return body
     trained = folder / "metrics.json"
     if trained.is_file():
         m = json.loads(trained.read_text())

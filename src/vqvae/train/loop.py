@@ -38,6 +38,7 @@ from vqvae.train.accumulate import micro_batches, no_sync, quantizers, step_mode
 from vqvae.train.checkpoint import clean_partial, list_checkpoints, load_checkpoint, save_checkpoint
 from vqvae.train.compiled import Compiled, CompileUnavailable, compile_networks
 from vqvae.train.precision import autocast, grad_scaler
+from vqvae.train.schedule import set_lr
 
 
 class NonFiniteLoss(RuntimeError):
@@ -155,6 +156,8 @@ def fit(
     t0 = time.perf_counter()
     with _StopRequest() as stop, bar, _closed_at_exit(inputs):
         for index in range(start, config.steps):
+            if config.scheduled:
+                set_lr(optimizer, config, index)
             optimizer.zero_grad(set_to_none=True)
             out = step(_next_agreed(inputs, index), lambda loss: _check_finite(loss, index, run))  # noqa: B023
             scaler.step(optimizer)  # skipped, with the scale lowered, if float16 overflowed
@@ -308,4 +311,4 @@ def _check_finite(loss: torch.Tensor, step: int, run: RunDir) -> None:
     raise NonFiniteLoss(f"loss became {seen} at step {step + 1}; {kept} (try a lower --lr)")
 
 
-_SHOWN = ("loss", "perplexity", "code_usage", "psnr", "bits_per_code")
+_SHOWN = ("loss", "perplexity", "code_usage", "psnr", "bits_per_code", "mel_error")
