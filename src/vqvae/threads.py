@@ -5,7 +5,7 @@ torch's own default is one thread per core, which is right on an idle machine an
 on a busy one: a parallel operation waits at its end for every thread, and a thread whose
 core another process holds arrives late at every barrier. Measured on a 2-core machine
 running two other CPU-bound jobs: ``vqvae demo`` on 2 threads did not finish its first
-training in 15 minutes, and took 2 minutes in all on 1 (BENCHMARKS.md, "Threads"). So
+training in 15 minutes, and took 2 minutes in all on 1 (BENCHMARKS.md section 12). So
 the default is the cores that the 1-minute load average leaves free, at least one: all of
 them when the machine is idle, one when the others are taken. ``OMP_NUM_THREADS`` set in
 the environment is a choice already made and is kept.
