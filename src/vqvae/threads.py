@@ -26,12 +26,13 @@ from vqvae.console import say
 class ThreadChoice:
     threads: int
     reason: str  # one line: why this number
+    chosen: bool = False  # chosen here from the load (not asked for): said when training starts
 
     def apply(self) -> ThreadChoice:
-        """Set torch's thread count; ``announce`` then says so once."""
+        """Set torch's thread count; ``announce`` then says so once, if it was our choice."""
         global _unsaid
         torch.set_num_threads(self.threads)
-        _unsaid = self
+        _unsaid = self if self.chosen else None
         return self
 
 
@@ -64,7 +65,8 @@ def load_average() -> float | None:
 def choose_threads(
     asked: int | None = None, cores: int | None = None, load: float | None = None
 ) -> ThreadChoice:
-    """``asked`` if given, else OMP_NUM_THREADS if set, else the cores the load leaves free."""
+    """``asked`` if given, else OMP_NUM_THREADS if set, else the cores the load leaves free
+    (the one choice that is announced: the others were the user's)."""
     if asked is not None:
         if asked < 1:
             raise ValueError(f"--threads: expected a number >= 1, got {asked}")
@@ -75,9 +77,10 @@ def choose_threads(
     cores = cores or available_cores()
     load = load_average() if load is None else load
     if load is None:
-        return ThreadChoice(cores, f"{cores} thread(s), one per core (load not measurable)")
+        return ThreadChoice(cores, f"{cores} thread(s), one per core (load not measurable)", True)
     free = max(1, min(cores, math.floor(cores - load + 0.5)))
     return ThreadChoice(
         free,
         f"{free} thread(s): load average {load:.1f} on {cores} cores (choose with --threads N)",
+        chosen=True,
     )
