@@ -16,6 +16,7 @@ from torch import nn
 from vqvae.metrics import perplexity  # noqa: F401 (re-exported for the quantizers)
 from vqvae.quantizers._nearest import nearest_code
 from vqvae.quantizers.kmeans import kmeans, sample_rows
+from vqvae.torch_utils import float32
 
 INIT_METHODS = ("kmeans", "random", "none")
 REFIT_ITERS = 2  # Lloyd iterations per step after the first of the initialization
@@ -142,6 +143,7 @@ class Quantizer(nn.Module):
         encoder outputs each new vector stands for; None for a fresh restart)."""
         raise NotImplementedError
 
+    @float32
     def lookup(self, codes: torch.Tensor) -> torch.Tensor:
         """codes (B, *spatial) int -> code vectors (B, D, *spatial)."""
         check_codes(codes, self.num_codes)

@@ -126,6 +126,7 @@ class CosineVectorQuantizer(Quantizer):
             num_restarted=restarted,
         )
 
+    @float32
     def lookup(self, codes: torch.Tensor) -> torch.Tensor:
         """codes (B, *spatial) -> (B, D, *spatial), equal to forward's z_q for those codes."""
         check_codes(codes, self.num_codes)

@@ -158,6 +158,7 @@ class FiniteScalarQuantizer(nn.Module):
             codebook_loss=zero,
         )
 
+    @float32
     def lookup(self, codes: torch.Tensor) -> torch.Tensor:
         """codes (B, *spatial) -> (B, D, *spatial), equal to forward's z_q for those codes."""
         check_codes(codes, self.num_codes)

@@ -128,7 +128,13 @@ class LookupFreeQuantizer(nn.Module):
         """From a ``QuantizerConfig``: D, ``num_bits`` (or log2 of ``num_codes``), beta and
         the entropy weight."""
         bits = config.num_bits or max(1, round(math.log2(config.num_codes)))
-        return cls(config.code_dim, bits, config.beta, config.entropy_weight)
+        return cls(
+            config.code_dim,
+            bits,
+            config.beta,
+            config.entropy_weight,
+            temperature=config.entropy_temperature,
+        )
 
     def codes_to_signs(self, codes: torch.Tensor) -> torch.Tensor:
         """(N,) code indices -> (N, d) in {-1, +1}: bit i of the index is dimension i."""
@@ -169,6 +175,7 @@ class LookupFreeQuantizer(nn.Module):
             codebook_entropy=codebook_entropy,
         )
 
+    @float32
     def lookup(self, codes: torch.Tensor) -> torch.Tensor:
         """codes (B, *spatial) -> (B, D, *spatial), equal to forward's z_q for those codes."""
         check_codes(codes, self.num_codes)

@@ -125,6 +125,7 @@ class ResidualVQ(nn.Module):
             levels=tuple(outputs),
         )
 
+    @float32
     def lookup(self, codes: torch.Tensor) -> torch.Tensor:
         """codes (B, q, *S) with q <= Q -> (B, D, *S), the sum of the first q levels' vectors.
 
