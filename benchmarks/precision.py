@@ -12,6 +12,7 @@ drifts between rounds far more than within one). The codebook starts fitted
 
     OMP_NUM_THREADS=1 python benchmarks/precision.py
     OMP_NUM_THREADS=1 python benchmarks/precision.py --presets mnist --rounds 3   # quicker
+    OMP_NUM_THREADS=1 python benchmarks/precision.py --presets mnist --variants fp32 fp16
 """
 
 from __future__ import annotations
@@ -32,8 +33,8 @@ from vqvae.train.compiled import compile_networks
 from vqvae.train.precision import autocast, grad_scaler
 from vqvae.train.vqvae import vqvae_step
 
-VARIANTS = (("fp32", "32", False), ("bf16", "bf16", False),
-            ("compile", "32", True), ("compile+bf16", "bf16", True))  # fmt: skip
+VARIANTS = {"fp32": ("32", False), "bf16": ("bf16", False), "compile": ("32", True),
+            "compile+bf16": ("bf16", True), "fp16": ("16", False)}  # fmt: skip
 
 
 class Copy:
@@ -63,7 +64,7 @@ class Copy:
         return time.perf_counter() - start
 
 
-def bench(preset: str, batch_size: int, steps: int, rounds: int) -> None:
+def bench(preset: str, batch_size: int, steps: int, rounds: int, variants: list[str]) -> None:
     config = get_full_preset(preset).model
     config = replace(config, quantizer=replace(config.quantizer, init="none"))
     torch.manual_seed(0)
@@ -71,15 +72,15 @@ def bench(preset: str, batch_size: int, steps: int, rounds: int) -> None:
     h, w = config.input_size
     batch = torch.randint(0, 256, (batch_size, h, w, config.in_channels), dtype=torch.uint8)
     device = torch.device("cpu")
-    copies = {name: Copy(model, p, c, device) for name, p, c in VARIANTS}
+    copies = {name: Copy(model, *VARIANTS[name], device) for name in variants}
     first = {name: c.step(batch) for name, c in copies.items()}
     medians: dict[str, list[float]] = {name: [] for name in copies}
     for _ in range(rounds):
         for name, c in copies.items():
             medians[name].append(statistics.median(c.step(batch) for _ in range(steps)))
-    base = medians["fp32"]
+    base = medians[variants[0]]
     print(f"\n{preset}: batch {batch_size}, {rounds} rounds of {steps} steps per copy")
-    print("| variant | step (ms) | speed-up vs fp32 | first step (s) |")
+    print(f"| variant | step (ms) | speed-up vs {variants[0]} | first step (s) |")
     print("|---|---:|---:|---:|")
     for name in copies:
         ms = statistics.median(medians[name]) * 1e3
@@ -93,13 +94,15 @@ def main() -> None:
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[128, 32])
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS,
+                        default=["fp32", "bf16", "compile", "compile+bf16"])  # fmt: skip
     args = parser.parse_args()
     load = os.getloadavg()[0]
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"{torch.get_num_threads()} thread(s), torch {torch.__version__}, "
           f"load average {load:.1f} at the start")  # fmt: skip
     for preset, batch_size in zip(args.presets, args.batch_sizes, strict=False):
-        bench(preset, batch_size, args.steps, args.rounds)
+        bench(preset, batch_size, args.steps, args.rounds, args.variants)
 
 
 if __name__ == "__main__":

@@ -84,3 +84,22 @@ def test_a_bare_vqvae_lists_the_commands(capsys):
     assert err == ""
     for command in ("train", "prior", "sample", "demo"):
         assert command in out
+
+
+def test_only_a_choice_made_from_the_load_is_announced(no_omp, capsys, monkeypatch):
+    from vqvae import threads
+
+    before = torch.get_num_threads()
+    try:
+        choose_threads(1).apply()
+        threads.announce()
+        assert capsys.readouterr().err == ""  # asked for: nothing to say
+        choose_threads(cores=2, load=2.0).apply()
+        threads.announce()
+        threads.announce()  # once
+        assert (
+            capsys.readouterr().err == "vqvae: 1 thread(s): load average 2.0 on 2 cores "
+            "(choose with --threads N)\n"
+        )
+    finally:
+        torch.set_num_threads(before)

@@ -5,7 +5,7 @@ torch's own default is one thread per core, which is right on an idle machine an
 on a busy one: a parallel operation waits at its end for every thread, and a thread whose
 core another process holds arrives late at every barrier. Measured on a 2-core machine
 running two other CPU-bound jobs: ``vqvae demo`` on 2 threads did not finish its first
-training in 15 minutes, and took 2 minutes in all on 1 (BENCHMARKS.md, "Threads"). So
+training in 15 minutes, and took 2 minutes in all on 1 (BENCHMARKS.md section 12). So
 the default is the cores that the 1-minute load average leaves free, at least one: all of
 them when the machine is idle, one when the others are taken. ``OMP_NUM_THREADS`` set in
 the environment is a choice already made and is kept.
@@ -26,13 +26,13 @@ from vqvae.console import say
 class ThreadChoice:
     threads: int
     reason: str  # one line: why this number
-    chosen: bool = True  # chosen here from the machine (said once); False: the user's own
+    chosen: bool = False  # chosen here from the load (not asked for): said when training starts
 
     def apply(self) -> ThreadChoice:
-        """Set torch's thread count; ``announce`` then says so once."""
+        """Set torch's thread count; ``announce`` then says so once, if it was our choice."""
         global _unsaid
         torch.set_num_threads(self.threads)
-        _unsaid = self
+        _unsaid = self if self.chosen else None
         return self
 
 
@@ -40,13 +40,12 @@ _unsaid: ThreadChoice | None = None  # applied, and not yet said
 
 
 def announce() -> None:
-    """Say the applied choice in one line, once, if it was chosen here (the training loop
-    calls it at its start; a choice the user made, with ``--threads`` or OMP_NUM_THREADS, and
-    a library user who never applied one, hear nothing)."""
+    """Say the applied choice in one line, once (the training loop calls it at its start;
+    a library user who never applied one hears nothing)."""
     global _unsaid
-    if _unsaid is not None and _unsaid.chosen:
+    if _unsaid is not None:
         say(f"vqvae: {_unsaid.reason}")
-    _unsaid = None
+        _unsaid = None
 
 
 def available_cores() -> int:
@@ -66,20 +65,22 @@ def load_average() -> float | None:
 def choose_threads(
     asked: int | None = None, cores: int | None = None, load: float | None = None
 ) -> ThreadChoice:
-    """``asked`` if given, else OMP_NUM_THREADS if set, else the cores the load leaves free."""
+    """``asked`` if given, else OMP_NUM_THREADS if set, else the cores the load leaves free
+    (the one choice that is announced: the others were the user's)."""
     if asked is not None:
         if asked < 1:
             raise ValueError(f"--threads: expected a number >= 1, got {asked}")
-        return ThreadChoice(asked, f"{asked} thread(s), as asked", chosen=False)
+        return ThreadChoice(asked, f"{asked} thread(s), as asked")
     env = os.environ.get("OMP_NUM_THREADS", "").strip()
     if env.isdigit() and int(env) >= 1:
-        return ThreadChoice(int(env), f"{env} thread(s), from OMP_NUM_THREADS", chosen=False)
+        return ThreadChoice(int(env), f"{env} thread(s), from OMP_NUM_THREADS")
     cores = cores or available_cores()
     load = load_average() if load is None else load
     if load is None:
-        return ThreadChoice(cores, f"{cores} thread(s), one per core (load not measurable)")
+        return ThreadChoice(cores, f"{cores} thread(s), one per core (load not measurable)", True)
     free = max(1, min(cores, math.floor(cores - load + 0.5)))
     return ThreadChoice(
         free,
         f"{free} thread(s): load average {load:.1f} on {cores} cores (choose with --threads N)",
+        chosen=True,
     )

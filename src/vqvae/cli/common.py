@@ -74,7 +74,7 @@ def add_step_options(p: argparse.ArgumentParser) -> None:
         "--precision",
         choices=PRECISIONS,
         help="32 (default), or bf16/16: the networks under autocast, quantizers and losses "
-        "in float32 (16 with loss scaling)",
+        "in float32 (16 with loss scaling, for GPUs without bf16: on a CPU it is far slower)",
     )
     p.add_argument(
         "--compile",

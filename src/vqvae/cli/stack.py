@@ -98,7 +98,7 @@ def train(args: argparse.Namespace) -> int:
         config,
         train_config,
         *grids,
-        meta={"data": args.data, "first_stage": str(run.path.resolve())},
+        meta={"data": args.data, "first_stage": str(run.path.resolve()), "threads": args.threads},
         resume=args.resume,
         progress=not args.no_progress,
     )

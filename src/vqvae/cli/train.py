@@ -136,7 +136,8 @@ def resolve_configs(
 
 def machine(args: argparse.Namespace) -> dict[str, Any]:
     """What a run records of where it ran (not compared on --resume: a run may move)."""
-    return {"threads": getattr(args, "threads", None), "device": args.device or _default_device()}
+    device = getattr(args, "device", None) or _default_device()
+    return {"threads": getattr(args, "threads", None), "device": device}
 
 
 def _default_device() -> str:

@@ -163,7 +163,8 @@ def run_train(args: argparse.Namespace) -> int:
             f"{spec}: its actions {episodes.action_names} are not the video prior's "
             f"{config.action_names}"
         )
-    wanted = run_config("VideoPrior", config, train_config, data=spec, overrides=args.set)
+    wanted = run_config("VideoPrior", config, train_config, data=spec, overrides=args.set,
+                        threads=args.threads)  # fmt: skip
     if saved is not None:
         diffs = resume_differences(saved, wanted, VideoPriorConfig, ("data",))
         if diffs:

@@ -12,6 +12,7 @@ same names either way and evaluation never waits for a compilation of its own sh
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -56,6 +57,9 @@ def compile_networks(model: nn.Module, device: torch.device) -> Compiled:
     except Exception as e:  # noqa: BLE001 - any failure means: train eagerly
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CompileUnavailable(reason) from None
+    # A network's input checks (``int(codes.max())`` against K) split its graph in two, by
+    # design: dynamo's multi-line warning about each such break is not for the user.
+    torch._logging.set_logs(dynamo=logging.ERROR)
     return Compiled(tuple((m, torch.compile(m._call_impl)) for m in networks(model)))
 
 

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import torch
@@ -159,7 +160,7 @@ def fit(
             if config.scheduled:
                 set_lr(optimizer, config, index)
             optimizer.zero_grad(set_to_none=True)
-            out = step(_next_agreed(inputs, index), lambda loss: _check_finite(loss, index, run))  # noqa: B023
+            out = step(_next_agreed(inputs, index), partial(_check_finite, step=index, run=run))
             scaler.step(optimizer)  # skipped, with the scale lowered, if float16 overflowed
             scaler.update()
             done = index + 1
