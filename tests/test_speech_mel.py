@@ -275,6 +275,8 @@ def test_every_speech_command_works_with_a_mel_run(mel_run, speech_folder, tmp_p
     assert len(list(out.glob("*.wav"))) == 2
     assert main(["eval", run, "--data", data, "--json"]) == 0
     assert '"mel_error"' in capsys.readouterr().out
+    assert main(["eval", run, "--data", data]) == 0
+    assert "mel_error" in capsys.readouterr().out
 
 
 def test_mel_reconstructions_are_deterministic_for_a_seed(mel_run, speech_folder):
