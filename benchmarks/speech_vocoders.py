@@ -66,6 +66,7 @@ def main() -> None:
     p.add_argument("--run", help="a mel run, for decoding speed")
     p.add_argument("--wavenet-run", help="a WaveNet run, for its decoding speed")
     p.add_argument("--limit", type=int)
+    p.add_argument("--no-judge", action="store_true", help="only the decoding speed")
     p.add_argument("--json")
     args = p.parse_args()
     settings = MelSettings()
@@ -77,14 +78,14 @@ def main() -> None:
     own = [test.speaker_names[i] for i in test.speakers]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s); {len(test)} test "
           f"recordings; load average {os.getloadavg()[0]:.1f}")  # fmt: skip
-    judge = SpeechJudge.fit(train)
+    judge = None if args.no_judge else SpeechJudge.fit(train)
     vocoders = {"griffin-lim (32 iterations)": GriffinLim(settings)}
     if args.vocoder:
         vocoders["vocos (" + Path(args.vocoder).name + ")"] = load_vocoder(args.vocoder)
     figures: dict[str, float] = {}
     rows = ["| vocoder, from the true log-mel | digit | speaker | MCD (dB) | LSD (dB) | s |",
             "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
-    for name, vocoder in vocoders.items():
+    for name, vocoder in vocoders.items() if judge is not None else ():
         start = time.perf_counter()
         waves = vocode_all(vocoder, test.waveforms, settings)
         took = time.perf_counter() - start

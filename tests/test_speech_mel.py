@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -274,6 +275,8 @@ def test_every_speech_command_works_with_a_mel_run(mel_run, speech_folder, tmp_p
     assert len(list(out.glob("*.wav"))) == 2
     assert main(["eval", run, "--data", data, "--json"]) == 0
     assert '"mel_error"' in capsys.readouterr().out
+    assert main(["eval", run, "--data", data]) == 0
+    assert "mel_error" in capsys.readouterr().out
 
 
 def test_mel_reconstructions_are_deterministic_for_a_seed(mel_run, speech_folder):
@@ -301,3 +304,19 @@ def test_train_with_vocoder_steps_keeps_its_own_vocoder(speech_folder, tmp_path)
     assert train_speech(speech_folder, out, 2, *TINY_MEL, *extra) == 0
     assert json.loads((out / "vocoder" / "config.json").read_text())["class"] == "Vocos"
     assert isinstance(load_run_model(RunDir(out)).vocoder, Vocos)  # found without --vocoder
+
+
+def test_normalised_encoder_codes_do_not_depend_on_the_batch():
+    """conv1d-norm uses running statistics at evaluation: an utterance's codes are its own,
+    whatever else (and however much silence) shares its batch."""
+    torch.manual_seed(0)
+    config = tiny_mel_config()
+    model = AudioVQVAE(replace(config, net=replace(config.net, kind="conv1d-norm")))
+    x = chirp(512)[None] * 0.5  # (1, 1, 512)
+    model(torch.cat([x, -x]), torch.tensor([0, 1]))  # one training step's statistics
+    model.eval()
+    other = torch.nn.functional.pad(chirp(256, seed=1)[None] * 0.2, (0, 256))
+    together = model.encode(torch.cat([x, other]))
+    assert torch.equal(model.encode(x)[0], together[0])
+    z = model.encoder(torch.cat([x, -x, other]))  # (3, D, T')
+    assert z.shape == (3, 8, 8)

@@ -194,15 +194,16 @@ def _frames64() -> Preset:
 def _speech8k() -> Preset:
     # The paper's encoder and codes (section 4.3: 6 strided convolutions, one code per 64
     # samples, K=512) with the decoder that trains on a CPU: z_q and a speaker embedding ->
-    # the 40-band log-mel of each code's samples (``mel``), audio by a vocoder. Windows of
-    # 4,096 samples (64 codes), 32 per batch, Adam at 1e-3 with a short warm-up and a cosine
-    # decay (docs/speech.md has the measurements).
+    # the 40-band log-mel of each code's samples (``mel``), audio by Griffin-Lim (a trained
+    # vocoder did no better in the time: BENCHMARKS.md section 9). Windows of 4,096 samples
+    # (64 codes), 32 per batch, Adam at 1e-3 with 150 warm-up steps and a cosine decay to 5%
+    # over 800 steps (docs/speech.md has the measurements).
     return Preset(
         AudioVQVAEConfig(input_size=(4096,), decoder="mel"),
         TrainConfig(
             steps=800,
             batch_size=32,
-            lr=5e-4,
+            lr=1e-3,
             lr_schedule="cosine",
             warmup_steps=150,
             lr_final=0.05,

@@ -1,4 +1,6 @@
-"""The speech VQ-VAE: a strided 1-D encoder, any quantizer, and a WaveNet decoder.
+"""The speech VQ-VAE: a strided 1-D encoder, any quantizer, and a decoder of a registered
+kind (``vqvae.registry.SPEECH_DECODERS``): the paper's WaveNet, or a log-mel decoder whose
+frames a vocoder turns into audio (docs/speech.md).
 
 van den Oord et al. 2017, "Neural Discrete Representation Learning" (arXiv:1711.00937),
 section 4.3: "We train a VQ-VAE where the encoder has 6 strided convolutions with stride 2
@@ -6,15 +8,18 @@ and window-size 4. This yields a latent space 64x smaller than the original wave
 latents consist of one feature map and the discrete space is 512-dimensional. The decoder
 is conditioned on both the latents and a one-hot embedding for the speaker."
 
-Equation 3 with the WaveNet as ``p(x | z_q)``: the reconstruction term is the cross-entropy
-of the teacher-forced softmax over 8-bit mu-law values (``vqvae.nets.wavenet``), in nats per
-sample. Differences from the image VQ-VAE, all forced by an autoregressive decoder:
+Equation 3 with the WaveNet as ``p(x | z_q)`` (``decoder="wavenet"``): the reconstruction
+term is the cross-entropy of the teacher-forced softmax over 8-bit mu-law values
+(``vqvae.nets.wavenet_decoder``), in nats per sample. With ``decoder="mel"`` it is the L1
+distance between the predicted and the true log-mel frames (``vqvae.nets.mel_decoder``).
+Differences from the image VQ-VAE:
 
 - Training sees fixed windows (``input_size``: ``(window,)`` samples); ``encode`` and
   generation take any length that is a multiple of the encoder's 64.
-- ``decode_codes(codes, speaker)`` *samples* the waveform, one value at a time (the cached
-  Fast WaveNet generator); it cannot equal the teacher-forced forward pass, whose
-  ``x_hat`` is each position's expected amplitude given the true past.
+- A WaveNet's ``decode_codes(codes, speaker)`` *samples* the waveform, one value at a time
+  (the cached Fast WaveNet generator); it cannot equal the teacher-forced forward pass, whose
+  ``x_hat`` is each position's expected amplitude given the true past. A mel decoder's
+  ``decode_mel`` equals its forward pass; ``decode_codes`` adds the vocoder.
 - The speaker is the decoder's global condition (WaveNet section 2.5); decoding one
   speaker's codes with another's id is the paper's voice conversion.
 """

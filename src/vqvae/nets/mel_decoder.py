@@ -47,12 +47,7 @@ class MelDecoderConfig:
 
 
 class FiLMBlock(nn.Module):
-    """h + conv1x1(GELU(FiLM(conv3_dilated(GELU(h))))): (B, C, T') -> (B, C, T').
-
-    No normalisation layer: a GroupNorm here made the decoder blind to the scale of z_q, and
-    the encoder's outputs then shrank into a ball the EMA codebook could not follow once its
-    k-means refits stopped (all codes but a few unused within 10 steps; measured, see
-    docs/speech.md)."""
+    """h + conv1x1(GELU(FiLM(conv3_dilated(GELU(h))))): (B, C, T') -> (B, C, T')."""
 
     def __init__(self, channels: int, dilation: int, speaker_dim: int) -> None:
         super().__init__()

@@ -78,7 +78,8 @@ def build(
     (out / "audio").mkdir(parents=True, exist_ok=True)
     for old in (out / "audio").glob("*.wav"):  # a clip that cannot be made now: no stale one
         old.unlink()
-    sections = [guarded(anchor, title, fn, state, out) for anchor, title, fn in SECTIONS]
+    sections = [guarded(anchor, title, fn, state, out) for anchor, title, fn in SECTIONS
+                if anchor not in MEL_ONLY or _is_mel(state)]  # fmt: skip
     return sections, header(state)
 
 
@@ -348,8 +349,6 @@ def _is_mel(state: AudioRun) -> bool:
 
 
 def section_predicted(state: AudioRun, out: Path) -> tuple[str, str]:
-    if not _is_mel(state):
-        return "", note("The WaveNet decoder predicts samples, not log-mel frames.")
     if (missing := _need_clips(state)) is not None:
         return "", missing
     model, found, ex = state.model, state.codes, state.examples
@@ -461,6 +460,7 @@ def section_samples(state: AudioRun, out: Path) -> tuple[str, str]:
     return lead, f'<div class="clips">{"".join(cells)}</div>'
 
 
+MEL_ONLY = ("predicted",)  # a WaveNet predicts samples, not log-mel frames
 SECTIONS = (
     ("curves", "Training curves", section_curves),
     ("listen", "Listen: originals, reconstructions, conversions", section_listen),

@@ -39,6 +39,8 @@ class VocosConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name}: expected a positive int, got {value!r}")
+        if self.hop % 2:
+            raise ValueError(f"hop: expected an even number of samples, got {self.hop}")
 
     @property
     def settings(self) -> MelSettings:
