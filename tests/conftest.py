@@ -207,11 +207,15 @@ RATE = 8000
 SPEAKERS = ("amy", "bob")
 
 
-# `--set` pairs that shrink the speech8k-wavenet preset to a model that trains in a second.
-TINY_AUDIO = [
-    "--preset", "speech8k-wavenet",
+# the encoder and codes every tiny speech model shares
+_TINY_CODES = [
     "--set", "net.hidden_channels=16", "--set", "net.residual_channels=8",
     "--set", "quantizer.num_codes=16", "--set", "quantizer.code_dim=8",
+]  # fmt: skip
+
+# `--set` pairs that shrink the speech8k-wavenet preset to a model that trains in a second.
+TINY_AUDIO = [
+    "--preset", "speech8k-wavenet", *_TINY_CODES,
     "--set", "wavenet.residual_channels=8", "--set", "wavenet.gate_channels=8",
     "--set", "wavenet.skip_channels=16", "--set", "wavenet.layers=4",
     "--set", "wavenet.stacks=1", "--set", "input_size=[256]", "--set", "train.eval_limit=4",
@@ -240,9 +244,7 @@ def speech_folder(tmp_path_factory) -> Path:
 
 # the same for the mel decoder (the speech8k preset), with a tiny mel decoder
 TINY_MEL = [
-    "--preset", "speech8k",
-    "--set", "net.hidden_channels=16", "--set", "net.residual_channels=8",
-    "--set", "quantizer.num_codes=16", "--set", "quantizer.code_dim=8",
+    "--preset", "speech8k", *_TINY_CODES,
     "--set", "mel_decoder.hidden_channels=16", "--set", "mel_decoder.num_blocks=2",
     "--set", "mel_decoder.speaker_dim=4", "--set", "input_size=[256]",
     "--set", "train.eval_limit=4", "--set", "train.warmup_steps=2",

@@ -75,6 +75,12 @@ def audio_step(
     return step_fn
 
 
+def require_rate(data: AudioDataset, rate: int, who: str) -> None:
+    """One line if ``data`` is not at the ``rate`` (Hz) that ``who`` was built for."""
+    if data.sample_rate != rate:
+        raise RunError(f"{data.name}: audio at {data.sample_rate} Hz, {who} expects {rate} Hz")
+
+
 def train_audio_vqvae(
     run: RunDir,
     train_set: AudioDataset,
@@ -89,11 +95,7 @@ def train_audio_vqvae(
 ) -> TrainResult:
     """Train on ``train_set`` (at the model's sample rate, speakers named as in the config),
     scoring the first ``eval_limit`` test utterances at every evaluation."""
-    if train_set.sample_rate != model_config.sample_rate:
-        raise RunError(
-            f"{train_set.name}: audio at {train_set.sample_rate} Hz, the model expects "
-            f"{model_config.sample_rate} Hz"
-        )
+    require_rate(train_set, model_config.sample_rate, "the model")
     s = start_session(run, AudioVQVAE, model_config, train_config, meta, resume, device)
     model = s.model
     ids = speaker_ids(model, train_set)

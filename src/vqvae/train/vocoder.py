@@ -19,11 +19,10 @@ import torch.nn.functional as F
 
 from vqvae.config import TrainConfig
 from vqvae.data import AudioDataset, pad_to_hop
-from vqvae.errors import RunError
 from vqvae.runs import RunDir
 from vqvae.spectral import log_mel_frames, multi_resolution_stft_loss
 from vqvae.torch_utils import eval_mode
-from vqvae.train.audio import held_out_subset, random_windows
+from vqvae.train.audio import held_out_subset, random_windows, require_rate
 from vqvae.train.loop import StepOutput, fit
 from vqvae.train.vqvae import TrainResult, end_session, start_session
 from vqvae.vocoders import Vocos, VocosConfig
@@ -93,11 +92,7 @@ def train_vocoder(
     device: str | None = None,
 ) -> TrainResult:
     """Train a Vocos vocoder on ``train_set``'s audio (at the config's sample rate)."""
-    if train_set.sample_rate != config.sample_rate:
-        raise RunError(
-            f"{train_set.name}: audio at {train_set.sample_rate} Hz, the vocoder expects "
-            f"{config.sample_rate} Hz"
-        )
+    require_rate(train_set, config.sample_rate, "the vocoder")
     s = start_session(run, Vocos, config, train_config, meta, resume, device)
     vocoder = s.model
     held_out = held_out_subset(test_set, train_config.eval_limit)
