@@ -29,9 +29,9 @@ import torch.nn.functional as F
 from vqvae.config import get_full_preset
 from vqvae.data import load_audio, pad_to_hop
 from vqvae.experiments.judge import SpeechJudge, score
-from vqvae.models.audio import log_mel_frames
 from vqvae.mulaw import mulaw_decode, mulaw_encode
 from vqvae.nets.wavenet import WaveNet
+from vqvae.spectral import log_mel_frames
 from vqvae.train.audio import random_windows
 
 
@@ -51,7 +51,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
     torch.manual_seed(args.seed)
-    preset = get_full_preset("speech8k")
+    preset = get_full_preset("speech8k-wavenet")
     model_config, train_config = preset.model, preset.train
     steps = args.steps or train_config.steps
     train = load_audio(args.data, "train", args.data_root)

@@ -22,6 +22,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+# The suite's models are tiny: one thread is the quickest for them on any machine, and a
+# thread count the user set is one the commands do not announce, so an in-process command's
+# stderr is its own lines only (tests/test_threads.py checks the choice from the load).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 
 @pytest.fixture
 def real_data_root() -> Path:
@@ -202,8 +207,9 @@ RATE = 8000
 SPEAKERS = ("amy", "bob")
 
 
-# `--set` pairs that shrink the speech8k preset to a model that trains in a second.
+# `--set` pairs that shrink the speech8k-wavenet preset to a model that trains in a second.
 TINY_AUDIO = [
+    "--preset", "speech8k-wavenet",
     "--set", "net.hidden_channels=16", "--set", "net.residual_channels=8",
     "--set", "quantizer.num_codes=16", "--set", "quantizer.code_dim=8",
     "--set", "wavenet.residual_channels=8", "--set", "wavenet.gate_channels=8",
@@ -230,6 +236,17 @@ def speech_folder(tmp_path_factory) -> Path:
             for index in range(8):
                 write_wav(folder / f"{digit}_{name}_{index}.wav", tone(digit, s, index), RATE)
     return folder
+
+
+# the same for the mel decoder (the speech8k preset), with a tiny mel decoder
+TINY_MEL = [
+    "--preset", "speech8k",
+    "--set", "net.hidden_channels=16", "--set", "net.residual_channels=8",
+    "--set", "quantizer.num_codes=16", "--set", "quantizer.code_dim=8",
+    "--set", "mel_decoder.hidden_channels=16", "--set", "mel_decoder.num_blocks=2",
+    "--set", "mel_decoder.speaker_dim=4", "--set", "input_size=[256]",
+    "--set", "train.eval_limit=4", "--set", "train.warmup_steps=2",
+]  # fmt: skip
 
 
 def train_speech(folder: Path, out: Path, steps: int, *extra: str) -> int:

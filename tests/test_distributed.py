@@ -83,7 +83,13 @@ WRAPPER = textwrap.dedent(
 )
 
 
-def test_two_cpu_processes_train_one_run_with_equal_replicas(tmp_path):
+@pytest.mark.parametrize(
+    "extra",
+    # micro-batches: DDP's all-reduce on the last one only, codebook statistics once a step
+    [(), ("--accumulate", "2", "--precision", "bf16")],
+    ids=["plain", "accumulate-bf16"],
+)
+def test_two_cpu_processes_train_one_run_with_equal_replicas(tmp_path, extra):
     script = tmp_path / "wrapper.py"
     script.write_text(WRAPPER)
     replicas = tmp_path / "replicas"
@@ -102,7 +108,7 @@ def test_two_cpu_processes_train_one_run_with_equal_replicas(tmp_path):
         "--set", "quantizer.num_codes=16", "--set", "quantizer.code_dim=8",
         "--set", "eval_every=6", "--set", "log_every=3",
         "--steps", str(steps), "--batch-size", str(batch), "--checkpoint-every", "6",
-        "--no-progress", "--device", "cpu", "--force",
+        "--no-progress", "--device", "cpu", "--force", *extra,
     ]  # fmt: skip
     done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -150,17 +150,21 @@ def test_scale_makes_a_finer_grid():
 
 
 def test_codes_are_float32_under_autocast():
+    """The quantizer, its projections included, runs in float32 under autocast (the
+    precision rule, docs/design-notes.md): the codes are the float32 ones, and ``lookup``
+    gives forward's z_q, so decoding codes under autocast matches the forward pass."""
     q = FiniteScalarQuantizer(LEVELS, code_dim=12).eval()
     z_e = torch.randn(2, 12, 8, 8)
-    expected = q(z_e).codes
+    expected = q(z_e)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        z, _ = q.quantize(q.project_in(flat_of(z_e)))
-        out = q(z_e)
-        assert torch.equal(q.lookup(out.codes), out.z_q)
-    assert z.dtype == torch.float32
-    # bf16 projections move a few inputs across a level boundary; most codes agree
-    assert (out.codes == expected).float().mean() > 0.9
-    assert not torch.isnan(out.z_q).any()
+        out = q(z_e.bfloat16())
+        looked_up = q.lookup(out.codes)
+    assert out.z_q.dtype == looked_up.dtype == torch.float32
+    assert torch.equal(looked_up, out.z_q)
+    # a bf16 input is rounded: all but a few inputs stay in their cell
+    assert (out.codes == expected.codes).float().mean() > 0.9
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.equal(q(z_e).codes, expected.codes)  # float32 inputs: the very codes
 
 
 def test_bad_input_raises_value_error():

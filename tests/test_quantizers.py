@@ -213,7 +213,7 @@ def test_loss_and_perplexity_in_eval_mode(cls):
         counts = torch.bincount(out.codes.reshape(-1), minlength=K).double()
         p = counts / counts.sum()
         expected = torch.exp(-(p[p > 0] * p[p > 0].log()).sum())
-        torch.testing.assert_close(out.perplexity.double(), expected)
+        torch.testing.assert_close(out.perplexity, expected.float())  # at float32's tolerance
 
 
 # -- EMA (appendix A.1) -------------------------------------------------------------------
@@ -245,9 +245,11 @@ def test_ema_update_matches_formula():
     m_new = decay * m_old.double() + (1 - decay) * sums
     total = n_new.sum()
     smoothed = (n_new + eps) / (total + K * eps) * total  # Laplace smoothing
-    torch.testing.assert_close(q.cluster_size.double(), n_new)
-    torch.testing.assert_close(q.embed_sum.double(), m_new)
-    torch.testing.assert_close(q.embedding.double(), m_new / smoothed[:, None])
+    # float32 buffers against the formula in float64, at float32's tolerance: the last bits of
+    # a float32 sum depend on the CPU's kernels, so float64's tolerance holds on some CPUs only
+    torch.testing.assert_close(q.cluster_size, n_new.float())
+    torch.testing.assert_close(q.embed_sum, m_new.float())
+    torch.testing.assert_close(q.embedding, (m_new / smoothed[:, None]).float())
     # the loss and z_q use the codebook before the update (as Sonnet does)
     torch.testing.assert_close(out.commitment_loss, F.mse_loss(flat, e_old[codes]))
     assert torch.equal(flat_of(out.z_q), e_old[out.codes.reshape(-1)])

@@ -27,6 +27,7 @@ from vqvae.codefile import AudioCodes
 from vqvae.data.audio import AudioDataset, pad_to_hop
 from vqvae.mulaw import mulaw_encode
 from vqvae.priors import Condition
+from vqvae.spectral import log_mel_frames
 from vqvae.torch_utils import eval_mode, module_device
 
 ENCODE_BATCH = 32  # utterances per encoder pass
@@ -36,15 +37,18 @@ SCORE_BATCH = 8  # utterances per teacher-forced pass
 
 @dataclass(frozen=True)
 class AudioEvaluation:
-    bits_per_sample: float  # teacher-forced -log2 p(x_t | x_<t, z_q) over the real samples
+    # a WaveNet decoder's teacher-forced -log2 p(x_t | x_<t, z_q) over the real samples, or a
+    # mel decoder's mean absolute log-mel error (nats) over the real frames; the other None
+    bits_per_sample: float | None
     perplexity: float  # of the code histogram over the utterances' codes
     code_usage: float  # fraction of the K codes used
     codes_per_second: float  # sample_rate / hop
     bit_rate: float  # codes_per_second * log2(K) * levels, bits per second
     num_utterances: int
+    mel_error: float | None = None
 
     def to_dict(self) -> dict[str, float]:
-        return asdict(self)
+        return {k: v for k, v in asdict(self).items() if v is not None}
 
 
 def speaker_ids(model, dataset: AudioDataset, required: bool = True) -> np.ndarray | None:
@@ -161,9 +165,11 @@ def convert(
 
 @torch.inference_mode()
 def evaluate_audio(model, dataset: AudioDataset, batch_size: int = SCORE_BATCH) -> AudioEvaluation:
-    """Teacher-forced bits per sample over the utterances' real samples, and code statistics."""
+    """Teacher-forced bits per sample (a WaveNet decoder) or the log-mel error (a mel decoder)
+    over the utterances' real samples or frames, and code statistics."""
     hop, device = model.hop, module_device(model)
     k = model.config.wavenet.num_classes
+    mel = model.config.decoder == "mel"
     nats, count, code_parts = 0.0, 0, []
     order = np.argsort([len(x) for x in dataset.waveforms], kind="stable")
     speakers = speaker_ids(model, dataset)
@@ -177,17 +183,26 @@ def evaluate_audio(model, dataset: AudioDataset, batch_size: int = SCORE_BATCH) 
             x = x.unsqueeze(1).to(device)  # (b, 1, T)
             spk = None if speakers is None else torch.as_tensor(speakers[rows], device=device)
             out = model(x, spk)
-            nll = F.cross_entropy(out.decoder_params, mulaw_encode(x[:, 0], k), reduction="none")
-            real = torch.arange(width, device=device) < torch.tensor(
-                [len(w) for w in waves], device=device
-            ).unsqueeze(1)  # (b, T): True on the utterance, False on its padding
-            nats += float(nll[real].sum())
+            lengths = torch.tensor([len(w) for w in waves], device=device)
+            if mel:  # (b, M, T'): per frame, the mean over the mels
+                c = model.config
+                target = log_mel_frames(x[:, 0], hop, c.sample_rate, c.n_mels)
+                err = (out.decoder_params - target).abs().mean(dim=1)  # (b, T')
+                real = torch.arange(err.shape[1], device=device) < -(-lengths // hop)[:, None]
+            else:
+                err = F.cross_entropy(
+                    out.decoder_params, mulaw_encode(x[:, 0], k), reduction="none"
+                )
+                # (b, T): True on the utterance, False on its padding
+                real = torch.arange(width, device=device) < lengths.unsqueeze(1)
+            nats += float(err[real].sum())
             count += int(real.sum())
             for codes, w in zip(out.codes.cpu().numpy(), waves, strict=True):
                 code_parts.append(codes[..., : -(-len(w) // hop)].reshape(-1))
     counts = metrics.code_histogram(np.concatenate(code_parts), model.num_codes)
     return AudioEvaluation(
-        bits_per_sample=nats / max(count, 1) / math.log(2),
+        bits_per_sample=None if mel else nats / max(count, 1) / math.log(2),
+        mel_error=nats / max(count, 1) if mel else None,
         perplexity=float(metrics.perplexity(counts)),
         code_usage=metrics.code_usage(counts),
         codes_per_second=model.codes_per_second,

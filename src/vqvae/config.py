@@ -28,6 +28,10 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 
+PRECISIONS = ("32", "bf16", "16")  # the networks' autocast (vqvae.train.precision)
+SCHEDULES = ("constant", "cosine", "step")  # the learning rate over the steps (train.schedule)
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     steps: int = 1000
@@ -38,6 +42,15 @@ class TrainConfig:
     eval_every: int = 250  # held-out evaluation and a reconstruction grid
     log_every: int = 10
     eval_limit: int = 2000  # held-out images used by the periodic evaluation
+    # the learning rate over the steps (vqvae.train.schedule): constant, cosine or step decay
+    # after a linear warm-up of warmup_steps; cosine ends at lr_final * lr
+    lr_schedule: str = "constant"
+    warmup_steps: int = 0
+    lr_final: float = 0.0
+    precision: str = "32"  # "32", "bf16" or "16": autocast for the networks (train/precision.py)
+    compile: bool = False  # torch.compile the networks of the step (train/compiled.py)
+    accumulate: int = 1  # micro-batches per optimizer step (train/accumulate.py)
+    channels_last: bool = False  # 2-D convolutions on NHWC memory (BENCHMARKS.md section 12)
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "checkpoint_every", "eval_every", "log_every"):
@@ -45,6 +58,27 @@ class TrainConfig:
                 raise ValueError(f"expected {name} >= 1, got {getattr(self, name)}")
         if not self.lr > 0:
             raise ValueError(f"expected lr > 0, got {self.lr}")
+        if self.lr_schedule not in SCHEDULES:
+            raise ValueError(f"lr_schedule: expected one of {SCHEDULES}, got {self.lr_schedule!r}")
+        if self.warmup_steps < 0 or not 0 <= self.lr_final <= 1:
+            raise ValueError(
+                f"expected warmup_steps >= 0 and 0 <= lr_final <= 1, got {self.warmup_steps}, "
+                f"{self.lr_final}"
+            )
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"expected precision in {PRECISIONS}, got {self.precision!r}")
+        if self.accumulate < 1:
+            raise ValueError(f"expected accumulate >= 1, got {self.accumulate}")
+        if self.accumulate > self.batch_size:
+            raise ValueError(
+                f"accumulate {self.accumulate} asks for more micro-batches than the batch has "
+                f"examples ({self.batch_size}); use --accumulate <= --batch-size"
+            )
+
+    @property
+    def scheduled(self) -> bool:
+        """Whether the rate changes over the steps (the loop then sets it at every step)."""
+        return self.lr_schedule != "constant" or self.warmup_steps > 0
 
 
 # -- presets ------------------------------------------------------------------------------
@@ -143,7 +177,7 @@ def _frames64() -> Preset:
             quantizer=QuantizerConfig(kind="ema", num_codes=512, code_dim=64),
         ),
         TrainConfig(
-            steps=3000,
+            steps=1800,
             batch_size=32,
             lr=1e-3,
             checkpoint_every=500,
@@ -154,9 +188,37 @@ def _frames64() -> Preset:
 
 
 @PRESETS.register(
-    "speech8k", about="8 kHz speech (FSDD): 6 strided convs -> 125 codes/s, K=512; WaveNet decoder"
+    "speech8k",
+    about="8 kHz speech (FSDD): 6 strided convs -> 125 codes/s, K=512; mel decoder + vocoder",
 )
 def _speech8k() -> Preset:
+    # The paper's encoder and codes (section 4.3: 6 strided convolutions, one code per 64
+    # samples, K=512) with the decoder that trains on a CPU: z_q and a speaker embedding ->
+    # the 40-band log-mel of each code's samples (``mel``), audio by Griffin-Lim (a trained
+    # vocoder did no better in the time: BENCHMARKS.md section 9). Windows of 4,096 samples
+    # (64 codes), 32 per batch, Adam at 1e-3 with 150 warm-up steps and a cosine decay to 5%
+    # over 800 steps (docs/speech.md has the measurements).
+    return Preset(
+        AudioVQVAEConfig(input_size=(4096,), decoder="mel"),
+        TrainConfig(
+            steps=800,
+            batch_size=32,
+            lr=1e-3,
+            lr_schedule="cosine",
+            warmup_steps=150,
+            lr_final=0.05,
+            checkpoint_every=250,
+            eval_every=500,
+            eval_limit=60,
+        ),
+    )
+
+
+@PRESETS.register(
+    "speech8k-wavenet",
+    about="8 kHz speech (FSDD): the paper's section 4.3, a WaveNet decoder (days on GPUs)",
+)
+def _speech8k_wavenet() -> Preset:
     # Section 4.3's model at a CPU's scale: the paper's encoder (6 strided convolutions,
     # stride 2, window 4: one code per 64 samples), K=512, and a WaveNet decoder of 2 stacks
     # of 10 dilated layers (receptive field 2,047 samples, a quarter second) with 32

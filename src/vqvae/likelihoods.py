@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from vqvae.registry import LIKELIHOODS
+from vqvae.torch_utils import float32
 
 NUM_VALUES = 256  # 8-bit pixels
 
@@ -80,6 +81,7 @@ class MSELikelihood(Likelihood):
     def out_channels(self, in_channels: int) -> int:
         return in_channels
 
+    @float32
     def loss(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return F.mse_loss(params, x)
 
@@ -92,6 +94,7 @@ class DiscreteLikelihood(Likelihood):
 
     discrete = True
 
+    @float32
     def loss(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return self.nll(params, x).mean() / x[0].numel()
 
@@ -132,6 +135,7 @@ class Softmax256Likelihood(DiscreteLikelihood):
         logits = params.view(b, c, NUM_VALUES, h, w)  # (B, 256*C, H, W) -> (B, C, 256, H, W)
         return F.log_softmax(logits, dim=2)
 
+    @float32
     def nll(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         self._check(params, x)
         b, c, h, w = x.shape
@@ -140,6 +144,7 @@ class Softmax256Likelihood(DiscreteLikelihood):
         nll = F.cross_entropy(logits.transpose(1, 2), pixel_values(x), reduction="none")
         return nll.flatten(1).sum(1)  # (B, C, H, W) -> (B,)
 
+    @float32
     def log_prob_table(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         self._check(params, x)
         return self._log_probs(params)
@@ -240,12 +245,14 @@ class LogisticMixtureLikelihood(DiscreteLikelihood):
         u = pixel_values(x)[:, None]  # (B, C, H, W) -> (B, 1, C, H, W)
         return F.log_softmax(logits, dim=1), _log_discretized_logistic(u, mu, log_s)
 
+    @float32
     def nll(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         self._check(params, x)
         log_pi, log_p = self._component_log_probs(params, x)
         joint = log_pi + log_p.sum(2)  # log pi_m + sum_c log p_m(x_c | x_<c): (B, M, H, W)
         return -torch.logsumexp(joint, dim=1).flatten(1).sum(1)  # (B, H, W) -> (B,)
 
+    @float32
     def log_prob_table(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         self._check(params, x)
         log_pi, log_p = self._component_log_probs(params, x)

@@ -82,4 +82,6 @@ LIKELIHOODS: Registry[Any] = Registry("likelihood")  # Likelihood classes
 MODELS: Registry[Any] = Registry("model")  # model classes, by the name config.json records
 PRIORS: Registry[Any] = Registry("prior kind")  # Prior classes
 PRESETS: Registry[Any] = Registry("preset")  # () -> Preset
+SPEECH_DECODERS: Registry[Any] = Registry("speech decoder kind")  # AudioVQVAEConfig -> Module
+VOCODERS: Registry[Any] = Registry("vocoder kind")  # Vocoder classes: log-mel frames -> audio
 DATASETS: Registry[Any] = Registry("data set")  # (split, root, download) -> Image/AudioDataset

@@ -41,7 +41,16 @@ def refuse_overwrite(path: Path, force: bool) -> None:
 
 
 # Training settings that shape the trajectory: --resume must keep them (--steps may grow).
-TRAJECTORY_KEYS = ("batch_size", "lr", "seed")
+# Precision, compilation and micro-batching each round differently, and a schedule sets the
+# rate of every step: a resumed run that changed one would not take the steps it would have.
+TRAJECTORY_KEYS = (
+    "batch_size", "lr", "seed", "lr_schedule", "warmup_steps", "lr_final",
+    "precision", "compile", "accumulate", "channels_last",
+)  # fmt: skip
+# What a run written before a setting existed trained with.
+_TRAJECTORY_DEFAULTS = {"lr_schedule": "constant", "warmup_steps": 0, "lr_final": 0.0,
+                        "precision": "32", "compile": False, "accumulate": 1,
+                        "channels_last": False}  # fmt: skip
 
 
 def resume_differences(
@@ -62,7 +71,14 @@ def resume_differences(
         except (TypeError, ValueError) as e:
             raise RunError(f"the saved config is not a {config_class.__name__} ({e})") from None
     diffs = [f"model.{k}" for k in wanted["config"] if model.get(k) != wanted["config"][k]]
-    diffs += [f"train.{k}" for k in TRAJECTORY_KEYS if train.get(k) != wanted["train"][k]]
+    for k in TRAJECTORY_KEYS:
+        was = train.get(k, _TRAJECTORY_DEFAULTS.get(k))
+        now = wanted["train"].get(k, _TRAJECTORY_DEFAULTS.get(k))
+        if was != now:
+            diffs.append(f"train.{k}: {was} in the run, {now} asked")
+    decays = wanted["train"].get("lr_schedule", "constant") != "constant"
+    if decays and train.get("steps") != wanted["train"].get("steps"):
+        diffs.append("train.steps (the schedule's horizon)")
     return diffs + [k for k in top_keys if saved.get(k) != wanted.get(k)]
 
 
@@ -91,6 +107,11 @@ class RunDir:
     @property
     def report(self) -> Path:
         return self.path / "report"
+
+    @property
+    def vocoder(self) -> Path:
+        """A mel run's trained vocoder, copied in by ``vqvae train --vocoder`` (optional)."""
+        return self.path / "vocoder"
 
     # -- life cycle ----------------------------------------------------------------------
     def is_empty(self) -> bool:
@@ -175,8 +196,10 @@ def run_config(class_name: str, config: Any, train: Any, **meta: Any) -> dict[st
     return config_file_dict(class_name, config, train=config_to_dict(train), **meta)
 
 
-def load_run_model(run: RunDir) -> Any:
-    """The trained model of a run folder (the class ``config.json`` names), in eval mode."""
+def load_run_model(run: RunDir, vocoder: str | Path | None = None) -> Any:
+    """The trained model of a run folder (the class ``config.json`` names), in eval mode. A
+    speech run with a mel decoder makes audio with ``vocoder`` (a trained vocoder's folder),
+    else with the one the run keeps (``RunDir.vocoder``), else with Griffin-Lim."""
     if not run.path.is_dir():
         raise RunError(f"{run.path}: no such run folder")
     if not run.weights_file.is_file():
@@ -184,7 +207,28 @@ def load_run_model(run: RunDir) -> Any:
     name = run.read_config().get("class")
     if name not in MODELS:
         raise RunError(f"{run.config_file}: unknown model class {name!r}")
-    return MODELS.get(name).from_pretrained(run.path).eval()
+    model = MODELS.get(name).from_pretrained(run.path).eval()
+    if vocoder is None and run.vocoder.is_dir():
+        vocoder = run.vocoder
+    if vocoder is not None:
+        attach_vocoder(model, vocoder, run)
+    return model
+
+
+def attach_vocoder(model: Any, path: str | Path, run: RunDir) -> None:
+    """Let a mel run make audio with the trained vocoder in ``path``; one line if it cannot
+    (another decoder, or log-mels of another setting: both named)."""
+    from vqvae.vocoders import load_vocoder
+
+    if getattr(model, "config", None) is None or getattr(model.config, "decoder", "") != "mel":
+        raise RunError(f"{run.path}: --vocoder serves a run with a mel decoder; this run has none")
+    vocoder = load_vocoder(path)
+    try:
+        mine, theirs = f"the run {run.path}", f"the vocoder {path}"
+        model.config.mel_settings.check_same(vocoder.settings, mine, theirs)
+    except ValueError as e:
+        raise RunError(str(e)) from None
+    model.use_vocoder(vocoder)
 
 
 def load_frame_model(run: RunDir, needed_by: str) -> VQVAE:

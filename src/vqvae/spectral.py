@@ -1,5 +1,7 @@
-"""Spectrograms of waveforms: the short-time Fourier transform, log-mel filterbanks and MFCCs,
-in numpy. The report draws log-mel spectrograms; the speech judge classifies MFCC statistics.
+"""Spectrograms of waveforms: the short-time Fourier transform, log-mel filterbanks and MFCCs
+in numpy (the report draws log-mel spectrograms; the speech judge classifies MFCC
+statistics), and in torch the speech VQ-VAE's log-mel frames, their inverse and Griffin-Lim
+(what the ``mel`` decoder predicts and the vocoders turn back into audio).
 
 Standard definitions (as in librosa with ``htk=True``): a Hann window of ``win`` samples
 every ``hop`` samples; power spectrum; triangular filters equally spaced on the mel scale
@@ -9,9 +11,13 @@ MFCCs are the orthonormal DCT-II of the log-mel frames (Davis and Mermelstein 19
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 LOG_FLOOR = 1e-6  # added before the log: silence gives log(1e-6), not -inf
 
@@ -65,3 +71,196 @@ def mfccs_of(log_mel_frames: np.ndarray) -> np.ndarray:
     from scipy.fft import dct  # a third of a second to import: not for every command
 
     return dct(log_mel_frames, type=2, norm="ortho", axis=1)
+
+
+# -- distances between two recordings, as the voice-conversion literature reports them -----
+
+
+def log_spectral_distance(x: np.ndarray, y: np.ndarray, win: int = 256, hop: int = 64) -> float:
+    """The log-spectral distance in dB between two waveforms of one length: per frame, the
+    root mean square over frequency of ``10 log10`` of the power spectra's ratio; the mean over
+    frames (Gray and Markel 1976)."""
+    n = min(len(x), len(y))
+    px, py = (power_spectrogram(w[:n], win, hop) + 1e-10 for w in (x, y))  # (F, bins)
+    return float(np.mean(np.sqrt(np.mean((10 * np.log10(px / py)) ** 2, axis=1))))
+
+
+def mel_cepstra(x: np.ndarray, sample_rate: int, n: int = 13) -> np.ndarray:
+    """Mel-cepstral coefficients 1..n-1 of a waveform (F, n - 1), of the log *amplitude*
+    (half the log power) as MCD takes them; c0 (the loudness) is left out."""
+    return mfccs_of(log_mel(x, sample_rate) / 2)[:, 1:n]
+
+
+def _dtw_path(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The dynamic-time-warping alignment of frames a (F, d) and b (G, d): index pairs."""
+    cost = np.sqrt(((a[:, None, :] - b[None, :, :]) ** 2).sum(-1))  # (F, G)
+    acc = np.full((len(a) + 1, len(b) + 1), np.inf)
+    acc[0, 0] = 0
+    for i in range(1, len(a) + 1):
+        for j in range(1, len(b) + 1):
+            acc[i, j] = cost[i - 1, j - 1] + min(acc[i - 1, j], acc[i, j - 1], acc[i - 1, j - 1])
+    i, j, pairs = len(a), len(b), []
+    while i > 0 and j > 0:
+        pairs.append((i - 1, j - 1))
+        step = int(np.argmin([acc[i - 1, j - 1], acc[i - 1, j], acc[i, j - 1]]))
+        i, j = (i - 1, j - 1) if step == 0 else (i - 1, j) if step == 1 else (i, j - 1)
+    ia, ib = np.array(pairs[::-1]).T
+    return ia, ib
+
+
+def mel_cepstral_distortion(
+    x: np.ndarray, y: np.ndarray, sample_rate: int, align: bool = False
+) -> float:
+    """MCD in dB between two waveforms (Kubichek 1993): per frame
+    ``(10 / ln 10) sqrt(2 sum_d (c_d - c'_d)^2)`` over mel-cepstra 1..12, the mean over frames;
+    frames paired in time, or by dynamic time warping with ``align`` (two recordings of one
+    word, as for a conversion against the target speaker's own)."""
+    a, b = mel_cepstra(x, sample_rate), mel_cepstra(y, sample_rate)
+    if align:
+        ia, ib = _dtw_path(a, b)
+        a, b = a[ia], b[ib]
+    else:
+        n = min(len(a), len(b))
+        a, b = a[:n], b[:n]
+    return float(np.mean(10 / np.log(10) * np.sqrt(2 * ((a - b) ** 2).sum(axis=1))))
+
+
+# -- in torch: the speech VQ-VAE's log-mel frames, their inverse and Griffin-Lim -----------
+#
+# One frame per code: a Hann window of ``4 hop`` samples every ``hop`` samples, centred on the
+# middle of each code's ``hop`` samples ("same" framing, as Vocos's ISTFT: T samples <-> T / hop
+# frames, no extra frame at either end). ``torch.istft`` cannot invert this framing: it demands
+# a window envelope above zero on the whole padded signal, and the Hann window is zero at its
+# ends; so the inverse is the overlap-add written out (``istft``), which is what torch.istft
+# computes inside, restricted to the samples every frame pair covers.
+
+
+@dataclass(frozen=True)
+class MelSettings:
+    """What a log-mel frame means: a mel decoder predicts these and a vocoder reads them, so a
+    vocoder serves a run only when the two agree (``check_same``)."""
+
+    sample_rate: int = 8000
+    hop: int = 64  # samples per frame: the encoder's downsampling
+    n_mels: int = 40
+
+    @property
+    def n_fft(self) -> int:
+        return 4 * self.hop
+
+    def describe(self) -> str:
+        return f"{self.sample_rate} Hz, {self.n_mels} mels every {self.hop} samples"
+
+    def check_same(self, other: MelSettings, mine: str, theirs: str) -> None:
+        """One line naming both settings when they differ."""
+        if self != other:
+            raise ValueError(
+                f"{mine} uses {self.describe()}, but {theirs} uses {other.describe()}; "
+                f"train a vocoder with the run's settings (vqvae vocoder train)"
+            )
+
+
+def _side(n_fft: int, hop: int) -> int:
+    return n_fft // 2 - hop // 2  # padding each side so frame t centres on t hop + hop / 2
+
+
+def stft(x: torch.Tensor, n_fft: int, hop: int) -> torch.Tensor:
+    """Audio (B, T), T a multiple of ``hop`` -> complex STFT (B, n_fft // 2 + 1, T / hop)."""
+    side = _side(n_fft, hop)
+    window = torch.hann_window(n_fft, periodic=True, dtype=x.dtype, device=x.device)
+    padded = F.pad(x, (side, side))  # (B, T + 2 side)
+    return torch.stft(padded, n_fft, hop, window=window, center=False, return_complex=True)
+
+
+def istft(spec: torch.Tensor, n_fft: int, hop: int) -> torch.Tensor:
+    """Complex STFT (B, n_fft // 2 + 1, T') -> audio (B, T' hop): weighted overlap-add of the
+    inverse FFTs (Griffin and Lim 1984, eq. 6), the least-squares inverse of ``stft``."""
+    n_frames = spec.shape[-1]
+    side = _side(n_fft, hop)
+    window = torch.hann_window(n_fft, periodic=True, dtype=spec.real.dtype, device=spec.device)
+    frames = torch.fft.irfft(spec, n=n_fft, dim=1) * window[:, None]  # (B, n_fft, T')
+    size = (n_frames - 1) * hop + n_fft
+    fold = dict(output_size=(1, size), kernel_size=(1, n_fft), stride=(1, hop))
+    audio = F.fold(frames, **fold)[:, 0, 0]  # (B, n_fft, T') -> (B, size)
+    envelope = window.square()[None, :, None].expand(1, n_fft, n_frames)
+    norm = F.fold(envelope, **fold)[:, 0, 0]  # (1, size)
+    return (audio / norm.clamp(min=1e-8))[:, side : side + n_frames * hop]
+
+
+def mel_matrix(settings: MelSettings, like: torch.Tensor) -> torch.Tensor:
+    """The mel filters (n_mels, n_fft // 2 + 1) as a tensor of ``like``'s dtype and device."""
+    return torch.from_numpy(mel_filters(settings.sample_rate, settings.n_fft, settings.n_mels)).to(
+        like.real
+    )
+
+
+def log_mel_frames(x: torch.Tensor, hop: int, sample_rate: int, n_mels: int) -> torch.Tensor:
+    """Audio (B, T) -> log-mel frames (B, n_mels, T / hop), one per code: frame t is a Hann
+    window of ``4 hop`` samples centred on the middle of samples ``t hop .. (t + 1) hop``."""
+    settings = MelSettings(sample_rate, hop, n_mels)
+    power = stft(x, settings.n_fft, hop).abs().square()  # (B, n_fft/2 + 1, T')
+    return torch.log(mel_matrix(settings, x) @ power + LOG_FLOOR)  # (B, n_mels, T')
+
+
+def mel_to_magnitude(log_mel: torch.Tensor, settings: MelSettings) -> torch.Tensor:
+    """Log-mel frames (B, n_mels, T') -> an STFT magnitude (B, n_fft // 2 + 1, T'): the
+    least-squares power under the filters (their pseudo-inverse), clipped at zero."""
+    inverse = torch.linalg.pinv(mel_matrix(settings, log_mel))  # (n_fft/2 + 1, n_mels)
+    power = inverse @ (log_mel.exp() - LOG_FLOOR).clamp(min=0)
+    return power.clamp(min=0).sqrt()
+
+
+def spectral_convergence(magnitude: torch.Tensor, audio: torch.Tensor, n_fft: int, hop: int):
+    """|| |STFT(audio)| - magnitude ||_F / ||magnitude||_F per clip (B,): 0 when the audio has
+    exactly the magnitude asked for (Sturmel and Daudet 2011)."""
+    got = stft(audio, n_fft, hop).abs()
+    return (got - magnitude).flatten(1).norm(dim=1) / magnitude.flatten(1).norm(dim=1)
+
+
+def griffin_lim(
+    magnitude: torch.Tensor,
+    n_fft: int,
+    hop: int,
+    iterations: int = 32,
+    momentum: float = 0.99,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """A waveform (B, T' hop) whose STFT magnitude approaches ``magnitude`` (B, F, T'): the
+    fast Griffin-Lim algorithm (Perraudin, Balazs and Sondergaard 2013, algorithm 2):
+
+        t_n = P_C1(P_C2(c_{n-1})),   c_n = t_n + alpha (t_n - t_{n-1})
+
+    with P_C2 the projection on consistent spectrograms (STFT of the inverse STFT), P_C1 the
+    one that puts the given magnitude back, and alpha the momentum (0 is Griffin and Lim
+    1984). Phases start random, drawn from ``generator``."""
+    phase = torch.rand(magnitude.shape, generator=generator, device=magnitude.device)
+    c = magnitude * torch.exp(2j * math.pi * phase.to(magnitude.dtype))  # (B, F, T')
+    previous = torch.zeros_like(c)
+    for _ in range(iterations):
+        rebuilt = stft(istft(c, n_fft, hop), n_fft, hop)  # P_C2: the nearest consistent one
+        t = magnitude * torch.exp(1j * rebuilt.angle())  # P_C1: the magnitude put back
+        c = t + momentum * (t - previous)
+        previous = t
+    return istft(magnitude * torch.exp(1j * c.angle()), n_fft, hop)
+
+
+# the resolutions of the multi-resolution STFT loss: (n_fft, hop), around the frames' own
+RESOLUTIONS = ((128, 32), (256, 64), (512, 128))
+
+
+def multi_resolution_stft_loss(
+    audio: torch.Tensor, target: torch.Tensor, resolutions=RESOLUTIONS
+) -> torch.Tensor:
+    """Audio (B, T) against target (B, T): the mean over ``resolutions`` of the spectral
+    convergence plus the L1 of the log magnitudes (Yamamoto et al. 2020, Parallel WaveGAN,
+    section 2.3)."""
+    total = audio.new_zeros(())
+    for n_fft, hop in resolutions:
+        window = torch.hann_window(n_fft, device=audio.device, dtype=audio.dtype)
+        mags = [
+            torch.stft(a, n_fft, hop, window=window, return_complex=True).abs().clamp(min=1e-7)
+            for a in (audio, target)
+        ]  # (B, n_fft / 2 + 1, frames) each
+        convergence = (mags[1] - mags[0]).norm() / mags[1].norm().clamp(min=1e-7)
+        total = total + convergence + F.l1_loss(mags[0].log(), mags[1].log())
+    return total / len(resolutions)

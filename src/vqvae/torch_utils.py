@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
+
+T = TypeVar("T")
 
 
 @contextmanager
@@ -28,3 +32,28 @@ def module_device(module: nn.Module) -> torch.device:
     for t in module.buffers():
         return t.device
     return torch.device("cpu")
+
+
+def float32(method: Callable[..., T]) -> Callable[..., T]:
+    """Run ``method`` in float32 whatever autocast surrounds it: half-precision tensor
+    arguments are cast to float32 (float64 stays float64) and autocast is off inside.
+
+    The precision rule (docs/design-notes.md, "Precision"): under ``--precision bf16`` or
+    ``16`` only the networks run in half precision; the quantizers (distances, codebooks,
+    EMA statistics, k-means, restarts), the likelihoods' log-probabilities and every loss
+    are float32. Tests: tests/test_precision.py, for every quantizer kind and likelihood.
+    """
+
+    @functools.wraps(method)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> T:
+        device = next((a.device.type for a in args if isinstance(a, torch.Tensor)), "cpu")
+        with torch.autocast(device_type=device, enabled=False):
+            return method(self, *map(_widened, args), **kwargs)
+
+    return wrapper
+
+
+def _widened(x: Any) -> Any:
+    if isinstance(x, torch.Tensor) and x.dtype in (torch.float16, torch.bfloat16):
+        return x.float()
+    return x

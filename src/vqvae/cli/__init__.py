@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 
 from vqvae.cli.parser import build_parser
 from vqvae.errors import VQVAEError
+from vqvae.threads import choose_threads
 from vqvae.train.loop import Interrupted, NonFiniteLoss, StoppedByPeer
 
 EXIT_USAGE = 2
@@ -28,9 +29,15 @@ def one_line(e: BaseException) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:  # a bare `vqvae`: what it can do
+        parser.print_help()
+        return 0
     func: Callable[[argparse.Namespace], int] = args.func
     try:
+        # said by the training loop once work begins: a refusal before it stays one line
+        args.threads = choose_threads(getattr(args, "threads", None)).apply().threads
         return func(args)
     except Interrupted as e:
         print(f"vqvae: {e}; continue with --resume", file=sys.stderr)

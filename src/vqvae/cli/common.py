@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from vqvae._io import write_npz
+from vqvae.config import PRECISIONS
 from vqvae.console import say
 from vqvae.data import (
     AudioDataset,
@@ -63,11 +64,59 @@ def add_workers_option(p: argparse.ArgumentParser) -> None:
     )
 
 
+STEP_OPTIONS = ("precision", "compile", "accumulate", "channels_last")
+
+
+def add_step_options(p: argparse.ArgumentParser) -> None:
+    """How a training step runs: ``--precision``, ``--compile``, ``--accumulate`` (a run
+    records them, and ``--resume`` keeps them)."""
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        help="32 (default), or bf16/16: the networks under autocast, quantizers and losses "
+        "in float32 (16 with loss scaling, for GPUs without bf16: on a CPU it is far slower)",
+    )
+    p.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        help="torch.compile the networks (compiles for a minute, then faster steps)",
+    )
+    p.add_argument(
+        "--accumulate",
+        type=int,
+        metavar="N",
+        help="N micro-batches per step: --batch-size examples in N pieces, one update",
+    )
+    p.add_argument(
+        "--channels-last",
+        action=argparse.BooleanOptionalAction,
+        help="image convolutions on NHWC memory (faster on this project's measurements, "
+        "BENCHMARKS.md section 12; rounds differently, so off by default)",
+    )
+
+
+def step_options(args: argparse.Namespace, saved_train: dict[str, Any] | None = None) -> dict:
+    """The step options given, else (resuming) the run's: training config fields."""
+    saved_train = saved_train or {}
+    given = {k: getattr(args, k, None) for k in STEP_OPTIONS}
+    return {k: saved_train[k] if v is None else v for k, v in given.items()
+            if v is not None or k in saved_train}  # fmt: skip
+
+
 def _workers(text: str) -> int:
     n = int(text)
     if n < 0:
         raise argparse.ArgumentTypeError(f"expected a number >= 0, got {n}")
     return n
+
+
+def add_vocoder_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--vocoder",
+        metavar="VOC",
+        help="speech with a mel decoder: make audio with this trained vocoder (vqvae vocoder "
+        "train) instead of the run's own (RUN/vocoder, else Griffin-Lim)",
+    )
 
 
 def add_output(p: argparse.ArgumentParser, what: str = "the output file") -> None:
@@ -147,7 +196,7 @@ def model_and_data(args: argparse.Namespace) -> tuple[Any, ImageDataset | AudioD
     """The run's model and the data it is asked to work on, checked to fit each other: an
     ``AudioDataset`` at the model's sample rate for a speech run."""
     run = RunDir(args.run)
-    model = load_run_model(run)
+    model = load_run_model(run, getattr(args, "vocoder", None))
     if isinstance(model, AudioVQVAE):
         return model, load_run_audio(args, model)
     return model, load_fitting_images(args, run, model)

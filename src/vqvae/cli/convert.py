@@ -10,7 +10,14 @@ from pathlib import Path
 from typing import Any
 
 from vqvae.audio_inference import convert
-from vqvae.cli.common import add_data_options, add_output, load_run_audio, wav_name, write_wavs
+from vqvae.cli.common import (
+    add_data_options,
+    add_output,
+    add_vocoder_option,
+    load_run_audio,
+    wav_name,
+    write_wavs,
+)
 from vqvae.data import AudioDataset, read_audio
 from vqvae.errors import RunError
 from vqvae.models import AudioVQVAE
@@ -25,6 +32,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--speaker", required=True, help="the target speaker's name")
     p.add_argument("--limit", type=int, help="only the first N utterances of --data")
     p.add_argument("--seed", type=int, default=0, help="the WaveNet's sampling seed")
+    add_vocoder_option(p)
     add_output(p, "OUT.wav for one input file; a folder for --data")
     p.set_defaults(func=run)
 
@@ -34,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
         raise RunError("convert: give one audio file, or --data SPEC, not both or neither")
     out = Path(args.out)
     refuse_overwrite(out, args.force)
-    model = load_run_model(RunDir(args.run))
+    model = load_run_model(RunDir(args.run), args.vocoder)
     if not isinstance(model, AudioVQVAE):
         raise RunError(f"{args.run}: convert needs a speech run, this is a {type(model).__name__}")
     model.speaker_ids(args.speaker, 1)  # an unknown name: one line, before any work

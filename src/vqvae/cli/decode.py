@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from vqvae.audio_inference import generate_audio
-from vqvae.cli.common import add_output, write_wavs
+from vqvae.cli.common import add_output, add_vocoder_option, write_wavs
 from vqvae.codefile import read_audio_code_file, read_code_file
 from vqvae.data import save_pngs
 from vqvae.errors import RunError
@@ -23,6 +23,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("codes")
     p.add_argument("--speaker", help="speech: decode every sequence with this speaker")
     p.add_argument("--seed", type=int, default=0, help="speech: the WaveNet's sampling seed")
+    add_vocoder_option(p)
     add_output(p, "a folder for the PNGs (WAVs for speech)")
     p.set_defaults(func=run)
 
@@ -30,7 +31,7 @@ def add_parser(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     refuse_overwrite(out, args.force)
-    model = load_run_model(RunDir(args.run))
+    model = load_run_model(RunDir(args.run), args.vocoder)
     if isinstance(model, AudioVQVAE):
         return _decode_audio(model, Path(args.codes), out, args)
     codes = read_code_file(Path(args.codes), model.code_shape, model.num_codes)

@@ -11,7 +11,7 @@ import torch
 
 from vqvae import report  # its attributes load matplotlib on first use
 from vqvae.cli.common import write_samples
-from vqvae.cli.train import summarise
+from vqvae.cli.train import machine, summarise
 from vqvae.config import TrainConfig, get_full_preset
 from vqvae.console import say
 from vqvae.data import load_images
@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     )
     folder.prepare(resume=False, force=args.force)
     say(f"vqvae demo: 1/3 training a VQ-VAE on {len(train_set)} 8x8 digits into {folder.path}")
-    meta = {"data": "digits", "preset": "digits", "overrides": []}
+    meta = {"data": "digits", "preset": "digits", "overrides": [], **machine(args)}
     result = train_vqvae(folder, train_set, test_set, preset.model, train_config, meta=meta)
     summarise(folder, result)
 

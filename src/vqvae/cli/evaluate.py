@@ -12,7 +12,9 @@ from vqvae.data import AudioDataset
 from vqvae.inference import evaluate
 
 SHOWN = ("mse", "psnr", "perplexity", "code_usage", "bits_per_image", "compression_ratio")
-AUDIO_SHOWN = ("bits_per_sample", "perplexity", "code_usage", "codes_per_second", "bit_rate")
+AUDIO_SHOWN = (
+    "bits_per_sample", "mel_error", "perplexity", "code_usage", "codes_per_second", "bit_rate",
+)  # fmt: skip
 
 
 def add_parser(sub: Any) -> None:
@@ -37,5 +39,6 @@ def run(args: argparse.Namespace) -> int:
     count = result["num_utterances"] if audio else result["num_images"]
     print(f"{dataset.name} [{args.split}], {count} {'utterances' if audio else 'images'}")
     for key in AUDIO_SHOWN if audio else SHOWN:
-        print(f"  {key:18s} {result[key]:.4f}")
+        if key in result:  # a speech run has bits per sample or a log-mel error, not both
+            print(f"  {key:18s} {result[key]:.4f}")
     return 0

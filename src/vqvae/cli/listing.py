@@ -5,7 +5,17 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from vqvae.registry import DATASETS, LIKELIHOODS, NETS, PRESETS, PRIORS, QUANTIZERS, Registry
+from vqvae.registry import (
+    DATASETS,
+    LIKELIHOODS,
+    NETS,
+    PRESETS,
+    PRIORS,
+    QUANTIZERS,
+    SPEECH_DECODERS,
+    VOCODERS,
+    Registry,
+)
 
 LISTS: dict[str, Registry[Any]] = {
     "presets": PRESETS,
@@ -14,6 +24,8 @@ LISTS: dict[str, Registry[Any]] = {
     "priors": PRIORS,
     "nets": NETS,
     "likelihoods": LIKELIHOODS,
+    "decoders": SPEECH_DECODERS,
+    "vocoders": VOCODERS,
 }
 
 

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from vqvae._io import write_json
 from vqvae.audio_inference import encode_audio
-from vqvae.cli.common import recorded_data, resize
+from vqvae.cli.common import add_step_options, recorded_data, resize, step_options
 from vqvae.codefile import AudioCodes, read_audio_code_file, read_code_file
 from vqvae.console import say
 from vqvae.data import AudioDataset, ImageDataset, load_audio, load_images, split_layout
@@ -53,6 +53,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--seed", type=int)
+    add_step_options(p)
     p.add_argument("--resume", action="store_true")
     p.add_argument("--force", action="store_true")
     p.add_argument("--no-progress", action="store_true")
@@ -140,6 +141,8 @@ def run(args: argparse.Namespace) -> int:
         train_config = PRIOR_TRAIN_SPEECH
     flags = {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed}
     train_config = replace(train_config, **{k: v for k, v in flags.items() if v is not None})
+    saved = out.read_config().get("train") if args.resume and out.config_file.is_file() else None
+    train_config = replace(train_config, **step_options(args, saved))
     torch.manual_seed(train_config.seed)  # the initial weights come from --seed too
     shape, cond_dim, length = model.latent_shape, 0, 0
     if speech:
@@ -152,7 +155,9 @@ def run(args: argparse.Namespace) -> int:
         num_classes=num_classes,
         cond_dim=cond_dim,
     )
-    wanted = run_config(type(prior).__name__, prior.config, train_config, kind=args.kind)
+    wanted = run_config(
+        type(prior).__name__, prior.config, train_config, kind=args.kind, threads=args.threads
+    )
     if args.resume:
         diffs = resume_differences(out.read_config(), wanted, type(prior.config))
         if diffs:

@@ -13,6 +13,7 @@ from vqvae.audio_inference import convert
 from vqvae.cli.common import (
     add_data_options,
     add_output,
+    add_vocoder_option,
     add_workers_option,
     model_and_data,
     wav_name,
@@ -30,6 +31,7 @@ def add_parser(sub: Any) -> None:
     add_workers_option(p)
     p.add_argument("--limit", type=int)
     p.add_argument("--seed", type=int, default=0, help="audio: the WaveNet's sampling seed")
+    add_vocoder_option(p)
     add_output(p, "the .npz of originals and reconstructions; for audio, a folder of WAVs")
     p.set_defaults(func=run)
 

@@ -11,7 +11,7 @@ import torch
 
 from vqvae._io import write_npz
 from vqvae.audio_inference import sample_speech
-from vqvae.cli.common import add_output, write_samples, write_wavs
+from vqvae.cli.common import add_output, add_vocoder_option, write_samples, write_wavs
 from vqvae.inference import sample
 from vqvae.models import AudioVQVAE
 from vqvae.runs import RunDir, load_prior, load_run_model, refuse_overwrite
@@ -26,6 +26,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--top-k", type=int)
     p.add_argument("--seed", type=int, default=0)
+    add_vocoder_option(p)
     add_output(p, "a folder for grid.png and samples.npz (speech: WAVs and samples.npz)")
     p.set_defaults(func=run)
 
@@ -34,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     folder = RunDir(args.run)
     out = Path(args.out)
     refuse_overwrite(out, args.force)
-    model = load_run_model(folder)
+    model = load_run_model(folder, args.vocoder)
     prior = load_prior(folder)
     if isinstance(model, AudioVQVAE):
         return _sample_speech(model, prior, out, args)

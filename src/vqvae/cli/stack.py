@@ -10,7 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from vqvae._io import write_json
-from vqvae.cli.common import load_fitting_images, recorded_data
+from vqvae.cli.common import (
+    add_step_options,
+    load_fitting_images,
+    recorded_data,
+    step_options,
+)
 from vqvae.console import say
 from vqvae.data import read_all, split_layout
 from vqvae.data.base import SPLITS
@@ -45,6 +50,7 @@ def add_parser(sub: Any) -> None:
         metavar="KEY=VALUE",
         help="override a config value, e.g. pixelcnn_layers=10 or train.lr=5e-4 (repeatable)",
     )
+    add_step_options(p)
     p.add_argument("--resume", action="store_true")
     p.add_argument("--force", action="store_true", help="replace an existing RUN/stack")
     p.add_argument("--no-progress", action="store_true")
@@ -75,7 +81,7 @@ def train(args: argparse.Namespace) -> int:
     stage1 = load_frame_model(run, NEEDED_BY)
     folder = run.stack
     folder.check(resume=args.resume, force=args.force)  # refuse before encoding
-    flags = {"steps": args.steps, "batch_size": args.batch_size}
+    flags = {"steps": args.steps, "batch_size": args.batch_size, **step_options(args)}
     config, train_config = stacked_config(
         stage1, args.set, replace(STACK_TRAIN, **{k: v for k, v in flags.items() if v is not None})
     )
@@ -92,7 +98,7 @@ def train(args: argparse.Namespace) -> int:
         config,
         train_config,
         *grids,
-        meta={"data": args.data, "first_stage": str(run.path.resolve())},
+        meta={"data": args.data, "first_stage": str(run.path.resolve()), "threads": args.threads},
         resume=args.resume,
         progress=not args.no_progress,
     )

@@ -9,7 +9,14 @@ from dataclasses import replace
 from typing import Any
 
 from vqvae import report  # its attributes load matplotlib on first use
-from vqvae.cli.common import add_data_options, add_workers_option, layout_note, resize
+from vqvae.cli.common import (
+    add_data_options,
+    add_step_options,
+    add_workers_option,
+    layout_note,
+    resize,
+    step_options,
+)
 from vqvae.config import (
     TrainConfig,
     apply_overrides,
@@ -28,7 +35,9 @@ from vqvae.registry import MODELS, PRESETS
 from vqvae.runs import RunDir
 from vqvae.train import distributed
 from vqvae.train.audio import train_audio_vqvae
+from vqvae.train.vocoder import train_vocoder, vocoder_train_config
 from vqvae.train.vqvae import TrainResult, train_vqvae
+from vqvae.vocoders import VocosConfig, load_vocoder
 
 
 def add_parser(sub: Any) -> None:
@@ -54,10 +63,16 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--seed", type=int)
     p.add_argument("--checkpoint-every", type=int)
     p.add_argument("--device", help="cpu or cuda (default: cuda when there is one)")
+    add_step_options(p)
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     p.add_argument("--force", action="store_true", help="replace an existing run folder")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--no-report", action="store_true", help="skip RUN/report/ at the end")
+    p.add_argument(
+        "--vocoder",
+        metavar="VOC",
+        help="speech with a mel decoder: keep this trained vocoder in the run (RUN/vocoder)",
+    )
     p.set_defaults(func=run)
 
 
@@ -101,9 +116,10 @@ def resolve_configs(
         "lr": args.lr,
         "seed": args.seed,
         "checkpoint_every": args.checkpoint_every,
+        **step_options(args),  # resuming, the run's (in ``train``) unless given
     }
     train = replace(train, **{k: v for k, v in flags.items() if v is not None})
-    meta = {"data": args.data, "preset": preset, "overrides": pairs}
+    meta = {"data": args.data, "preset": preset, "overrides": pairs, **machine(args)}
     if isinstance(data, AudioDataset):
         return _fit_audio_config(model, data), train, meta
     got = (data.num_channels, *data.image_size)
@@ -116,6 +132,18 @@ def resolve_configs(
             f"(use --set input_size=[{got[1]},{got[2]}] --set in_channels={got[0]})"
         )
     return model, train, meta
+
+
+def machine(args: argparse.Namespace) -> dict[str, Any]:
+    """What a run records of where it ran (not compared on --resume: a run may move)."""
+    device = getattr(args, "device", None) or _default_device()
+    return {"threads": getattr(args, "threads", None), "device": device}
+
+
+def _default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def _fit_audio_config(model: Any, data: AudioDataset) -> AudioVQVAEConfig:
@@ -146,6 +174,8 @@ def run(args: argparse.Namespace) -> int:
     folder.check(resume=args.resume, force=args.force)  # refuse before loading the data
     if data_kind(args.data) == AUDIO:
         return run_audio(args, folder)
+    if args.vocoder:
+        raise RunError("--vocoder applies to speech; this data set is images")
     size = _resize(args, folder)
     layout = split_layout(args.data)
     # a folder is indexed, and its images read batch by batch by --workers processes
@@ -181,7 +211,7 @@ def _train(args, folder: RunDir, notes: list[str], trainer, *data_and_configs, m
 
 
 def run_audio(args: argparse.Namespace, folder: RunDir) -> int:
-    """``vqvae train`` on audio: the speech VQ-VAE with its WaveNet decoder."""
+    """``vqvae train`` on audio: the speech VQ-VAE (and a mel run's own vocoder)."""
     if args.resize:
         raise RunError("--resize applies to images; this data set is audio")
     rate = None
@@ -191,20 +221,58 @@ def run_audio(args: argparse.Namespace, folder: RunDir) -> int:
     test_set = load_audio(args.data, "test", args.data_root, sample_rate=train_set.sample_rate)
     notes: list[str] = []
     model_config, train_config, meta = resolve_configs(args, train_set, folder, notes.append)
+    vocoder = _checked_vocoder(args.vocoder, model_config) if args.vocoder else None
     result = _train(args, folder, notes, train_audio_vqvae, train_set, test_set, model_config,
                     train_config, meta=meta)  # fmt: skip
+    if vocoder is not None and distributed.current().is_main:
+        vocoder.save_pretrained(folder.vocoder)
+    elif model_config.decoder == "mel" and model_config.vocoder_steps:
+        _train_own_vocoder(args, folder, train_set, test_set, model_config, train_config.seed)
     if distributed.current().is_main:
         e = result.evaluation
         if e is not None:
+            recon = (
+                f"log-mel error {e.mel_error:.3f}"
+                if e.bits_per_sample is None
+                else f"{e.bits_per_sample:.3f} bits/sample (teacher-forced)"
+            )
             print(
-                f"{folder.path}: test {e.bits_per_sample:.3f} bits/sample (teacher-forced), "
-                f"code usage {e.code_usage:.3f}, perplexity {e.perplexity:.1f}, "
-                f"{e.bit_rate:.0f} bit/s"
+                f"{folder.path}: test {recon}, code usage {e.code_usage:.3f}, perplexity "
+                f"{e.perplexity:.1f}, {e.bit_rate:.0f} bit/s"
             )
         print(f"weights: {folder.weights_file}")
         if not args.no_report:
             report.try_write_report(folder.path, args.data_root)
     return 0
+
+
+def _train_own_vocoder(args, folder: RunDir, train_set, test_set, model, seed: int) -> None:
+    """The run's own vocoder (``vocoder_steps``), trained after the VQ-VAE on the same audio
+    into ``RUN/vocoder``; ``--resume`` continues it too."""
+    run = RunDir(folder.vocoder, kind="vocoder")
+    resume = args.resume and run.config_file.is_file()
+    if distributed.launch_rank() == 0:
+        run.prepare(resume=resume, force=True)
+        say(f"vqvae: training the run's vocoder ({model.vocoder_steps} steps) into {run.path}")
+    s = model.mel_settings
+    config = VocosConfig(sample_rate=s.sample_rate, hop=s.hop, n_mels=s.n_mels)
+    train = vocoder_train_config(model.vocoder_steps, seed)
+    train_vocoder(run, train_set, test_set, config, train, meta={"data": args.data},
+                  resume=resume, progress=not args.no_progress, device=args.device)  # fmt: skip
+
+
+def _checked_vocoder(path: str, model: AudioVQVAEConfig):
+    """The trained vocoder of ``--vocoder``, refused before training if it cannot serve."""
+    if model.decoder != "mel":
+        raise RunError(
+            f"--vocoder serves a mel decoder; this config's decoder is {model.decoder!r}"
+        )
+    vocoder = load_vocoder(path)
+    try:
+        model.mel_settings.check_same(vocoder.settings, "the run", f"the vocoder {path}")
+    except ValueError as e:
+        raise RunError(str(e)) from None
+    return vocoder
 
 
 def _resize(args: argparse.Namespace, folder: RunDir) -> tuple[int, int] | None:

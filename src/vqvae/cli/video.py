@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from vqvae._io import write_json
-from vqvae.cli.common import recorded_data
+from vqvae.cli.common import add_step_options, recorded_data, step_options
 from vqvae.config import TrainConfig, apply_overrides
 from vqvae.console import say
 from vqvae.data.episodes import Episodes, episode_split, read_episodes
@@ -57,6 +57,7 @@ def add_parser(sub: Any) -> None:
         metavar="KEY=VALUE",
         help="a prior or training setting, e.g. channels=32, train.eval_limit=64",
     )
+    add_step_options(p)
     p.add_argument("--resume", action="store_true")
     p.add_argument("--force", action="store_true")
     p.add_argument("--no-progress", action="store_true")
@@ -142,7 +143,9 @@ def _configs(
     if args.context_frames is not None:
         config = replace(config, context_frames=args.context_frames)
     flags = {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed}
-    train = replace(train, **{k: v for k, v in flags.items() if v is not None})
+    train = replace(
+        train, **{k: v for k, v in flags.items() if v is not None}, **step_options(args)
+    )
     return config, train  # type: ignore[return-value]
 
 
@@ -160,7 +163,8 @@ def run_train(args: argparse.Namespace) -> int:
             f"{spec}: its actions {episodes.action_names} are not the video prior's "
             f"{config.action_names}"
         )
-    wanted = run_config("VideoPrior", config, train_config, data=spec, overrides=args.set)
+    wanted = run_config("VideoPrior", config, train_config, data=spec, overrides=args.set,
+                        threads=args.threads)  # fmt: skip
     if saved is not None:
         diffs = resume_differences(saved, wanted, VideoPriorConfig, ("data",))
         if diffs:

@@ -1,4 +1,6 @@
-"""The speech VQ-VAE: a strided 1-D encoder, any quantizer, and a WaveNet decoder.
+"""The speech VQ-VAE: a strided 1-D encoder, any quantizer, and a decoder of a registered
+kind (``vqvae.registry.SPEECH_DECODERS``): the paper's WaveNet, or a log-mel decoder whose
+frames a vocoder turns into audio (docs/speech.md).
 
 van den Oord et al. 2017, "Neural Discrete Representation Learning" (arXiv:1711.00937),
 section 4.3: "We train a VQ-VAE where the encoder has 6 strided convolutions with stride 2
@@ -6,15 +8,18 @@ and window-size 4. This yields a latent space 64x smaller than the original wave
 latents consist of one feature map and the discrete space is 512-dimensional. The decoder
 is conditioned on both the latents and a one-hot embedding for the speaker."
 
-Equation 3 with the WaveNet as ``p(x | z_q)``: the reconstruction term is the cross-entropy
-of the teacher-forced softmax over 8-bit mu-law values (``vqvae.nets.wavenet``), in nats per
-sample. Differences from the image VQ-VAE, all forced by an autoregressive decoder:
+Equation 3 with the WaveNet as ``p(x | z_q)`` (``decoder="wavenet"``): the reconstruction
+term is the cross-entropy of the teacher-forced softmax over 8-bit mu-law values
+(``vqvae.nets.wavenet_decoder``), in nats per sample. With ``decoder="mel"`` it is the L1
+distance between the predicted and the true log-mel frames (``vqvae.nets.mel_decoder``).
+Differences from the image VQ-VAE:
 
 - Training sees fixed windows (``input_size``: ``(window,)`` samples); ``encode`` and
   generation take any length that is a multiple of the encoder's 64.
-- ``decode_codes(codes, speaker)`` *samples* the waveform, one value at a time (the cached
-  Fast WaveNet generator); it cannot equal the teacher-forced forward pass, whose
-  ``x_hat`` is each position's expected amplitude given the true past.
+- A WaveNet's ``decode_codes(codes, speaker)`` *samples* the waveform, one value at a time
+  (the cached Fast WaveNet generator); it cannot equal the teacher-forced forward pass, whose
+  ``x_hat`` is each position's expected amplitude given the true past. A mel decoder's
+  ``decode_mel`` equals its forward pass; ``decode_codes`` adds the vocoder.
 - The speaker is the decoder's global condition (WaveNet section 2.5); decoding one
   speaker's codes with another's id is the paper's voice conversion.
 """
@@ -30,21 +35,24 @@ from torch import nn
 
 from vqvae.models.config import VQVAEConfig
 from vqvae.models.vqvae import VQVAE, VQVAEOutput
-from vqvae.mulaw import mulaw_decode, mulaw_encode
 from vqvae.nets import NetConfig
-from vqvae.nets.wavenet import WaveNet, WaveNetConfig
+from vqvae.nets.mel_decoder import MelDecoderConfig
+from vqvae.nets.wavenet import WaveNetConfig
 from vqvae.quantizers import QuantizerConfig
-from vqvae.registry import MODELS
-from vqvae.spectral import LOG_FLOOR, mel_filters
+from vqvae.registry import MODELS, SPEECH_DECODERS
+from vqvae.spectral import MelSettings, log_mel_frames
 from vqvae.torch_utils import eval_mode
 
 
 @dataclass(frozen=True)
 class AudioVQVAEConfig(VQVAEConfig):
-    """The encoder and quantizer of a ``VQVAEConfig``, a WaveNet decoder, and the speakers.
+    """The encoder and quantizer of a ``VQVAEConfig``, a decoder kind, and the speakers.
 
-    The WaveNet's ``local_channels``, ``upsample_factor`` and ``num_speakers`` follow from
-    the rest (``code_dim``, ``2 ** num_downsamples``, ``len(speakers)``) and are set here.
+    ``decoder`` names a registered speech decoder (``vqvae.registry.SPEECH_DECODERS``):
+    ``wavenet`` (the paper's, configured by ``wavenet``) or ``mel`` (log-mel frames and a
+    vocoder, configured by ``mel_decoder``). The WaveNet's ``local_channels``,
+    ``upsample_factor`` and ``num_speakers``, and the mel decoder's ``code_dim``, ``n_mels``
+    and ``num_speakers``, follow from the rest and are set here.
     """
 
     in_channels: int = 1
@@ -57,7 +65,12 @@ class AudioVQVAEConfig(VQVAEConfig):
     quantizer: QuantizerConfig = field(
         default_factory=lambda: QuantizerConfig(kind="ema", num_codes=512, code_dim=64)
     )
+    decoder: str = "wavenet"  # a registered speech decoder kind; runs before kinds: wavenet
     wavenet: WaveNetConfig = field(default_factory=WaveNetConfig)
+    mel_decoder: MelDecoderConfig = field(default_factory=MelDecoderConfig)
+    # a mel decoder's own vocoder: `vqvae train` trains a Vocos for this many steps after the
+    # VQ-VAE and keeps it in RUN/vocoder; 0: none (Griffin-Lim, or --vocoder VOC)
+    vocoder_steps: int = 0
     sample_rate: int = 8000
     speakers: tuple[str, ...] = ()  # names of the decoder's speaker ids; () = no speakers
     # weight of an auxiliary loss: the log-mel frame of each code's 64 samples predicted from
@@ -88,6 +101,8 @@ class AudioVQVAEConfig(VQVAEConfig):
                 f"expected spectral_weight >= 0 and n_mels >= 1, got {self.spectral_weight}, "
                 f"{self.n_mels}"
             )
+        if self.vocoder_steps < 0:
+            raise ValueError(f"vocoder_steps: expected >= 0, got {self.vocoder_steps}")
         if len(set(self.speakers)) != len(self.speakers):
             raise ValueError(f"speakers: names must be distinct, got {self.speakers}")
         wavenet = replace(
@@ -97,32 +112,36 @@ class AudioVQVAEConfig(VQVAEConfig):
             num_speakers=len(self.speakers),
         )
         object.__setattr__(self, "wavenet", wavenet)
+        SPEECH_DECODERS.get(self.decoder)  # "unknown speech decoder kind ...; expected ..."
+        mel = replace(
+            self.mel_decoder,
+            code_dim=self.quantizer.code_dim,
+            n_mels=self.n_mels,
+            num_speakers=len(self.speakers),
+        )
+        object.__setattr__(self, "mel_decoder", mel)
 
     @property
     def hop(self) -> int:
         """Audio samples per code: the encoder's downsampling (64 for the paper's 6 layers)."""
         return self.net.downsampling
 
+    @property
+    def mel_settings(self) -> MelSettings:
+        """The log-mel frames a mel decoder predicts (and a vocoder must read): one per code."""
+        return MelSettings(self.sample_rate, self.hop, self.n_mels)
+
 
 @dataclass(frozen=True)
 class AudioVQVAEOutput(VQVAEOutput):
-    """``VQVAEOutput`` with ``decoder_params`` the WaveNet's logits (B, 256, T) and
-    ``recon_loss`` their cross-entropy against the true mu-law samples (nats per sample);
-    ``spectral_loss`` is the auxiliary log-mel error (0 when ``spectral_weight`` is 0)."""
+    """``VQVAEOutput`` with the decoder kind's terms (``DecoderTerms``): for ``wavenet``,
+    ``decoder_params`` the logits (B, 256, T), ``recon_loss`` their cross-entropy against the
+    true mu-law samples (nats per sample) and ``x_hat`` (B, 1, T) the expected amplitudes; for
+    ``mel``, ``decoder_params`` and ``x_hat`` the predicted log-mel (B, n_mels, T') and
+    ``recon_loss`` its L1 error. ``spectral_loss`` is the WaveNet's auxiliary log-mel error
+    (0 when ``spectral_weight`` is 0)."""
 
     spectral_loss: torch.Tensor
-
-
-def log_mel_frames(x: torch.Tensor, hop: int, sample_rate: int, n_mels: int) -> torch.Tensor:
-    """Audio (B, T) -> log-mel frames (B, n_mels, T / hop), one per code: frame t is a Hann
-    window of ``4 hop`` samples centred on the middle of samples ``t hop .. (t + 1) hop``."""
-    win = 4 * hop
-    side = win // 2 - hop // 2
-    frames = F.pad(x, (side, side)).unfold(-1, win, hop)  # (B, T / hop, win)
-    window = torch.hann_window(win, periodic=True, dtype=x.dtype, device=x.device)
-    power = torch.fft.rfft(frames * window, dim=-1).abs().square()  # (B, T / hop, win/2 + 1)
-    filters = torch.from_numpy(mel_filters(sample_rate, win, n_mels)).to(x)  # (n_mels, win/2+1)
-    return torch.log(power @ filters.t() + LOG_FLOOR).transpose(1, 2)
 
 
 class MelHead(nn.Module):
@@ -149,7 +168,8 @@ class MelHead(nn.Module):
 
 
 class AudioVQVAE(VQVAE):
-    """``forward(x (B, 1, T), speaker (B,))``: teacher forcing; ``decode_codes`` samples."""
+    """``forward(x (B, 1, T), speaker (B,))``: eq. 3's terms; ``decode_codes`` makes audio
+    (drawn by the WaveNet, or the mel decoder's frames through the model's ``vocoder``)."""
 
     config_class = AudioVQVAEConfig
     config: AudioVQVAEConfig
@@ -161,9 +181,30 @@ class AudioVQVAE(VQVAE):
         if c.spectral_weight > 0:
             speaker_dim = c.wavenet.speaker_dim if c.speakers else 0
             self.mel_head = MelHead(c.quantizer.code_dim, speaker_dim, c.n_mels)
+        # not a submodule: a vocoder is trained apart and serves many runs (use_vocoder)
+        self.__dict__["_vocoder"] = None
 
-    def build_decoder(self, in_channels: int) -> WaveNet:
-        return WaveNet(self.config.wavenet)
+    def build_decoder(self, in_channels: int) -> nn.Module:
+        return SPEECH_DECODERS.get(self.config.decoder).from_audio_config(self.config)
+
+    @property
+    def vocoder(self):
+        """What turns a mel decoder's log-mel into audio: Griffin-Lim unless ``use_vocoder``
+        gave another (None for a WaveNet decoder, which makes audio itself)."""
+        if self._vocoder is None and self.config.decoder == "mel":
+            from vqvae.vocoders import GriffinLim
+
+            self.__dict__["_vocoder"] = GriffinLim(self.config.mel_settings)
+        return self._vocoder
+
+    def use_vocoder(self, vocoder) -> None:
+        """Make audio with ``vocoder``; refused (naming both) when it reads other log-mels."""
+        if self.config.decoder != "mel":
+            raise ValueError(
+                f"a vocoder serves a mel decoder; this run's decoder is {self.config.decoder!r}"
+            )
+        self.config.mel_settings.check_same(vocoder.settings, "the run", "the vocoder")
+        self.__dict__["_vocoder"] = vocoder
 
     @property
     def hop(self) -> int:
@@ -224,13 +265,8 @@ class AudioVQVAE(VQVAE):
         speaker = self.speaker_ids(speaker, x.shape[0])
         z_e = self.encoder(x)  # (B, 1, T) -> (B, D, T / hop)
         q = self.quantizer(z_e)
-        samples = mulaw_encode(x[:, 0].clamp(-1, 1), self.config.wavenet.num_classes)  # (B, T)
-        inputs = samples
-        if self.training and self.config.input_noise > 0:
-            noise = torch.randn(samples.shape, device=x.device) * self.config.input_noise
-            inputs = (samples + noise.round().long()).clamp(0, self.config.wavenet.num_classes - 1)
-        logits = self.decoder(inputs, q.z_q, speaker)  # (B, 256, T): p(samples | inputs < t)
-        recon_loss = F.cross_entropy(logits, samples)
+        noise = self.config.input_noise if self.training else 0.0
+        terms = self.decoder.terms(x, q.z_q, speaker, noise)
         spectral_loss = torch.zeros((), device=x.device)
         if self.mel_head is not None:
             c = self.config
@@ -239,21 +275,15 @@ class AudioVQVAE(VQVAE):
             spectral_loss = F.mse_loss(predicted, target)
         return AudioVQVAEOutput(
             spectral_loss=spectral_loss,
-            x_hat=self.expected_audio(logits).unsqueeze(1),
+            x_hat=terms.x_hat,
             codes=q.codes,
-            loss=recon_loss + q.loss + self.config.spectral_weight * spectral_loss,
-            recon_loss=recon_loss,
+            loss=terms.recon_loss + q.loss + self.config.spectral_weight * spectral_loss,
+            recon_loss=terms.recon_loss,
             vq_loss=q.loss,
             perplexity=q.perplexity,
             quantizer=q,
-            decoder_params=logits,
+            decoder_params=terms.params,
         )
-
-    def expected_audio(self, logits: torch.Tensor) -> torch.Tensor:
-        """Logits (B, K, T) -> the mean amplitude under each softmax, (B, T)."""
-        k = logits.shape[1]
-        values = mulaw_decode(torch.arange(k, device=logits.device), k).to(logits.dtype)
-        return torch.einsum("bkt,k->bt", logits.softmax(dim=1), values)
 
     def latents(self, codes: torch.Tensor) -> torch.Tensor:
         """Codes (B, T') -> the decoder's conditioning z_q (B, D, T')."""
@@ -271,17 +301,29 @@ class AudioVQVAE(VQVAE):
         method: str = "cached",
     ) -> torch.Tensor:
         """Codes (B, T') and a speaker (name, id or (B,) ids) -> audio (B, 1, T' * hop) in
-        [-1, 1], drawn sample by sample from the WaveNet (all clips at once)."""
+        [-1, 1], all clips at once: drawn sample by sample from a WaveNet decoder, or a mel
+        decoder's log-mel frames through the vocoder (``temperature`` and ``method`` are the
+        WaveNet's; ``generator`` draws for both)."""
         z_q = self.latents(codes)
         speaker = self.speaker_ids(speaker, z_q.shape[0])
         with eval_mode(self):
-            samples = self.decoder.generate(
-                z_q, speaker, temperature=temperature, generator=generator, method=method
-            )
-        k = self.config.wavenet.num_classes
-        return mulaw_decode(samples, k).unsqueeze(1)  # (B, T) -> (B, 1, T)
+            return self.decoder.synthesize(
+                z_q, speaker, temperature=temperature, generator=generator, method=method,
+                vocoder=self.vocoder,
+            )  # fmt: skip
+
+    @torch.no_grad()
+    def decode_mel(self, codes: torch.Tensor, speaker=None) -> torch.Tensor:
+        """A mel decoder's log-mel frames (B, n_mels, T') for codes (B, T') and a speaker."""
+        if self.config.decoder != "mel":
+            raise ValueError(f"log-mel frames come from a mel decoder, not {self.config.decoder!r}")
+        z_q = self.latents(codes)
+        with eval_mode(self):
+            return self.decoder(z_q, self.speaker_ids(speaker, z_q.shape[0]))
 
     def decoder_params(self, codes: torch.Tensor) -> torch.Tensor:
+        if self.config.decoder == "mel":
+            raise TypeError("a mel decoder needs a speaker: use decode_mel(codes, speaker)")
         raise TypeError(
             "an audio VQ-VAE's decoder is autoregressive: its parameters need the audio "
             "(forward) or are drawn one sample at a time (decode_codes)"

@@ -4,15 +4,22 @@ the WaveNet decoder."""
 
 from vqvae.nets.config import NetConfig, NetKind
 from vqvae.nets.conv import Decoder, Encoder, ResidualBlock
+from vqvae.nets.conv1d_norm import NormalisedEncoder
+from vqvae.nets.mel_decoder import MelDecoder, MelDecoderConfig
 from vqvae.nets.wavenet import FastWaveNetGenerator, WaveNet, WaveNetConfig
+from vqvae.nets.wavenet_decoder import WaveNetDecoder
 
 __all__ = [
     "Decoder",
     "Encoder",
     "FastWaveNetGenerator",
+    "MelDecoder",
+    "MelDecoderConfig",
     "NetConfig",
     "NetKind",
+    "NormalisedEncoder",
     "ResidualBlock",
     "WaveNet",
     "WaveNetConfig",
+    "WaveNetDecoder",
 ]

@@ -58,6 +58,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vqvae.nets.speakers import check_speaker_ids
 from vqvae.pretrained import PretrainedMixin
 from vqvae.sampling import Draw, draw_codes
 
@@ -330,26 +331,7 @@ class WaveNet(nn.Module, PretrainedMixin):
 
     def check_speaker(self, speaker: torch.Tensor | int | None, batch: int) -> torch.Tensor | None:
         """Validate speaker ids: None without speakers, else ``(batch,)`` int64 (an int too)."""
-        n = self.config.num_speakers
-        if n == 0:
-            if speaker is not None:
-                raise ValueError("speaker: this WaveNet has no speakers (num_speakers=0), got one")
-            return None
-        if speaker is None:
-            raise ValueError(f"speaker: expected ({batch},) ids in [0, {n}) or an int, got None")
-        if isinstance(speaker, bool) or not isinstance(speaker, (int, torch.Tensor)):
-            got = type(speaker).__name__
-            raise ValueError(f"speaker: expected an int or a ({batch},) tensor, got {got}")
-        if isinstance(speaker, int):
-            speaker = torch.full((batch,), speaker, dtype=torch.long)
-        if speaker.is_floating_point() or speaker.is_complex() or speaker.dtype == torch.bool:
-            raise ValueError(f"speaker: expected an integer tensor, got dtype {speaker.dtype}")
-        if tuple(speaker.shape) != (batch,):
-            raise ValueError(f"speaker: expected shape ({batch},), got {tuple(speaker.shape)}")
-        lo, hi = int(speaker.min()), int(speaker.max())
-        if lo < 0 or hi >= n:
-            raise ValueError(f"speaker: expected ids in [0, {n}), got ids in [{lo}, {hi}]")
-        return speaker.to(device=self.device, dtype=torch.long)
+        return check_speaker_ids(speaker, self.config.num_speakers, batch, self.device, "WaveNet")
 
 
 def _conv_matrix(conv: nn.Conv1d) -> torch.Tensor:

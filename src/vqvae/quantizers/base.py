@@ -16,6 +16,7 @@ from torch import nn
 from vqvae.metrics import perplexity  # noqa: F401 (re-exported for the quantizers)
 from vqvae.quantizers._nearest import nearest_code
 from vqvae.quantizers.kmeans import kmeans, sample_rows
+from vqvae.torch_utils import float32
 
 INIT_METHODS = ("kmeans", "random", "none")
 REFIT_ITERS = 2  # Lloyd iterations per step after the first of the initialization
@@ -110,6 +111,12 @@ class Quantizer(nn.Module):
         # saved too, so that a resumed run ends the initialization where it would have.
         done = init_steps if init == "none" else 0
         self.register_buffer("init_steps_done", torch.tensor(done, dtype=torch.long))
+        # How a training call treats its codebook statistics (``vqvae.train.accumulate``):
+        # "apply" them at once; "defer" them to ``finish_step`` (a micro-batch of a step);
+        # or "init" only, fitting the codebook and keeping no statistics (the pass over a
+        # whole step's batch that precedes its micro-batches while initialization lasts).
+        self.step_mode = "apply"
+        self._pending: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
 
     def upgrade_state_dict(self, state: dict[str, torch.Tensor], prefix: str = "") -> None:
         """Fill in what weights saved before ``init_steps_done`` existed lack: a quantizer
@@ -136,6 +143,7 @@ class Quantizer(nn.Module):
         encoder outputs each new vector stands for; None for a fresh restart)."""
         raise NotImplementedError
 
+    @float32
     def lookup(self, codes: torch.Tensor) -> torch.Tensor:
         """codes (B, *spatial) int -> code vectors (B, D, *spatial)."""
         check_codes(codes, self.num_codes)
@@ -163,7 +171,7 @@ class Quantizer(nn.Module):
         "Robust training of vector quantized bottleneck models" (2020, arXiv:2005.08520)
         give for it. Test: tests/test_codebook_init.py.
         """
-        if not self.training or self.init == "none":
+        if not self.training or self.init == "none" or self.step_mode == "defer":
             return
         if int(self.init_steps_done) >= self.init_steps:
             return
@@ -181,6 +189,46 @@ class Quantizer(nn.Module):
         self.steps_unused.zero_()
         self.initialized.fill_(True)
         self.init_steps_done.add_(1)
+
+    def set_step_mode(self, mode: str) -> None:
+        """ "apply", "defer" or "init" (see ``__init__``); statistics kept are dropped."""
+        if mode not in ("apply", "defer", "init"):
+            raise ValueError(f"expected step mode apply, defer or init, got {mode!r}")
+        self.step_mode = mode
+        self._pending = []
+
+    @property
+    def initializing(self) -> bool:
+        """Whether the next training call fits the codebook to its data."""
+        return self.init != "none" and int(self.init_steps_done) < self.init_steps
+
+    def _statistics(self, flat: torch.Tensor, codes: torch.Tensor, counts: torch.Tensor) -> int:
+        """A training call's codebook statistics: applied at once (returning the codes
+        restarted), or kept until ``finish_step`` when this call is one micro-batch of a step."""
+        if not self.training or self.step_mode == "init":
+            return 0
+        if self.step_mode == "defer":
+            self._pending.append((flat.detach(), codes, counts))
+            return 0
+        return self._apply_statistics(flat.detach(), codes, counts)
+
+    def finish_step(self) -> int:
+        """Apply the statistics of a step's micro-batches at once, as one batch of them all
+        would have: rows (N, D), codes (N,) and counts (K,) are concatenated and summed."""
+        pending, self._pending = self._pending, []
+        if not pending:
+            return 0
+        flat = torch.cat([p[0] for p in pending])  # micro-batches' (n_i, D) -> (N, D)
+        codes = torch.cat([p[1] for p in pending])  # (N,)
+        counts = torch.stack([p[2] for p in pending]).sum(0)  # (K,)
+        return self._apply_statistics(flat, codes, counts)
+
+    def _apply_statistics(
+        self, flat: torch.Tensor, codes: torch.Tensor, counts: torch.Tensor
+    ) -> int:
+        """Update the codebook from a step's statistics; returns the codes restarted.
+        Subclasses whose codebook learns from statistics (EMA) update it first."""
+        return self._restart_dead_codes(counts, flat)
 
     @torch.no_grad()
     def _restart_dead_codes(self, counts: torch.Tensor, flat: torch.Tensor) -> int:

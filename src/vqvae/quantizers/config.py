@@ -37,6 +37,9 @@ class QuantizerConfig:
     levels: tuple[int, ...] = ()  # fsq: levels per dimension; () = chosen for about num_codes
     num_bits: int = 0  # lfq: bits per code (2^bits codes); 0 = log2(num_codes)
     entropy_weight: float = 0.1  # lfq: weight of the entropy penalty
+    # lfq: tau of the entropy's soft assignment; MAGVIT-v2's 0.01 saturates and lets bits die
+    # (docs/design-notes.md, "LFQ's temperature")
+    entropy_temperature: float = 1.0
     lookup_dim: int = 32  # cosine: the low-dimensional space codes are looked up in
 
     def __post_init__(self) -> None:

@@ -39,6 +39,7 @@ from vqvae.quantizers.base import (
 )
 from vqvae.quantizers.rotation import check_gradient, pass_gradient
 from vqvae.registry import QUANTIZERS
+from vqvae.torch_utils import float32
 
 
 class CosineVectorQuantizer(Quantizer):
@@ -100,6 +101,7 @@ class CosineVectorQuantizer(Quantizer):
         """flat (N, lookup_dim), unit rows -> (N,): the code of highest cosine similarity."""
         return nearest_code(flat, self.normalized_codebook())
 
+    @float32
     def forward(self, z_e: torch.Tensor) -> QuantizerOutput:
         flat = flatten(z_e, self.code_dim)  # (B, D, *S) -> (N, D)
         u = F.normalize(self.project_in(flat), dim=1)  # (N, D) -> (N, lookup_dim), unit rows
@@ -112,7 +114,7 @@ class CosineVectorQuantizer(Quantizer):
         through = pass_gradient(u, e, self.gradient)  # (N, lookup_dim), the value of e
         z_q = unflatten(self.project_out(through), z_e)  # (N, lookup_dim) -> (B, D, *S)
 
-        restarted = self._restart_dead_codes(counts, u)
+        restarted = self._statistics(u, codes, counts)  # restarts
 
         return QuantizerOutput(
             z_q=z_q,
@@ -124,6 +126,7 @@ class CosineVectorQuantizer(Quantizer):
             num_restarted=restarted,
         )
 
+    @float32
     def lookup(self, codes: torch.Tensor) -> torch.Tensor:
         """codes (B, *spatial) -> (B, D, *spatial), equal to forward's z_q for those codes."""
         check_codes(codes, self.num_codes)

@@ -27,6 +27,7 @@ from vqvae.quantizers.base import (
 )
 from vqvae.quantizers.rotation import check_gradient, pass_gradient
 from vqvae.registry import QUANTIZERS
+from vqvae.torch_utils import float32
 
 
 class EMAVectorQuantizer(Quantizer):
@@ -110,6 +111,13 @@ class EMAVectorQuantizer(Quantizer):
         smoothed = (self.cluster_size + self.eps) / (n + self.num_codes * self.eps) * n  # (K,)
         self.embedding.copy_(self.embed_sum / smoothed.unsqueeze(1))
 
+    def _apply_statistics(
+        self, flat: torch.Tensor, codes: torch.Tensor, counts: torch.Tensor
+    ) -> int:
+        self._ema_update(flat, codes, counts)
+        return self._restart_dead_codes(counts, flat)
+
+    @float32
     def forward(self, z_e: torch.Tensor) -> QuantizerOutput:
         flat = flatten(z_e, self.code_dim)  # (B, D, *S) -> (N, D)
         self._maybe_initialize(flat)
@@ -120,9 +128,7 @@ class EMAVectorQuantizer(Quantizer):
         commitment_loss = F.mse_loss(flat, e)
         z_q = unflatten(pass_gradient(flat, e, self.gradient), z_e)  # (N, D) -> (B, D, *S)
 
-        if self.training:
-            self._ema_update(flat.detach(), codes, counts)
-        restarted = self._restart_dead_codes(counts, flat)
+        restarted = self._statistics(flat, codes, counts)  # the EMA update, then restarts
 
         return QuantizerOutput(
             z_q=z_q,

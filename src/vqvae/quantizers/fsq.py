@@ -42,6 +42,7 @@ from vqvae.quantizers.base import (
     unflatten,
 )
 from vqvae.registry import QUANTIZERS
+from vqvae.torch_utils import float32
 
 # Keeps tanh's bound strictly inside the outermost levels (appendix A.1's eps).
 EPS = 1e-3
@@ -140,6 +141,7 @@ class FiniteScalarQuantizer(nn.Module):
         return self._decode_digits(self.codes_to_digits(codes), self._param_dtype())
 
     # -- forward and back ----------------------------------------------------------------
+    @float32
     def forward(self, z_e: torch.Tensor) -> QuantizerOutput:
         flat = flatten(z_e, self.code_dim)  # (B, D, *S) -> (N, D)
         z = self.project_in(flat)  # (N, D) -> (N, d)
@@ -156,6 +158,7 @@ class FiniteScalarQuantizer(nn.Module):
             codebook_loss=zero,
         )
 
+    @float32
     def lookup(self, codes: torch.Tensor) -> torch.Tensor:
         """codes (B, *spatial) -> (B, D, *spatial), equal to forward's z_q for those codes."""
         check_codes(codes, self.num_codes)

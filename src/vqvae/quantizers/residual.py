@@ -20,6 +20,7 @@ from torch import nn
 
 from vqvae.quantizers.base import Quantizer, QuantizerOutput, straight_through
 from vqvae.quantizers.ema import EMAVectorQuantizer
+from vqvae.torch_utils import float32
 
 # Marks a level that quantizer dropout switched off for a batch.
 DROPPED = -1
@@ -87,6 +88,7 @@ class ResidualVQ(nn.Module):
             return int(torch.randint(1, self.num_quantizers + 1, ()))
         return self.num_quantizers
 
+    @float32
     def forward(self, z_e: torch.Tensor, num_levels: int | None = None) -> ResidualQuantizerOutput:
         """Quantize with the first ``num_levels`` levels (all, or a random number under
         quantizer dropout in training)."""
@@ -123,6 +125,7 @@ class ResidualVQ(nn.Module):
             levels=tuple(outputs),
         )
 
+    @float32
     def lookup(self, codes: torch.Tensor) -> torch.Tensor:
         """codes (B, q, *S) with q <= Q -> (B, D, *S), the sum of the first q levels' vectors.
 

@@ -24,6 +24,7 @@ from vqvae.quantizers.base import (
 )
 from vqvae.quantizers.rotation import check_gradient, pass_gradient
 from vqvae.registry import QUANTIZERS
+from vqvae.torch_utils import float32
 
 
 class VectorQuantizer(Quantizer):
@@ -77,6 +78,7 @@ class VectorQuantizer(Quantizer):
     ) -> None:
         self.embedding.data[index] = vectors.to(self.embedding.dtype)
 
+    @float32
     def forward(self, z_e: torch.Tensor) -> QuantizerOutput:
         flat = flatten(z_e, self.code_dim)  # (B, D, *S) -> (N, D)
         self._maybe_initialize(flat)
@@ -87,7 +89,7 @@ class VectorQuantizer(Quantizer):
         commitment_loss = F.mse_loss(flat, e.detach())  # keeps z_e near its code
         z_q = unflatten(pass_gradient(flat, e, self.gradient), z_e)  # (N, D) -> (B, D, *S)
 
-        restarted = self._restart_dead_codes(counts, flat)
+        restarted = self._statistics(flat, codes, counts)  # restarts
 
         return QuantizerOutput(
             z_q=z_q,

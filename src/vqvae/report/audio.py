@@ -1,5 +1,6 @@
 """The report of a speech run (``AudioVQVAE``, the paper's section 4.3): what the codes keep
-and what the WaveNet makes of them, to look at and to listen to.
+and what the decoder (a WaveNet, or a mel decoder and its vocoder) makes of them, to look at
+and to listen to. A mel run also shows its predicted log-mel frames beside the true ones.
 
 A few test recordings (the first of each speaker the model knows, up to six) are encoded once
 and decoded in one batched WaveNet generation, each with its own speaker's id (the
@@ -19,16 +20,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from vqvae import metrics
 from vqvae.audio_inference import encode_audio, generate_audio, sample_speech
 from vqvae.codefile import AudioCodes
-from vqvae.data import AudioDataset, load_audio, write_wav
+from vqvae.data import AudioDataset, load_audio, pad_to_hop, write_wav
 from vqvae.registry import QUANTIZERS
 from vqvae.report import audio_figures, figures, runinfo
 from vqvae.report.html import Section, audio, esc, figure, guarded, note, one_line, run_header
 from vqvae.report.html import table as html_table
 from vqvae.runs import RunDir, load_prior, load_run_model
+from vqvae.spectral import log_mel_frames
 
 MAX_EXAMPLES = 6
 NUM_CODE_FIGURES = 2
@@ -75,7 +78,8 @@ def build(
     (out / "audio").mkdir(parents=True, exist_ok=True)
     for old in (out / "audio").glob("*.wav"):  # a clip that cannot be made now: no stale one
         old.unlink()
-    sections = [guarded(anchor, title, fn, state, out) for anchor, title, fn in SECTIONS]
+    sections = [guarded(anchor, title, fn, state, out) for anchor, title, fn in SECTIONS
+                if anchor not in MEL_ONLY or _is_mel(state)]  # fmt: skip
     return sections, header(state)
 
 
@@ -205,6 +209,7 @@ def header(state: AudioRun) -> str:
     if test:
         fmt = {
             "bits_per_sample": ("bits / sample (teacher-forced)", "{:.3f}"),
+            "mel_error": ("log-mel error (nats)", "{:.3f}"),
             "perplexity": ("perplexity", "{:.1f}"),
             "code_usage": ("codes used", "{:.0%}"),
         }
@@ -238,6 +243,15 @@ def _model_rows(state: AudioRun) -> runinfo.Rows:
     )
     if state.model is not None:
         wavenet += f", receptive field {state.model.config.wavenet.receptive_field} samples"
+    md = c.get("mel_decoder", {})
+    decoder = ("WaveNet decoder", wavenet)
+    if c.get("decoder", "wavenet") == "mel":
+        vocoder = type(state.model.vocoder).__name__ if state.model is not None else "?"
+        decoder = (
+            "mel decoder",
+            f"{md.get('num_blocks', '?')} FiLM residual blocks of {md.get('hidden_channels', '?')} "
+            f"channels -> {c.get('n_mels', '?')} log-mel bands per code; vocoder: {vocoder}",
+        )
     rows: runinfo.Rows = [
         ("audio", f"{rate} Hz mono, trained on windows of {window} samples"),
         ("codes", f"one per {hop} samples{per_second}"),
@@ -249,7 +263,7 @@ def _model_rows(state: AudioRun) -> runinfo.Rows:
             f"{net.get('hidden_channels', '?')} channels, "
             f"{net.get('num_residual_blocks', '?')} residual blocks, x{hop} downsampling",
         ),
-        ("WaveNet decoder", wavenet),
+        decoder,
         ("speakers", f"{len(speakers)}: {', '.join(speakers)}" if speakers else "none"),
     ]
     if c.get("spectral_weight"):
@@ -295,9 +309,14 @@ def section_listen(state: AudioRun, out: Path) -> tuple[str, str]:
             cells.append(f"<td>{audio(src, f'spoken by {state.voices[kind][i]}')}</td>")
         rows.append(f"<tr>{''.join(cells)}</tr>")
     per_second, _ = _code_rate(state)
+    speaks = (
+        "the mel decoder predicts their log-mel frames, which the vocoder turns into audio"
+        if _is_mel(state)
+        else "the WaveNet speaks them sample by sample"
+    )
     lead = (
-        f"Each recording becomes {per_second:g} codes per second, and the WaveNet speaks "
-        f"them sample by sample: with the recording's own speaker (reconstruction)"
+        f"Each recording becomes {per_second:g} codes per second, and {speaks}: with the "
+        "recording's own speaker (reconstruction)"
         + (
             " and with the next speaker (voice conversion: the same codes, another voice)"
             if "conversion" in state.clips
@@ -323,6 +342,34 @@ def section_spectrograms(state: AudioRun, out: Path) -> tuple[str, str]:
         "10 ms) on the same time axis."
     )
     return lead, "".join(parts)
+
+
+def _is_mel(state: AudioRun) -> bool:
+    return state.saved.get("config", {}).get("decoder", "wavenet") == "mel"
+
+
+def section_predicted(state: AudioRun, out: Path) -> tuple[str, str]:
+    if (missing := _need_clips(state)) is not None:
+        return "", missing
+    model, found, ex = state.model, state.codes, state.examples
+    c = model.config
+    pairs = []
+    for i, wave in enumerate(ex.waveforms):
+        n = int(found.lengths[i])
+        x = torch.from_numpy(pad_to_hop(wave, model.hop, n * model.hop))[None]  # (1, T)
+        true = log_mel_frames(x, model.hop, c.sample_rate, c.n_mels)[0]  # (M, T')
+        codes = torch.from_numpy(found.codes[i : i + 1, ..., :n])
+        speaker = None if found.speakers is None else int(found.speakers[i])
+        predicted = model.decode_mel(codes, speaker)[0]  # (M, T')
+        pairs.append((true.numpy(), predicted.float().numpy()))
+    audio_figures.predicted_log_mels(pairs, list(ex.files), out / "predicted.png")
+    lead = (
+        f"What the mel decoder makes of the codes and the speaker: one log-mel frame per code "
+        f"({c.n_mels} bands, a Hann window of {4 * model.hop} samples centred on each code's "
+        f"{model.hop}), beside the true frames of the recording. The vocoder "
+        f"({type(model.vocoder).__name__}) turns the predicted frames into the audio above."
+    )
+    return lead, figure("predicted.png", "original and predicted log-mel frames")
 
 
 def section_codes(state: AudioRun, out: Path) -> tuple[str, str]:
@@ -407,16 +454,18 @@ def section_samples(state: AudioRun, out: Path) -> tuple[str, str]:
     lead = (
         "Code sequences drawn from the prior"
         + (f" (given the {' and the '.join(given)})" if given else "")
-        + " and spoken by the WaveNet: new utterances, no recording involved"
-        + (", one per class." if classes else ".")
+        + f" and spoken by the {'mel decoder and vocoder' if _is_mel(state) else 'WaveNet'}: "
+        "new utterances, no recording involved" + (", one per class." if classes else ".")
     )
     return lead, f'<div class="clips">{"".join(cells)}</div>'
 
 
+MEL_ONLY = ("predicted",)  # a WaveNet predicts samples, not log-mel frames
 SECTIONS = (
     ("curves", "Training curves", section_curves),
     ("listen", "Listen: originals, reconstructions, conversions", section_listen),
     ("spectrograms", "Waveforms and spectrograms", section_spectrograms),
+    ("predicted", "Log-mel frames: original and predicted", section_predicted),
     ("codes", "Speech as codes", section_codes),
     ("usage", "Code usage", section_usage),
     ("rate", "Bits per second", section_rate),

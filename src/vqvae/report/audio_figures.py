@@ -94,3 +94,26 @@ def bit_rates(rows: Sequence[tuple[str, float]], path: Path) -> Path:
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def predicted_log_mels(
+    pairs: Sequence[tuple[np.ndarray, np.ndarray]], titles: Sequence[str], path: Path
+) -> Path:
+    """A mel decoder's work: for each recording, its true log-mel frames (n_mels, T') beside
+    the frames the decoder predicted from the codes and the speaker, one per code, on one
+    colour scale."""
+    n = len(pairs)
+    fig, axes = plt.subplots(n, 2, figsize=(7.2, 1.9 * n), squeeze=False)
+    for i, ((true, predicted), title) in enumerate(zip(pairs, titles, strict=True)):
+        top = max(float(true.max()), FLOOR + 1)
+        for j, (frames, what) in enumerate(((true, "original"), (predicted, "predicted"))):
+            axes[i, j].imshow(frames, origin="lower", aspect="auto", cmap="magma", vmin=FLOOR,
+                              vmax=top, interpolation="nearest")  # fmt: skip
+            axes[i, j].set_title(f"{title}: {what}", fontsize=8)
+            axes[i, j].set_yticks([0, frames.shape[0] // 2, frames.shape[0]])
+            axes[i, j].tick_params(labelsize=7)
+        axes[i, 0].set_ylabel("mel band", fontsize=8)
+    for ax in axes[-1]:
+        ax.set_xlabel("code (frame)", fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)

@@ -48,16 +48,22 @@ def audio_step(
     model: AudioVQVAE, trained: torch.nn.Module, data: AudioDataset, speakers, device
 ) -> Callable[[torch.Tensor], StepOutput]:
     window = model.config.input_size[0]
+    mel = model.config.decoder == "mel"
 
     def step_fn(idx: torch.Tensor) -> StepOutput:
         model.train()
         x = random_windows(data.waveforms, idx, window).to(device)
         spk = None if speakers is None else speakers[idx].to(device)
         out = trained(x, spk)
+        recon = (
+            {"mel_error": out.recon_loss.item()}
+            if mel
+            else {"bits_per_sample": out.recon_loss.item() / np.log(2)}
+        )
         return StepOutput(
             out.loss,
             {
-                "bits_per_sample": out.recon_loss.item() / np.log(2),
+                **recon,
                 "vq_loss": out.vq_loss.item(),
                 "spectral_loss": out.spectral_loss.item(),
                 "perplexity": out.perplexity.item(),
@@ -92,7 +98,7 @@ def train_audio_vqvae(
     model = s.model
     ids = speaker_ids(model, train_set)
     speakers = None if ids is None else torch.from_numpy(ids)
-    held_out = _first(test_set, train_config.eval_limit)
+    held_out = held_out_subset(test_set, train_config.eval_limit)
     latest: list[AudioEvaluation] = []
 
     def evaluate(step: int) -> dict[str, Any]:
@@ -109,13 +115,14 @@ def train_audio_vqvae(
         evaluate=evaluate if len(held_out) else None,
         resume=resume,
         progress=progress,
+        trained=s.trained,
         desc=f"train {run.path.name}",
     )
     score_at_end = evaluate if len(held_out) else None
     return end_session(s, run, result.start_step, latest, score_at_end, train_config.steps)
 
 
-def _first(data: AudioDataset, n: int) -> AudioDataset:
+def held_out_subset(data: AudioDataset, n: int) -> AudioDataset:
     """At most ``n`` utterances spread over the data set (every k-th), for evaluation."""
     if len(data) <= n:
         return data

@@ -1,7 +1,8 @@
 """Checkpoints that resume training exactly, and survive being killed at any moment.
 
 A checkpoint is a folder ``checkpoints/step-NNNNNNN/`` holding ``model.safetensors`` and
-``state.pt`` (optimizer, step, random-number state; read back with ``weights_only=True``).
+``state.pt`` (optimizer, step, random-number state, float16's loss scale; read back with
+``weights_only=True``).
 It is written as a hidden temporary folder and renamed into place, so a folder with a
 step name is always complete; a SIGKILL mid-write leaves only a temporary folder, which
 the next run deletes.
@@ -41,7 +42,11 @@ def _fsync_dir(path: Path) -> None:
 
 
 def save_checkpoint(
-    folder: Path, step: int, model: nn.Module, optimizer: torch.optim.Optimizer
+    folder: Path,
+    step: int,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler | None = None,
 ) -> Checkpoint:
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / f"step-{step:07d}"
@@ -56,6 +61,8 @@ def save_checkpoint(
             "optimizer": optimizer.state_dict(),
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            # float16's loss scale and its growth counter (empty without --precision 16)
+            "scaler": scaler.state_dict() if scaler is not None else {},
         },
     )
     if final.exists():  # re-saving the same step (after Ctrl-C at a checkpoint step)
@@ -87,9 +94,12 @@ def clean_partial(folder: Path) -> None:
 
 
 def load_checkpoint(
-    checkpoint: Checkpoint, model: nn.Module, optimizer: torch.optim.Optimizer
+    checkpoint: Checkpoint,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler | None = None,
 ) -> dict[str, Any]:
-    """Restore model, optimizer and RNG state in place; return the state dict."""
+    """Restore model, optimizer, loss scaler and RNG state in place; return the state dict."""
     weights = read_safetensors(checkpoint.path / "model.safetensors")
     migrate = getattr(model, "migrate_state_dict", None)  # weights named by an older release
     if migrate is not None:
@@ -104,6 +114,12 @@ def load_checkpoint(
         raise ValueError(
             f"{checkpoint.path}/state.pt: optimizer state does not fit ({e})"
         ) from None
+    if scaler is not None and scaler.is_enabled():
+        if not state.get("scaler"):
+            raise ValueError(
+                f"{checkpoint.path}/state.pt: no loss-scaler state (not a --precision 16 run)"
+            )
+        scaler.load_state_dict(state["scaler"])
     torch.set_rng_state(state["torch_rng"])
     if state["cuda_rng"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda_rng"])

@@ -5,6 +5,10 @@ random-number state is saved in every checkpoint, and evaluation draws no random
 so a run resumed from its last checkpoint takes the very same steps as one never stopped.
 Ctrl-C is caught between steps (never inside an optimizer update), saved, and reported.
 
+A step is one optimizer update, whatever runs inside it: ``--accumulate N`` micro-batches
+(``accumulate.py``), each forward pass under ``--precision``'s autocast with a loss scaler
+for float16 (``precision.py``), the networks compiled by ``--compile`` (``compiled.py``).
+
 In several processes every stop is agreed: a batch that could not be read, a non-finite
 loss and a Ctrl-C seen by any one process stop them all at the same step (a one-number
 all-reduce at each of those points), so none is left waiting for the others in a collective.
@@ -16,18 +20,26 @@ import math
 import signal
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from vqvae import threads
 from vqvae.config import TrainConfig
+from vqvae.console import say
 from vqvae.runs import RunDir
+from vqvae.torch_utils import module_device
 from vqvae.train import distributed
+from vqvae.train.accumulate import micro_batches, no_sync, quantizers, step_mode
 from vqvae.train.checkpoint import clean_partial, list_checkpoints, load_checkpoint, save_checkpoint
+from vqvae.train.compiled import Compiled, CompileUnavailable, compile_networks
+from vqvae.train.precision import autocast, grad_scaler
+from vqvae.train.schedule import set_lr
 
 
 class NonFiniteLoss(RuntimeError):
@@ -104,15 +116,21 @@ def fit(
     progress: bool = True,
     desc: str = "train",
     fetch: Callable[[Iterator[torch.Tensor]], Iterator[Any]] | None = None,
+    trained: nn.Module | None = None,
 ) -> FitResult:
     """Train ``model`` for ``config.steps`` steps of ``step_fn``, checkpointing into
     ``run.checkpoints`` and logging to ``run.metrics_file`` (rank 0 only).
 
     ``step_fn`` receives this process's share of each step's ``batch_indices``, or with
     ``fetch``, what ``fetch`` makes of the stream of those index tensors, one item per step
-    from the first step run (e.g. the images, read ahead by worker processes)."""
+    from the first step run (e.g. the images, read ahead by worker processes); under
+    ``config.accumulate`` it receives the micro-batches of either, in turn. ``trained``:
+    the DistributedDataParallel wrapper ``step_fn`` runs, if any (its all-reduce waits for
+    a step's last micro-batch)."""
     world = distributed.current()
-    start = _start_step(model, optimizer, config, run, resume)
+    device = module_device(model)
+    scaler = grad_scaler(config.precision, device)
+    start = _start_step(model, optimizer, config, run, resume, scaler)
     if start >= config.steps:
         return FitResult(start, config.steps)
     indices = (
@@ -123,27 +141,34 @@ def fit(
 
     def checkpoint(step: int) -> None:
         if world.is_main:
-            save_checkpoint(run.checkpoints, step, model, optimizer)
+            save_checkpoint(run.checkpoints, step, model, optimizer, scaler)
         world.barrier()
 
     def due(step: int, every: int) -> bool:
         return step % every == 0 or step == config.steps
+
+    if world.is_main:
+        threads.announce()
+    step = _Step(model, trained, step_fn, config, scaler, _compiled(model, config, device))
 
     # disable=None: shown on a terminal, silent in a log file (CI)
     bar = tqdm(total=config.steps, initial=start, desc=desc, dynamic_ncols=True,
                disable=None if progress and world.is_main else True)  # fmt: skip
     t0 = time.perf_counter()
     with _StopRequest() as stop, bar, _closed_at_exit(inputs):
-        for step in range(start, config.steps):
-            out = step_fn(_next_agreed(inputs, step))
-            _check_finite(out.loss, step, run)
+        for index in range(start, config.steps):
+            if config.scheduled:
+                set_lr(optimizer, config, index)
             optimizer.zero_grad(set_to_none=True)
-            out.loss.backward()
-            optimizer.step()
-            done = step + 1
+            out = step(_next_agreed(inputs, index), partial(_check_finite, step=index, run=run))
+            scaler.step(optimizer)  # skipped, with the scale lowered, if float16 overflowed
+            scaler.update()
+            done = index + 1
             bar.update(1)
             if due(done, config.log_every):
                 logs = {"loss": out.loss.item(), **out.logs}
+                if scaler.is_enabled():
+                    logs["loss_scale"] = scaler.get_scale()
                 bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items() if k in _SHOWN})
                 seconds = round(time.perf_counter() - t0, 3)
                 if world.is_main:
@@ -161,22 +186,88 @@ def fit(
     return FitResult(start, config.steps)
 
 
+@dataclass(frozen=True)
+class _Step:
+    """One optimizer step's forward and backward passes, up to the optimizer's update."""
+
+    model: nn.Module
+    trained: nn.Module | None
+    step_fn: Callable[[Any], StepOutput]
+    config: TrainConfig
+    scaler: torch.amp.GradScaler
+    compiled: Compiled
+
+    def _forward(self, batch: Any, compiled: bool = True) -> StepOutput:
+        networks = self.compiled.active() if compiled else nullcontext()
+        with autocast(self.config.precision, module_device(self.model)), networks:
+            out = self.step_fn(batch)
+        if out.loss.dtype in (torch.float16, torch.bfloat16):
+            raise TypeError(
+                f"the step's loss is {out.loss.dtype}; losses are computed in float32 "
+                f'(docs/design-notes.md, "Precision")'
+            )
+        return out
+
+    def __call__(self, batch: Any, check: Callable[[torch.Tensor], None]) -> StepOutput:
+        parts = self.config.accumulate
+        if parts == 1:
+            out = self._forward(batch)
+            check(out.loss)
+            self.scaler.scale(out.loss).backward()
+            return out
+        found = quantizers(self.model)
+        if any(q.initializing for q in found):  # fit the codebooks to the whole batch first
+            # (eagerly: compiled, a pass without gradients would be compiled once more)
+            with torch.no_grad(), step_mode(found, "init"):
+                self._forward(batch, compiled=False)
+        pieces = micro_batches(batch, parts)
+        weights = [len(p) / len(batch) for p in pieces]  # the mean over the batch, in parts
+        outs = []
+        with step_mode(found, "defer"):
+            for i, piece in enumerate(pieces):
+                with no_sync(self.trained, last=i == len(pieces) - 1):
+                    out = self._forward(piece)
+                    check(out.loss)
+                    self.scaler.scale(out.loss * weights[i]).backward()
+                outs.append(out)
+            restarted = sum(q.finish_step() for q in found)
+        shares = list(zip(weights, outs, strict=True))
+        logs = {k: sum(w * o.logs[k] for w, o in shares) for k in outs[0].logs}
+        if "restarted" in logs:  # counted once per step, in finish_step
+            logs["restarted"] = restarted
+        loss = sum(w * o.loss.detach() for w, o in shares)
+        return StepOutput(loss, logs)
+
+
+def _compiled(model: nn.Module, config: TrainConfig, device: torch.device) -> Compiled:
+    if not config.compile:
+        return Compiled()
+    try:
+        return compile_networks(model, device)
+    except CompileUnavailable as e:
+        if distributed.current().is_main:
+            say(f"vqvae: --compile does not work on this platform ({e}); training eagerly")
+        return Compiled()
+
+
 def _start_step(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
     config: TrainConfig,
     run: RunDir,
     resume: bool,
+    scaler: torch.amp.GradScaler | None = None,
 ) -> int:
     """The step to start from: the last checkpoint's when resuming (restoring the model, the
-    optimizer and the random-number state), else 0 with the generator seeded."""
+    optimizer, the loss scaler and the random-number state), else 0 with the generator
+    seeded."""
     world = distributed.current()
     if world.is_main:
         clean_partial(run.checkpoints)
     found = list_checkpoints(run.checkpoints) if resume else []
     start = 0
     if found:
-        start = int(load_checkpoint(found[-1], model, optimizer)["step"])
+        start = int(load_checkpoint(found[-1], model, optimizer, scaler)["step"])
     else:
         torch.manual_seed(config.seed)
     if resume and world.is_main:
@@ -221,4 +312,4 @@ def _check_finite(loss: torch.Tensor, step: int, run: RunDir) -> None:
     raise NonFiniteLoss(f"loss became {seen} at step {step + 1}; {kept} (try a lower --lr)")
 
 
-_SHOWN = ("loss", "perplexity", "code_usage", "psnr", "bits_per_code")
+_SHOWN = ("loss", "perplexity", "code_usage", "psnr", "bits_per_code", "mel_error")

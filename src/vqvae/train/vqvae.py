@@ -85,6 +85,8 @@ def start_session(
     # happens to be in (a second run in one process would start elsewhere).
     torch.manual_seed(train_config.seed)
     model = model_class(model_config).to(dev)
+    if train_config.channels_last:  # the 4-D (2-D convolution) weights; others keep theirs
+        model = model.to(memory_format=torch.channels_last)
     trained = distributed.wrap(model, dev)
     optimizer = torch.optim.Adam(model.parameters(), lr=train_config.lr)
     return Session(world, dev, model, trained, optimizer)
@@ -112,25 +114,38 @@ def save_reconstruction_grid(path, originals: np.ndarray, recons: np.ndarray) ->
     save_png_grid(np.concatenate(rows), path, nrow=min(8, n), scale=scale)
 
 
-def vqvae_step(model: VQVAE, trained: torch.nn.Module, device: torch.device) -> Callable:
+# quantizer output fields logged when a kind has them (nats; the batch's maximum is log K)
+ENTROPY_LOGS = ("sample_entropy", "codebook_entropy")
+
+
+def vqvae_step(
+    model: VQVAE,
+    trained: torch.nn.Module,
+    device: torch.device,
+    layout: torch.memory_format = torch.contiguous_format,
+) -> Callable:
     """One training step's loss and logs on a batch of uint8 images (B, H, W, C)
-    (``trained``: the model, or its DistributedDataParallel wrapper)."""
+    (``trained``: the model, or its DistributedDataParallel wrapper; ``layout``: the
+    memory format the images are given to it in, ``channels_last`` for NHWC)."""
 
     def step_fn(batch: torch.Tensor) -> StepOutput:
         model.train()
         x = to_model_input(batch.to(device, non_blocking=True))  # (B, C, H, W) in [-1, 1]
+        x = x.contiguous(memory_format=layout if x.dim() == 4 else torch.contiguous_format)
         out = trained(x)
         used = torch.unique(out.codes).numel() / model.num_codes
-        return StepOutput(
-            out.loss,
-            {
-                "recon_loss": out.recon_loss.item(),
-                "vq_loss": out.vq_loss.item(),
-                "perplexity": out.perplexity.item(),
-                "code_usage": used,
-                "restarted": out.quantizer.num_restarted,
-            },
-        )
+        logs = {
+            "recon_loss": out.recon_loss.item(),
+            "vq_loss": out.vq_loss.item(),
+            "perplexity": out.perplexity.item(),
+            "code_usage": used,
+            "restarted": out.quantizer.num_restarted,
+        }
+        for name in ENTROPY_LOGS:  # LFQ's entropy terms, to watch the batch entropy's rise
+            value = getattr(out.quantizer, name, None)
+            if value is not None:
+                logs[name] = value.item()
+        return StepOutput(out.loss, logs)
 
     return step_fn
 
@@ -152,6 +167,7 @@ def train_vqvae(
     images = train_set.images  # uint8 (N, H, W, C): in memory, memory-mapped or files
     held_out = read_all(test_set.images, train_config.eval_limit)  # scored at every evaluation
     latest: list[Evaluation] = []
+    layout = torch.channels_last if train_config.channels_last else torch.contiguous_format
 
     def fetch(index_batches: Iterator[torch.Tensor]) -> Iterator[torch.Tensor]:
         return read_batches(images, index_batches, pin_memory=dev.type == "cuda")
@@ -168,12 +184,13 @@ def train_vqvae(
         s.optimizer,
         train_config,
         num_examples=len(images),
-        step_fn=vqvae_step(model, trained, dev),
+        step_fn=vqvae_step(model, trained, dev, layout),
         fetch=fetch,
         run=run,
         evaluate=evaluate,
         resume=resume,
         progress=progress,
+        trained=s.trained,
         desc=f"train {run.path.name}",
     )
     score_at_end = evaluate if len(held_out) else None

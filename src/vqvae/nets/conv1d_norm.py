@@ -1,0 +1,45 @@
+"""``conv1d-norm``: the paper's 1-D encoder (``nets/conv.py``) with its outputs normalised
+per channel by batch statistics (Ioffe and Szegedy 2015, no learned scale or shift; running
+statistics at evaluation), a stationary target for the codebook.
+
+Measured on FSDD with the ``mel`` decoder (docs/speech.md): with the plain ``conv1d``
+encoder the encoder's outputs drift together faster than an EMA codebook follows once its
+k-means refits stop, and all but a few codes fall out of use (a gradient codebook and an
+l2-normalised one collapsed likewise). Taking each channel's mean and scale out of z_e leaves
+the codebook only the variation that carries information. Batch statistics, not each
+utterance's own (instance normalisation), so that a code does not depend on how much
+silence pads an utterance in a batch.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from vqvae.nets.config import NetConfig, NetKind
+from vqvae.nets.conv import Decoder, Encoder
+from vqvae.registry import NETS
+
+
+class NormalisedEncoder(nn.Module):
+    """(B, C, T) -> (B, D, T / 2^n): ``Encoder``, then BatchNorm1d without affine."""
+
+    def __init__(self, in_channels: int, out_channels: int, config: NetConfig) -> None:
+        super().__init__()
+        self.encoder = Encoder(in_channels, out_channels, config, dims=1)
+        self.norm = nn.BatchNorm1d(out_channels, affine=False)
+
+    def forward(self, x):
+        return self.norm(self.encoder(x))
+
+
+ABOUT = "conv1d with z_e normalised per channel (batch statistics): a stationary codebook target"
+NETS.register(
+    "conv1d-norm",
+    NetKind(
+        dims=1,
+        encoder=lambda c_in, c_out, config: NormalisedEncoder(c_in, c_out, config),
+        decoder=lambda c_in, c_out, config: Decoder(c_in, c_out, config, 1),
+        about=ABOUT,
+    ),
+    about=ABOUT,
+)

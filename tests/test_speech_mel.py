@@ -1,0 +1,322 @@
+"""The speech VQ-VAE's spectral route: the STFT, log-mel and Griffin-Lim mathematics
+(``vqvae.spectral``), the ``mel`` decoder kind, the vocoders, learning-rate schedules in the
+shared loop, and every speech command on a mel run."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import RATE, SPEAKERS, TINY_MEL, error_line, train_speech  # noqa: E402
+from vqvae.audio_inference import convert, encode_audio, evaluate_audio
+from vqvae.cli import main
+from vqvae.data import load_audio, read_audio
+from vqvae.models import AudioVQVAE, AudioVQVAEConfig
+from vqvae.nets import NetConfig
+from vqvae.nets.mel_decoder import MelDecoderConfig
+from vqvae.quantizers import QuantizerConfig
+from vqvae.registry import SPEECH_DECODERS, VOCODERS
+from vqvae.runs import RunDir, load_run_model
+from vqvae.spectral import (
+    MelSettings,
+    griffin_lim,
+    istft,
+    log_mel_frames,
+    mel_filters,
+    mel_to_magnitude,
+    spectral_convergence,
+    stft,
+)
+from vqvae.train.schedule import lr_factor
+from vqvae.train.vocoder import vocoder_losses
+from vqvae.vocoders import GriffinLim, Vocos, VocosConfig
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+SETTINGS = MelSettings(RATE, 64, 40)
+
+
+def chirp(n: int = 1024, seed: int = 0) -> torch.Tensor:
+    """(1, n): a rising tone with a little noise, something with structure to rebuild."""
+    t = torch.arange(n) / RATE
+    noise = torch.randn(n, generator=torch.Generator().manual_seed(seed))
+    return (0.5 * torch.sin(2 * math.pi * (300 * t + 1500 * t**2)) + 0.01 * noise)[None]
+
+
+# -- the mathematics ------------------------------------------------------------------------
+
+
+def test_istft_inverts_stft_exactly():
+    x = chirp(1024)
+    spec = stft(x, 256, 64)
+    assert spec.shape == (1, 129, 16)  # one frame per 64 samples, no extra frame
+    torch.testing.assert_close(istft(spec, 256, 64), x, atol=1e-5, rtol=0)
+
+
+def test_log_mel_frames_are_the_hann_frames_centred_on_each_code():
+    """The same numbers as a direct computation: frame t is the 256 samples centred on the
+    middle of samples 64t .. 64t + 63, Hann-windowed, its power through the mel filters."""
+    x = chirp(512)[0].double()
+    padded = torch.nn.functional.pad(x, (96, 96))
+    t = 3
+    frame = padded[64 * t : 64 * t + 256] * torch.hann_window(256, periodic=True, dtype=x.dtype)
+    power = torch.fft.rfft(frame).abs().square()
+    want = torch.log(torch.from_numpy(mel_filters(RATE, 256, 40)).double() @ power + 1e-6)
+    got = log_mel_frames(x[None], 64, RATE, 40)  # (1, 40, 8)
+    assert got.shape == (1, 40, 8)
+    torch.testing.assert_close(got[0, :, t], want)
+
+
+def test_griffin_lim_reduces_spectral_convergence_and_momentum_speeds_it():
+    x = chirp(2048)
+    magnitude = stft(x, 256, 64).abs()
+
+    def error(iterations: int, momentum: float) -> float:
+        g = torch.Generator().manual_seed(0)
+        audio = griffin_lim(magnitude, 256, 64, iterations, momentum, generator=g)
+        return float(spectral_convergence(magnitude, audio, 256, 64)[0])
+
+    start, plain, fast = error(0, 0.0), error(24, 0.0), error(24, 0.99)
+    assert plain < 0.7 * start  # Griffin and Lim 1984: each iteration moves towards consistency
+    assert fast < plain  # Perraudin et al. 2013: the momentum gets further in as many
+
+
+def test_mel_to_magnitude_keeps_the_mel_spectrum():
+    x = chirp(1024).double()
+    log_mel = log_mel_frames(x, 64, RATE, 40)
+    magnitude = mel_to_magnitude(log_mel, SETTINGS)  # (1, 129, 16)
+    filters = torch.from_numpy(mel_filters(RATE, 256, 40)).double()
+    again = torch.log(filters @ magnitude.square() + 1e-6)
+    speech = log_mel > -6  # bands with energy (the pseudo-inverse clips negative powers)
+    assert (again - log_mel)[speech].abs().median() < 0.1
+
+
+def test_schedule_warms_up_then_decays():
+    assert lr_factor(0, 100, "cosine", 10, 0.0) == pytest.approx(0.1)
+    assert lr_factor(9, 100, "cosine", 10, 0.0) == pytest.approx(1.0)
+    assert lr_factor(10, 100, "cosine", 10, 0.1) == pytest.approx(1.0)
+    assert lr_factor(55, 100, "cosine", 10, 0.1) == pytest.approx(0.55)  # half way: the mean
+    assert lr_factor(99, 100, "cosine", 10, 0.1) == pytest.approx(0.1, abs=1e-3)
+    assert [lr_factor(s, 100, "step", 0, 0) for s in (0, 49, 50, 74, 75)] == [1, 1, 0.5, 0.5, 0.25]
+    assert lr_factor(50, 100, "constant", 0, 0) == 1.0
+
+
+# -- the mel decoder ------------------------------------------------------------------------
+
+
+def tiny_mel_config() -> AudioVQVAEConfig:
+    return AudioVQVAEConfig(
+        input_size=(256,),
+        net=NetConfig(kind="conv1d", hidden_channels=16, residual_channels=8, num_downsamples=6),
+        quantizer=QuantizerConfig(kind="ema", num_codes=16, code_dim=8),
+        decoder="mel",
+        mel_decoder=MelDecoderConfig(hidden_channels=16, num_blocks=2, speaker_dim=4),
+        speakers=SPEAKERS,
+    )
+
+
+def test_decoder_and_vocoder_kinds_are_registered(capsys):
+    assert {"wavenet", "mel"} <= set(SPEECH_DECODERS.names())
+    assert {"griffin-lim", "vocos"} <= set(VOCODERS.names())
+    assert main(["list", "decoders"]) == 0 and main(["list", "vocoders"]) == 0
+    listed = capsys.readouterr().out.split()
+    assert {"wavenet", "mel", "griffin-lim", "vocos"} <= set(listed)
+    with pytest.raises(ValueError, match="unknown speech decoder kind 'lpc'"):
+        AudioVQVAEConfig(decoder="lpc")
+
+
+def test_mel_model_predicts_one_log_mel_frame_per_code_and_decodes_codes_alone():
+    torch.manual_seed(0)
+    model = AudioVQVAE(tiny_mel_config()).eval()
+    assert model.config.mel_decoder.code_dim == 8 and model.config.mel_decoder.num_speakers == 2
+    x = chirp(512)[None] * 0.5  # (1, 1, 512)
+    with torch.no_grad():
+        out = model(x, torch.tensor([1]))
+    assert out.codes.shape == (1, 8) and out.decoder_params.shape == (1, 40, 8)
+    target = log_mel_frames(x[:, 0], 64, RATE, 40)
+    assert torch.allclose(out.recon_loss, (out.decoder_params - target).abs().mean())
+    # decoding from the codes alone equals the forward pass (no teacher forcing here)
+    torch.testing.assert_close(model.decode_mel(out.codes, "bob"), out.decoder_params)
+    audio = model.decode_codes(out.codes, "bob", generator=torch.Generator().manual_seed(0))
+    assert audio.shape == (1, 1, 512) and audio.abs().max() <= 1
+    assert isinstance(model.vocoder, GriffinLim)
+    e = evaluate_audio(model, load_audio_like([x[0, 0].numpy()]))
+    assert e.bits_per_sample is None and e.mel_error == pytest.approx(float(out.recon_loss), 1e-4)
+
+
+def load_audio_like(waves):
+    from vqvae.data import AudioDataset
+
+    return AudioDataset(tuple(waves), RATE, speakers=np.array([1]), speaker_names=SPEAKERS)
+
+
+def test_a_vocoder_of_another_setting_is_refused_naming_both():
+    model = AudioVQVAE(tiny_mel_config())
+    vocoder = Vocos(VocosConfig(sample_rate=16000, hop=64, n_mels=40))
+    with pytest.raises(ValueError) as e:
+        model.use_vocoder(vocoder)
+    assert "8000 Hz, 40 mels every 64 samples" in str(e.value)
+    assert "16000 Hz, 40 mels every 64 samples" in str(e.value)
+
+
+# -- the vocoders ---------------------------------------------------------------------------
+
+
+def test_vocos_trains_its_loss_down_on_a_tiny_clip():
+    torch.manual_seed(0)
+    vocoder = Vocos(VocosConfig(channels=16, mlp_channels=32, num_blocks=2))
+    optimizer = torch.optim.Adam(vocoder.parameters(), lr=3e-3)
+    x = chirp(1024)
+    losses = []
+    for _ in range(40):
+        out = vocoder_losses(vocoder, x)
+        optimizer.zero_grad()
+        out.loss.backward()
+        optimizer.step()
+        losses.append(out.loss.item())
+    assert np.mean(losses[-5:]) < 0.7 * np.mean(losses[:5])
+    assert vocoder.vocode(log_mel_frames(x, 64, RATE, 40)).shape == (1, 1024)
+
+
+def test_vocoder_train_command_and_its_use_by_a_mel_run(speech_folder, mel_run, tmp_path):
+    voc = tmp_path / "voc"
+    argv = ["vocoder", "train", "--data", str(speech_folder), "--out", str(voc)]
+    assert main([*argv, "--steps", "3", "--batch-size", "2", "--no-progress"]) == 0
+    assert json.loads((voc / "config.json").read_text())["class"] == "Vocos"
+    out = tmp_path / "recon"
+    argv = ["reconstruct", str(mel_run), "--data", str(speech_folder), "--limit", "2"]
+    assert main([*argv, "--vocoder", str(voc), "--out", str(out)]) == 0
+    assert len(list(out.glob("*.wav"))) == 2
+    assert isinstance(load_run_model(RunDir(mel_run), voc).vocoder, Vocos)
+
+
+def test_a_run_refuses_a_vocoder_of_another_setting_in_one_line(
+    speech_folder, mel_run, tmp_path, capsys
+):
+    voc = tmp_path / "voc32"
+    Vocos(VocosConfig(hop=32)).save_pretrained(voc)
+    capsys.readouterr()
+    argv = ["reconstruct", str(mel_run), "--data", str(speech_folder), "--vocoder", str(voc)]
+    assert main([*argv, "--out", str(tmp_path / "r")]) != 0
+    line = error_line(capsys.readouterr().err)
+    assert "8000 Hz, 40 mels every 64 samples" in line
+    assert "8000 Hz, 40 mels every 32 samples" in line
+    assert not (tmp_path / "r").exists()
+
+
+# -- a mel run and every speech command -------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def mel_run(speech_folder, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "mel"
+    assert train_speech(speech_folder, out, 6, *TINY_MEL, "--set", "train.checkpoint_every=3") == 0
+    return out
+
+
+def test_mel_run_records_its_decoder_schedule_and_log_mel_error(mel_run):
+    saved = RunDir(mel_run).read_config()
+    assert saved["config"]["decoder"] == "mel" and saved["train"]["lr_schedule"] == "cosine"
+    assert saved["train"]["warmup_steps"] == 2
+    records = [json.loads(x) for x in (mel_run / "metrics.jsonl").read_text().splitlines()]
+    assert any("mel_error" in r and r["split"] == "test" for r in records)
+
+
+def test_resume_with_a_schedule_is_exact(speech_folder, tmp_path):
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    extra = (*TINY_MEL, "--set", "train.checkpoint_every=3")
+    assert train_speech(speech_folder, full, 6, *extra) == 0
+    assert train_speech(speech_folder, cut, 6, *extra) == 0
+    # as if killed after step 3: the last checkpoint and the weights gone
+    shutil.rmtree(cut / "checkpoints" / "step-0000006")
+    (cut / "model.safetensors").unlink()
+    assert train_speech(speech_folder, cut, 6, *TINY_MEL, "--resume") == 0
+    a, b = load_run_model(RunDir(full)).state_dict(), load_run_model(RunDir(cut)).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_refuses_other_steps_for_a_decaying_schedule(mel_run, speech_folder, capsys):
+    capsys.readouterr()
+    assert train_speech(speech_folder, mel_run, 9, *TINY_MEL, "--resume") != 0
+    assert "train.steps (the schedule's horizon)" in error_line(capsys.readouterr().err)
+
+
+def test_every_speech_command_works_with_a_mel_run(mel_run, speech_folder, tmp_path, capsys):
+    run, data = str(mel_run), str(speech_folder)
+    recon = tmp_path / "recon"
+    assert main(["reconstruct", run, "--data", data, "--limit", "3", "--out", str(recon)]) == 0
+    test = load_audio(data, "test")
+    for name, original in zip(test.files[:3], test.waveforms[:3], strict=True):
+        assert len(read_audio(recon / name, RATE)) == len(original)
+    one = tmp_path / "as_bob.wav"
+    src = speech_folder / "1_amy_0.wav"
+    assert main(["convert", run, str(src), "--speaker", "bob", "--out", str(one)]) == 0
+    assert len(read_audio(one, RATE)) == len(read_audio(src, RATE))
+    codes = tmp_path / "codes.npz"
+    assert main(["encode", run, "--data", data, "--out", str(codes)]) == 0
+    decoded = tmp_path / "decoded"
+    assert main(["decode", run, str(codes), "--speaker", "amy", "--out", str(decoded)]) == 0
+    assert len(list(decoded.glob("*.wav"))) == 30
+    capsys.readouterr()
+    assert main(["probe", run, "--data", data, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["digit"]["classes"] == 3
+    argv = ["prior", "train", run, "--data", data, "--class-conditional"]
+    assert main([*argv, "--steps", "3", "--batch-size", "4", "--no-progress"]) == 0
+    out = tmp_path / "samples"
+    argv = ["sample", run, "--label", "2", "--speaker", "bob", "--n", "2", "--out", str(out)]
+    assert main(argv) == 0
+    assert len(list(out.glob("*.wav"))) == 2
+    assert main(["eval", run, "--data", data, "--json"]) == 0
+    assert '"mel_error"' in capsys.readouterr().out
+    assert main(["eval", run, "--data", data]) == 0
+    assert "mel_error" in capsys.readouterr().out
+
+
+def test_mel_reconstructions_are_deterministic_for_a_seed(mel_run, speech_folder):
+    model = load_run_model(RunDir(mel_run))
+    test = load_audio(str(speech_folder), "test").subset(range(3))
+    codes, waves = convert(model, test, None, seed=1)
+    assert np.array_equal(codes.codes, encode_audio(model, test).codes)
+    _, again = convert(model, test, None, seed=1)
+    assert all(np.array_equal(a, b) for a, b in zip(waves, again, strict=True))
+
+
+def test_report_of_a_mel_run_shows_predicted_beside_true_log_mels(mel_run, speech_folder):
+    from vqvae import report
+
+    page = report.write_report(str(mel_run), None, data=str(speech_folder))
+    html = Path(page).read_text()
+    assert (mel_run / "report" / "predicted.png").is_file()
+    assert "Log-mel frames: original and predicted" in html and "GriffinLim" in html
+    assert len(list((mel_run / "report" / "audio").glob("*.wav"))) >= 6  # 2 speakers x 3 kinds
+
+
+def test_train_with_vocoder_steps_keeps_its_own_vocoder(speech_folder, tmp_path):
+    out = tmp_path / "own"
+    extra = ("--set", "vocoder_steps=2", "--set", "train.checkpoint_every=2")
+    assert train_speech(speech_folder, out, 2, *TINY_MEL, *extra) == 0
+    assert json.loads((out / "vocoder" / "config.json").read_text())["class"] == "Vocos"
+    assert isinstance(load_run_model(RunDir(out)).vocoder, Vocos)  # found without --vocoder
+
+
+def test_normalised_encoder_codes_do_not_depend_on_the_batch():
+    """conv1d-norm uses running statistics at evaluation: an utterance's codes are its own,
+    whatever else (and however much silence) shares its batch."""
+    torch.manual_seed(0)
+    config = tiny_mel_config()
+    model = AudioVQVAE(replace(config, net=replace(config.net, kind="conv1d-norm")))
+    x = chirp(512)[None] * 0.5  # (1, 1, 512)
+    model(torch.cat([x, -x]), torch.tensor([0, 1]))  # one training step's statistics
+    model.eval()
+    other = torch.nn.functional.pad(chirp(256, seed=1)[None] * 0.2, (0, 256))
+    together = model.encode(torch.cat([x, other]))
+    assert torch.equal(model.encode(x)[0], together[0])
+    z = model.encoder(torch.cat([x, -x, other]))  # (3, D, T')
+    assert z.shape == (3, 8, 8)
