@@ -16,12 +16,15 @@ from vqvae._io import atomic_write
 from vqvae.data.episodes import read_episodes
 from vqvae.report.figures import horizon_curves
 from vqvae.report.html import figure, note, table
-from vqvae.video_inference import encode_episodes, load_video_prior, rollout
+from vqvae.video_inference import Sampling, encode_episodes, load_video_prior, rollout
 
 BORDER = 3
 LABEL_WIDTH = 96
 COLOURS = {"context": (40, 170, 60), "generated": (150, 150, 150), "real": (40, 110, 220)}
 REPORT_ACTIONS = ("forward", "left", "right")  # the paper's figure: one context, several actions
+# greedy (argmax) rollouts: on the maze they stay whole where sampled ones break into patches
+# (docs/video.md), which is what a reader comparing the actions needs to see
+REPORT_SAMPLING = Sampling(top_k=1)
 
 
 def _scale(frame: np.ndarray) -> np.ndarray:
@@ -111,7 +114,7 @@ def section(state: Any, out: Path) -> tuple[str, str]:
     plans["recorded"] = episodes.actions[0, c - 1 : c - 1 + f].tolist()
     rows = {}
     for name, actions in plans.items():
-        result = rollout(state.model, prior, context, actions, seed=0)
+        result = rollout(state.model, prior, context, actions, sampling=REPORT_SAMPLING)
         rows[name] = result.frames[0]
     real_context = result.context_frames[0]  # decoded from their codes, as the prior saw them
     real = episodes.frames[0, c : c + f]
@@ -120,7 +123,8 @@ def section(state: Any, out: Path) -> tuple[str, str]:
     lead = (
         f"Video generated in latent space (section 4.4): the first {c} frames of a held-out "
         f"episode (green, decoded from their codes) are encoded, and the prior generates the "
-        f"next {f} frames' codes one frame at a time under a fixed action, "
+        f"next {f} frames' codes one frame at a time (greedy: the likeliest code at each "
+        f"position) under a fixed action, "
         f"{', '.join(repr(n) for n in names)}, and under the episode's recorded actions; "
         f"only then does the image decoder draw them (grey). The real future is beneath (blue)."
     )
