@@ -218,17 +218,23 @@ def load_run_model(run: RunDir, vocoder: str | Path | None = None) -> Any:
 def attach_vocoder(model: Any, path: str | Path, run: RunDir) -> None:
     """Let a mel run make audio with the trained vocoder in ``path``; one line if it cannot
     (another decoder, or log-mels of another setting: both named)."""
+    model.use_vocoder(checked_vocoder(getattr(model, "config", None), path, f"the run {run.path}"))
+
+
+def checked_vocoder(config: Any, path: str | Path, run_name: str) -> Any:
+    """The trained vocoder in ``path``, if it can serve a model of ``config`` (a speech
+    config with a mel decoder whose log-mels it reads); else one line naming both settings."""
     from vqvae.vocoders import load_vocoder
 
-    if getattr(model, "config", None) is None or getattr(model.config, "decoder", "") != "mel":
-        raise RunError(f"{run.path}: --vocoder serves a run with a mel decoder; this run has none")
+    decoder = getattr(config, "decoder", None)
+    if decoder != "mel":
+        raise RunError(f"{run_name}: --vocoder serves a mel decoder; its decoder is {decoder!r}")
     vocoder = load_vocoder(path)
     try:
-        mine, theirs = f"the run {run.path}", f"the vocoder {path}"
-        model.config.mel_settings.check_same(vocoder.settings, mine, theirs)
+        config.mel_settings.check_same(vocoder.settings, run_name, f"the vocoder {path}")
     except ValueError as e:
         raise RunError(str(e)) from None
-    model.use_vocoder(vocoder)
+    return vocoder
 
 
 def load_frame_model(run: RunDir, needed_by: str) -> VQVAE:

@@ -310,7 +310,8 @@ def evaluate_video(
     scores = {name: _score(real, f, real_codes, c) for name, (f, c) in futures.items()}
     by_horizon: dict[str, dict[str, list[float]]] = {"psnr": {}, "code_agreement": {}}
     for name in CONDITIONS:
-        psnr, agree = _horizon_scores(real, *futures[name][:1], real_codes, futures[name][1])
+        fake, codes = futures[name]
+        psnr, agree = _horizon_scores(real, fake, real_codes, codes)
         by_horizon["psnr"][name], by_horizon["code_agreement"][name] = psnr, agree
     return VideoEvaluation(
         bits_per_frame_recorded=bits_per_frame(prior, data),

@@ -32,12 +32,12 @@ from vqvae.errors import DataError, RunError
 from vqvae.models import AudioVQVAEConfig, VQVAEConfig
 from vqvae.pretrained import config_from_dict
 from vqvae.registry import MODELS, PRESETS
-from vqvae.runs import RunDir
+from vqvae.runs import RunDir, checked_vocoder
 from vqvae.train import distributed
 from vqvae.train.audio import train_audio_vqvae
 from vqvae.train.vocoder import train_vocoder, vocoder_train_config
 from vqvae.train.vqvae import TrainResult, train_vqvae
-from vqvae.vocoders import VocosConfig, load_vocoder
+from vqvae.vocoders import VocosConfig
 
 
 def add_parser(sub: Any) -> None:
@@ -221,7 +221,7 @@ def run_audio(args: argparse.Namespace, folder: RunDir) -> int:
     test_set = load_audio(args.data, "test", args.data_root, sample_rate=train_set.sample_rate)
     notes: list[str] = []
     model_config, train_config, meta = resolve_configs(args, train_set, folder, notes.append)
-    vocoder = _checked_vocoder(args.vocoder, model_config) if args.vocoder else None
+    vocoder = checked_vocoder(model_config, args.vocoder, "the run") if args.vocoder else None
     result = _train(args, folder, notes, train_audio_vqvae, train_set, test_set, model_config,
                     train_config, meta=meta)  # fmt: skip
     if vocoder is not None and distributed.current().is_main:
@@ -259,20 +259,6 @@ def _train_own_vocoder(args, folder: RunDir, train_set, test_set, model, seed: i
     train = vocoder_train_config(model.vocoder_steps, seed)
     train_vocoder(run, train_set, test_set, config, train, meta={"data": args.data},
                   resume=resume, progress=not args.no_progress, device=args.device)  # fmt: skip
-
-
-def _checked_vocoder(path: str, model: AudioVQVAEConfig):
-    """The trained vocoder of ``--vocoder``, refused before training if it cannot serve."""
-    if model.decoder != "mel":
-        raise RunError(
-            f"--vocoder serves a mel decoder; this config's decoder is {model.decoder!r}"
-        )
-    vocoder = load_vocoder(path)
-    try:
-        model.mel_settings.check_same(vocoder.settings, "the run", f"the vocoder {path}")
-    except ValueError as e:
-        raise RunError(str(e)) from None
-    return vocoder
 
 
 def _resize(args: argparse.Namespace, folder: RunDir) -> tuple[int, int] | None:

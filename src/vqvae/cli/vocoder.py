@@ -41,16 +41,14 @@ def add_parser(sub: Any) -> None:
 def run_train(args: argparse.Namespace) -> int:
     folder = RunDir(args.out, kind="vocoder")
     folder.check(resume=args.resume, force=args.force)
-    rate = None
-    if args.resume:
-        rate = folder.read_config()["config"].get("sample_rate")
+    saved = config_from_dict(VocosConfig, folder.read_config()["config"]) if args.resume else None
+    rate = saved.sample_rate if saved is not None else None  # resuming: the vocoder's own rate
     train_set = load_audio(args.data, "train", args.data_root, sample_rate=rate)
     test_set = load_audio(args.data, "test", args.data_root, sample_rate=train_set.sample_rate)
-    config = VocosConfig(sample_rate=train_set.sample_rate, hop=args.hop, n_mels=args.n_mels)
+    config = saved or VocosConfig(
+        sample_rate=train_set.sample_rate, hop=args.hop, n_mels=args.n_mels
+    )
     train = vocoder_train_config(args.steps, args.seed, batch_size=args.batch_size, lr=args.lr)
-    if args.resume:
-        saved = folder.read_config()
-        config = config_from_dict(VocosConfig, saved["config"])
     folder.prepare(resume=args.resume, force=args.force)
     result = train_vocoder(folder, train_set, test_set, config, train, meta={"data": args.data},
                            resume=args.resume, progress=not args.no_progress,

@@ -164,8 +164,7 @@ class LookupFreeQuantizer(nn.Module):
         q = bits.to(z.dtype) * 2 - 1  # (N, d) in {-1, +1}
         z_q = unflatten(self.project_out(straight_through(z, q)), z_e)  # -> (B, D, *S)
 
-        with torch.autocast(device_type=z.device.type, enabled=False):
-            commitment_loss = F.mse_loss(z.float(), q.float())
+        commitment_loss = F.mse_loss(z.float(), q.float())  # float32: forward is @float32
         sample_entropy, codebook_entropy = entropy_terms(z, self.temperature)
         entropy_loss = sample_entropy - codebook_entropy
         return LookupFreeQuantizerOutput(
