@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import decided_codes
 from vqvae import VQVAE
 from vqvae._io import read_safetensors
 from vqvae.cli import main
@@ -46,8 +47,6 @@ BASELINE_KERNELS = {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE
 RESUMED_ATOL, RESUMED_RTOL = 1e-6, 1e-5
 # A sum of 16 log-softmax terms in float32: rounding differs by a few ulps per term.
 LOG_PROB_RTOL = 1e-5
-# Distances closer than this (relative) could be ordered either way by another CPU.
-TIE_RTOL = 1e-4
 
 
 @pytest.fixture(scope="module")
@@ -71,17 +70,6 @@ def test_the_fixture_holds_old_style_configs() -> None:
     assert "image_size" in run and "kind" not in run["net"] and "grid_size" in prior
 
 
-def _decided(model: VQVAE, images: np.ndarray) -> np.ndarray:
-    """(N, h, w) bool: where the nearest code beats the second nearest by more than rounding."""
-    with torch.no_grad():
-        z_e = model.encoder(to_model_input(images))  # (N, D, h, w)
-        flat = z_e.movedim(1, -1).reshape(-1, z_e.shape[1])  # (N*h*w, D)
-        d = torch.cdist(flat.double(), model.quantizer.codebook.double()) ** 2  # (N*h*w, K)
-    two = d.topk(2, dim=-1, largest=False).values  # (N*h*w, 2)
-    margin = two[:, 1] - two[:, 0]
-    return (margin > TIE_RTOL * two[:, 1].clamp_min(1e-12)).reshape(z_e.shape[0], -1).numpy()
-
-
 def _off_boundary(model: VQVAE, codes: np.ndarray) -> np.ndarray:
     """(N, H, W, C) bool: pixels whose value on the 0..255 scale is not within 1e-3 of a
     rounding boundary (x.5), so that no CPU's last-bit difference can round them otherwise."""
@@ -100,7 +88,9 @@ def test_old_runs_encode_decode_and_score_as_they_did(kind, expected, one_thread
     test = load_dataset(str(FIXTURES / "tiny.npz"), "test")
     codes, _ = reconstruct(model, test.images)
     want_codes, want_recons = expected[f"{kind}_codes"], expected[f"{kind}_recons"]
-    decided = _decided(model, test.images).reshape(codes.shape)
+    with torch.no_grad():
+        z_e = model.encoder(to_model_input(test.images))  # (N, D, h, w)
+    decided = decided_codes(z_e, model.quantizer.codebook).numpy()  # (N, h, w)
     assert decided.mean() > 0.9  # the comparison below is not vacuous
     np.testing.assert_array_equal(codes[decided], want_codes[decided])
     # decoded from the codes release 0.1 chose, so that a near tie does not move a patch
