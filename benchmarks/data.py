@@ -142,7 +142,7 @@ def _vqvae_train(spec: dict, starts: list[float], cpu: list[float]) -> None:
     trainer.vqvae_step = timed
     with tempfile.TemporaryDirectory() as tmp:
         argv = [
-            "train", "--data", spec["data"], "--out", f"{tmp}/run", "--preset", "mnist",
+            "train", "--data", spec["data"], "--out", f"{tmp}/run", "--preset", "mnist-paper",
             "--steps", str(spec["steps"]), "--batch-size", str(spec["batch"]),
             "--checkpoint-every", str(spec["steps"]), "--set", "eval_limit=500",
             "--no-progress", "--no-report",
@@ -162,7 +162,7 @@ def _plain_loop(spec: dict, starts: list[float], cpu: list[float]) -> None:
     from vqvae.data import to_model_input
     from vqvae.models import VQVAE
 
-    preset = get_full_preset("mnist")
+    preset = get_full_preset("mnist-paper")
     with np.load(spec["data"]) as f:
         x = to_model_input(f["images"])  # (N, C, H, W) in [-1, 1]
     torch.manual_seed(0)
@@ -263,7 +263,7 @@ def report(rounds: list[dict[str, dict]], args: argparse.Namespace, small_n: int
     print(
         f"\n{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
         f"threads {threads}, workers {args.workers if args.workers is not None else 'default'}, "
-        f"batch {args.batch_size}, {args.steps} steps ({args.warmup} warm-up), preset mnist, "
+        f"batch {args.batch_size}, {args.steps} steps ({args.warmup} warm-up), preset mnist-paper, "
         f"medians of {len(rounds)} rounds\n"
     )
     print(

@@ -70,7 +70,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
 
-    preset = get_full_preset("mnist")
+    preset = get_full_preset("mnist-paper")
     train_config = replace(preset.train, steps=args.steps, log_every=1, eval_every=args.steps)
     train_set = load_dataset("mnist", "train", args.data_root)
     test_set = load_dataset("mnist", "test", args.data_root)

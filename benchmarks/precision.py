@@ -90,7 +90,7 @@ def bench(preset: str, batch_size: int, steps: int, rounds: int, variants: list[
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--presets", nargs="+", default=["mnist", "cifar10"])
+    parser.add_argument("--presets", nargs="+", default=["mnist-paper", "cifar10"])
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[128, 32])
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=5)

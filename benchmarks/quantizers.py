@@ -117,7 +117,7 @@ def register_peers() -> None:
 
 
 def train_and_score(name: str, overrides: dict, args, data) -> dict:
-    preset = get_full_preset("mnist")
+    preset = get_full_preset("mnist-paper")
     model_config = replace(preset.model, quantizer=replace(preset.model.quantizer, **overrides))
     train = replace(preset.train, steps=args.steps, batch_size=args.batch_size, eval_every=10**9)
     with tempfile.TemporaryDirectory() as tmp:
@@ -198,7 +198,7 @@ def main() -> None:
 def built(overrides: dict) -> nn.Module:
     """A quantizer of the mnist preset's sizes, initialised by one training batch (the EMA's
     refits of its first 100 steps are over: they cost 2 Lloyd iterations a step then)."""
-    preset = get_full_preset("mnist").model.quantizer
+    preset = get_full_preset("mnist-paper").model.quantizer
     torch.manual_seed(0)
     quantizer = replace(preset, **overrides).build().train()
     quantizer(torch.randn(8, 64, 32, 32))  # data-dependent init, dead-code counters

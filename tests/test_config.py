@@ -22,7 +22,7 @@ from vqvae.nets import NetConfig
 from vqvae.pretrained import config_from_dict, config_to_dict
 
 
-@pytest.mark.parametrize("name", ["digits", "mnist", "cifar10"])
+@pytest.mark.parametrize("name", ["digits", "mnist", "mnist-paper", "cifar10"])
 def test_presets_build_and_run(name):
     config = get_preset(name)
     assert set(PRESETS) >= {"digits", "mnist", "cifar10"}

@@ -216,6 +216,38 @@ def test_encoder_decoder_scale_by_two_per_downsample(n):
     assert Decoder(5, 3, net)(z).shape == (2, 3, 16, 16)
 
 
+def test_paper_net_keeps_its_layers_and_weight_names():
+    """norm="none" and ReLU are the paper's layers: the same weight names as every earlier
+    release wrote (runs saved before these options load unchanged)."""
+    net = NetConfig(hidden_channels=8, residual_channels=4, num_downsamples=2)
+    names = list(Encoder(1, 5, net).state_dict())
+    assert names[:6] == ["net.0.weight", "net.0.bias", "net.2.weight", "net.2.bias",
+                         "net.4.weight", "net.4.bias"]  # fmt: skip
+    assert "net.5.0.block.1.weight" in names and "net.5.0.block.3.weight" in names
+    assert not any(isinstance(m, torch.nn.GroupNorm) for m in Encoder(1, 5, net).modules())
+
+
+@pytest.mark.parametrize("activation", ["silu", "gelu"])
+def test_norm_and_activation_options(activation):
+    net = NetConfig(hidden_channels=8, residual_channels=4, norm="group", activation=activation)
+    encoder, decoder = Encoder(1, 5, net), Decoder(5, 1, net)
+    act = {"silu": torch.nn.SiLU, "gelu": torch.nn.GELU}[activation]
+    for half in (encoder, decoder):
+        assert not any(isinstance(m, torch.nn.ReLU) for m in half.modules())
+        assert any(isinstance(m, act) for m in half.modules())
+    # a GroupNorm before every activation: 2 per residual block, 1 after each stage
+    assert sum(isinstance(m, torch.nn.GroupNorm) for m in encoder.modules()) == 2 * 2 + 1 + 2
+    x = torch.randn(2, 1, 16, 16)
+    assert decoder(encoder(x)).shape == x.shape
+
+
+def test_unknown_norm_or_activation_is_one_line():
+    with pytest.raises(ValueError, match=r"unknown activation 'tanh'.*gelu.*relu.*silu"):
+        NetConfig(activation="tanh")
+    with pytest.raises(ValueError, match=r"unknown norm 'batch'.*'none', 'group'"):
+        NetConfig(norm="batch")
+
+
 # -- VAE ----------------------------------------------------------------------------------
 def tiny_vae() -> VAE:
     return VAE(VAEConfig(in_channels=1, input_size=(8, 8), net=TINY_NET, latent_dim=4))

@@ -15,6 +15,9 @@ from torch import nn
 
 from vqvae.registry import NETS
 
+ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "silu": nn.SiLU, "gelu": nn.GELU}
+NORMS = ("none", "group")
+
 
 @dataclass(frozen=True)
 class NetConfig:
@@ -23,9 +26,17 @@ class NetConfig:
     residual_channels: int = 256  # width inside each residual block
     num_residual_blocks: int = 2
     num_downsamples: int = 2  # each halves every spatial size: 1 -> x2, 2 -> x4, 3 -> x8
+    activation: str = "relu"  # the paper's ReLU, or "silu" / "gelu"
+    norm: str = "none"  # the paper's none, or "group": GroupNorm before each activation
 
     def __post_init__(self) -> None:
         NETS.get(self.kind)  # "unknown network kind ...; expected one of [...]"
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(
+                f"unknown activation {self.activation!r}; expected one of {sorted(ACTIVATIONS)}"
+            )
+        if self.norm not in NORMS:
+            raise ValueError(f"unknown norm {self.norm!r}; expected one of {list(NORMS)}")
         if not 1 <= self.num_downsamples <= 8:
             raise ValueError(f"expected num_downsamples in 1..8, got {self.num_downsamples}")
         if self.hidden_channels < 2 or self.residual_channels < 1:
@@ -38,6 +49,11 @@ class NetConfig:
     @property
     def net_kind(self) -> NetKind:
         return NETS.get(self.kind)
+
+    def act(self, channels: int) -> list[nn.Module]:
+        """The layers between two convolutions of ``channels``: [norm,] activation."""
+        norm = [nn.GroupNorm(min(32, channels), channels)] if self.norm == "group" else []
+        return [*norm, ACTIVATIONS[self.activation]()]
 
     def stage_channels(self) -> list[int]:
         """Widths after each strided convolution: half width until the last, as in Sonnet."""

@@ -19,18 +19,23 @@ from vqvae.registry import NETS
 
 _CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
 _CONV_T = {1: nn.ConvTranspose1d, 2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}
+_KIND = {1: "conv1d", 2: "conv2d", 3: "conv3d"}
 
 
 class ResidualBlock(nn.Module):
-    """x + conv1x1(ReLU(conv3x3(ReLU(x)))), the paper's residual block."""
+    """x + conv1x1(ReLU(conv3x3(ReLU(x)))), the paper's residual block (``config``'s
+    activation, and its norm before each activation)."""
 
-    def __init__(self, channels: int, residual_channels: int, dims: int = 2) -> None:
+    def __init__(
+        self, channels: int, residual_channels: int, dims: int = 2, config: NetConfig | None = None
+    ) -> None:
         super().__init__()
         conv = _CONV[dims]
+        config = config or NetConfig(kind=_KIND[dims])
         self.block = nn.Sequential(
-            nn.ReLU(),
+            *config.act(channels),
             conv(channels, residual_channels, 3, padding=1),
-            nn.ReLU(),
+            *config.act(residual_channels),
             conv(residual_channels, channels, 1),
         )
 
@@ -40,10 +45,10 @@ class ResidualBlock(nn.Module):
 
 def residual_stack(config: NetConfig, dims: int) -> nn.Sequential:
     blocks = [
-        ResidualBlock(config.hidden_channels, config.residual_channels, dims)
+        ResidualBlock(config.hidden_channels, config.residual_channels, dims, config)
         for _ in range(config.num_residual_blocks)
     ]
-    return nn.Sequential(*blocks, nn.ReLU())
+    return nn.Sequential(*blocks, *config.act(config.hidden_channels))
 
 
 class Encoder(nn.Module):
@@ -57,7 +62,7 @@ class Encoder(nn.Module):
         layers: list[nn.Module] = []
         width = in_channels
         for stage in config.stage_channels():
-            layers += [conv(width, stage, 4, stride=2, padding=1), nn.ReLU()]
+            layers += [conv(width, stage, 4, stride=2, padding=1), *config.act(stage)]
             width = stage
         layers += [
             conv(width, config.hidden_channels, 3, padding=1),
@@ -86,7 +91,7 @@ class Decoder(nn.Module):
         for i, stage in enumerate(widths):
             layers.append(_CONV_T[dims](width, stage, 4, stride=2, padding=1))
             if i < len(widths) - 1:
-                layers.append(nn.ReLU())
+                layers += config.act(stage)
             width = stage
         self.net = nn.Sequential(*layers)
 
