@@ -213,3 +213,35 @@ def test_a_short_training_uses_most_of_its_codes(tmp_path, one_thread):
     assert len(set(codes.reshape(-1).tolist())) / model.num_codes > 0.5
     logged = [r for r in RunDir(run).read_metrics() if r.get("split") == "train"]
     assert all(0 <= r["codebook_entropy"] <= math.log(64) + 1e-4 for r in logged)
+
+
+def test_first_training_batch_balances_every_bit():
+    """The data-dependent init: encoder outputs that barely vary (as a wide network's do at
+    PyTorch's default init) still split every bit of the first batch in half, so the batch
+    uses many codes rather than one."""
+    torch.manual_seed(0)
+    quantizer = LookupFreeQuantizer(code_dim=16, num_bits=6).train()
+    z_e = 0.5 + 1e-3 * torch.randn(32, 16, 4, 4)  # (B, D, H, W): a constant plus a trace
+    without = LookupFreeQuantizer(code_dim=16, num_bits=6).eval()  # eval: no init
+    assert without(z_e).codes.unique().numel() <= 4
+    out = quantizer(z_e)
+    assert bool(quantizer.initialized)
+    z = quantizer.project_in(z_e.movedim(1, -1).reshape(-1, 16)).detach()  # (N, d)
+    assert torch.allclose(z.median(0).values, torch.zeros(6), atol=1e-4)
+    assert torch.allclose(z.std(0), torch.ones(6), atol=1e-4)
+    assert out.codes.unique().numel() > 32  # of 64
+    weight = quantizer.project_in.weight.clone()
+    quantizer(z_e * 2)  # only the first batch initialises
+    assert torch.equal(quantizer.project_in.weight, weight)
+
+
+def test_weights_saved_before_the_init_load_as_initialised():
+    trained = LookupFreeQuantizer(code_dim=8, num_bits=4).train()
+    trained(torch.randn(4, 8, 3, 3))
+    state = trained.state_dict()
+    del state["initialized"]  # as release 0.2 wrote it
+    loaded = LookupFreeQuantizer(code_dim=8, num_bits=4)
+    loaded.load_state_dict(state)
+    assert bool(loaded.initialized)
+    loaded.train()(torch.randn(4, 8, 3, 3))  # no re-initialisation of trained weights
+    assert torch.equal(loaded.project_in.weight, trained.project_in.weight)

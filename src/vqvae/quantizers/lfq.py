@@ -26,6 +26,15 @@ in use; the full form counts codes. It costs an (N, 2^d) matrix per batch, fine 
 about 14 at the usual N. The entropies are computed in float32 even under autocast.
 
 Projections: D -> d and d -> D are 1x1 linear maps, the identity when ``code_dim == num_bits``.
+
+Data-dependent init: at the first training batch the D -> d projection is shifted and scaled
+so that each bit's z has the batch's median at 0 and unit spread: every bit splits the
+batch in half from step one. Without it an encoder whose outputs barely vary at PyTorch's
+default initialisation (the wider `mnist` network's do) hands every vector the same signs:
+one code, whose sample entropy the commitment and entropy terms then drive down within
+20 steps, saturating the soft assignment so that the batch entropy can no longer spread the
+codes (measured: 2 of 512 codes in use after 300 MNIST steps, 11.9 dB). This is the
+implicit codebook's counterpart of the k-means init of the learned ones.
 """
 
 from __future__ import annotations
@@ -40,6 +49,7 @@ from torch import nn
 from vqvae.quantizers._projection import projection
 from vqvae.quantizers.base import (
     QuantizerOutput,
+    broadcast_from_rank0,
     check_codes,
     code_counts,
     flatten,
@@ -127,6 +137,27 @@ class LookupFreeQuantizer(nn.Module):
         self.project_in = projection(code_dim, num_bits)  # D -> d
         self.project_out = projection(num_bits, code_dim)  # d -> D
         self.register_buffer("_powers", 2 ** torch.arange(num_bits), persistent=False)  # (d,)
+        self.register_buffer("initialized", torch.tensor(False))  # the projection's data init
+
+    def upgrade_state_dict(self, state: dict[str, torch.Tensor], prefix: str = "") -> None:
+        """Weights saved before the data-dependent init existed were trained without it."""
+        state.setdefault(prefix + "initialized", torch.tensor(True))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        self.upgrade_state_dict(state_dict, prefix)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    @torch.no_grad()
+    def _init_projection(self, flat: torch.Tensor) -> None:
+        """Shift and scale D -> d so each bit of this batch has median 0 and unit spread:
+        (W x + b - m) / s. Rank 0's batch decides, so replicas stay equal."""
+        if isinstance(self.project_in, nn.Linear):
+            z = self.project_in(flat.to(self.project_in.weight.dtype))  # (N, d)
+            median = broadcast_from_rank0(z.median(0).values.contiguous())  # (d,)
+            spread = broadcast_from_rank0(z.std(0).clamp(min=1e-6).contiguous())  # (d,)
+            self.project_in.weight.div_(spread[:, None])
+            self.project_in.bias.sub_(median).div_(spread)
+        self.initialized.fill_(True)
 
     @classmethod
     def from_config(cls, config, level: int = 0) -> LookupFreeQuantizer:
@@ -158,6 +189,8 @@ class LookupFreeQuantizer(nn.Module):
     @float32
     def forward(self, z_e: torch.Tensor) -> LookupFreeQuantizerOutput:
         flat = flatten(z_e, self.code_dim)  # (B, D, *S) -> (N, D)
+        if self.training and not self.initialized:
+            self._init_projection(flat.detach())
         z = self.project_in(flat)  # (N, D) -> (N, d)
         bits = z.detach() > 0  # (N, d): the paper's sign convention, 0 -> -1
         codes = (bits.long() * self._powers).sum(1)  # (N,) binary number
