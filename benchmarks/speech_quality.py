@@ -33,10 +33,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vqvae.audio_inference import convert, encode_audio, sample_speech, speaker_ids
 from vqvae.data import load_audio, pad_to_hop
 from vqvae.experiments.judge import SpeechJudge, mulaw_roundtrip, score
 from vqvae.experiments.probe import probe
+from vqvae.inference.audio import convert, encode_audio, sample_speech, speaker_ids
 from vqvae.mulaw import mulaw_encode
 from vqvae.runs import RunDir, load_prior, load_run_model
 from vqvae.spectral import log_spectral_distance, mel_cepstral_distortion

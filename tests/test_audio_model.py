@@ -14,15 +14,15 @@ import soundfile as sf
 import torch
 
 from conftest import RATE, SPEAKERS, train_speech  # noqa: E402
-from vqvae.audio_inference import (
+from vqvae.cli import main
+from vqvae.data import load_audio, read_audio
+from vqvae.inference.audio import (
     convert,
     encode_audio,
     evaluate_audio,
     silence_codes,
     speech_lengths,
 )
-from vqvae.cli import main
-from vqvae.data import load_audio, read_audio
 from vqvae.models import AudioVQVAE, AudioVQVAEConfig
 from vqvae.nets import NetConfig
 from vqvae.nets.wavenet import WaveNetConfig

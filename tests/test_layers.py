@@ -30,7 +30,7 @@ LAYERS = [
     },
     {"quantizers", "nets", "vocoders", "likelihoods", "data", "codefile"},
     {"models", "priors"},
-    {"config", "bits", "runs", "inference", "audio_inference", "video_inference"},
+    {"config", "bits", "runs", "inference"},
     {"train", "report"},
     {"experiments"},
     {"cli"},

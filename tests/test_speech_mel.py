@@ -15,9 +15,9 @@ import pytest
 import torch
 
 from conftest import RATE, SPEAKERS, TINY_MEL, error_line, train_speech  # noqa: E402
-from vqvae.audio_inference import convert, encode_audio, evaluate_audio
 from vqvae.cli import main
 from vqvae.data import load_audio, read_audio
+from vqvae.inference.audio import convert, encode_audio, evaluate_audio
 from vqvae.models import AudioVQVAE, AudioVQVAEConfig
 from vqvae.nets import NetConfig
 from vqvae.nets.mel_decoder import MelDecoderConfig

@@ -12,16 +12,16 @@ from PIL import Image
 
 from conftest import TINY, toy_episodes
 from vqvae.cli import main
-from vqvae.metrics import psnr_of_mse
-from vqvae.priors import PixelCNNPrior
-from vqvae.priors.video import VideoPrior, VideoPriorConfig
-from vqvae.sampling import draw_codes
-from vqvae.video_inference import (
+from vqvae.inference.video import (
     FrameCodes,
     bits_per_frame,
     one_step_accuracy,
     shuffled_actions,
 )
+from vqvae.metrics import psnr_of_mse
+from vqvae.priors import PixelCNNPrior
+from vqvae.priors.video import VideoPrior, VideoPriorConfig
+from vqvae.sampling import draw_codes
 
 ACTIONS = ("noop", "forward", "left", "right")
 

@@ -9,7 +9,6 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from vqvae.audio_inference import convert
 from vqvae.cli.common import (
     add_data_options,
     add_output,
@@ -20,6 +19,7 @@ from vqvae.cli.common import (
 )
 from vqvae.data import AudioDataset, read_audio
 from vqvae.errors import RunError
+from vqvae.inference.audio import convert
 from vqvae.models import AudioVQVAE
 from vqvae.runs import RunDir, load_run_model, refuse_overwrite
 

@@ -7,12 +7,12 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from vqvae.audio_inference import generate_audio
 from vqvae.cli.common import add_output, add_vocoder_option, write_wavs
 from vqvae.codefile import read_audio_code_file, read_code_file
 from vqvae.data import save_pngs
 from vqvae.errors import RunError
 from vqvae.inference import decode
+from vqvae.inference.audio import generate_audio
 from vqvae.models import AudioVQVAE
 from vqvae.runs import RunDir, load_run_model, refuse_overwrite
 

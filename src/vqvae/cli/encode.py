@@ -7,11 +7,11 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from vqvae.audio_inference import encode_audio
 from vqvae.cli.common import add_data_options, add_output, add_workers_option, model_and_data
 from vqvae.codefile import write_code_file
 from vqvae.data import AudioDataset
 from vqvae.inference import encode
+from vqvae.inference.audio import encode_audio
 from vqvae.runs import refuse_overwrite
 
 

@@ -6,10 +6,10 @@ import argparse
 import json
 from typing import Any
 
-from vqvae.audio_inference import evaluate_audio
 from vqvae.cli.common import add_data_options, add_workers_option, model_and_data
 from vqvae.data import AudioDataset
 from vqvae.inference import evaluate
+from vqvae.inference.audio import evaluate_audio
 
 SHOWN = ("mse", "psnr", "perplexity", "code_usage", "bits_per_image", "compression_ratio")
 AUDIO_SHOWN = (

@@ -12,13 +12,13 @@ import torch
 import torch.nn.functional as F
 
 from vqvae._io import write_json
-from vqvae.audio_inference import encode_audio
 from vqvae.cli.common import add_step_options, recorded_data, resize, step_options
 from vqvae.codefile import AudioCodes, read_audio_code_file, read_code_file
 from vqvae.console import say
 from vqvae.data import AudioDataset, ImageDataset, load_audio, load_images, split_layout
 from vqvae.errors import RunError
 from vqvae.inference import encode
+from vqvae.inference.audio import encode_audio
 from vqvae.models import AudioVQVAE
 from vqvae.priors import build_prior
 from vqvae.registry import PRIORS

@@ -8,11 +8,11 @@ import argparse
 import json
 from typing import Any
 
-from vqvae.audio_inference import encode_audio
 from vqvae.cli.common import recorded_data
 from vqvae.data import load_audio
 from vqvae.errors import RunError
 from vqvae.experiments.probe import probe
+from vqvae.inference.audio import encode_audio
 from vqvae.models import AudioVQVAE
 from vqvae.runs import RunDir, load_run_model
 

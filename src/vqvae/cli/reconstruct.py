@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from vqvae._io import write_npz
-from vqvae.audio_inference import convert
 from vqvae.cli.common import (
     add_data_options,
     add_output,
@@ -21,6 +20,7 @@ from vqvae.cli.common import (
 )
 from vqvae.data import AudioDataset, read_all
 from vqvae.inference import reconstruct
+from vqvae.inference.audio import convert
 from vqvae.runs import refuse_overwrite
 
 

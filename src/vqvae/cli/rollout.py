@@ -22,15 +22,15 @@ from vqvae.cli.video import (
 )
 from vqvae.data.episodes import Episodes
 from vqvae.errors import DataError
-from vqvae.report.video import rollout_gif, rollout_strip
-from vqvae.runs import RunDir, refuse_overwrite
-from vqvae.video_inference import (
+from vqvae.inference.video import (
     check_evaluation_length,
     check_rollout_length,
     encode_episodes,
     load_video_prior,
     rollout,
 )
+from vqvae.report.video import rollout_gif, rollout_strip
+from vqvae.runs import RunDir, refuse_overwrite
 
 
 def add_parser(sub: Any) -> None:

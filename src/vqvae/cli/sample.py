@@ -10,9 +10,9 @@ import numpy as np
 import torch
 
 from vqvae._io import write_npz
-from vqvae.audio_inference import sample_speech
 from vqvae.cli.common import add_output, add_vocoder_option, write_samples, write_wavs
 from vqvae.inference import sample
+from vqvae.inference.audio import sample_speech
 from vqvae.models import AudioVQVAE
 from vqvae.runs import RunDir, load_prior, load_run_model, refuse_overwrite
 

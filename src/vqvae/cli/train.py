@@ -27,7 +27,7 @@ from vqvae.config import (
 )
 from vqvae.console import say
 from vqvae.data import AudioDataset, ImageDataset, data_kind, load_audio, load_images, split_layout
-from vqvae.data.datasets import AUDIO
+from vqvae.data.datasets import AUDIO, IMAGES
 from vqvae.errors import DataError, RunError
 from vqvae.models import AudioVQVAEConfig, VQVAEConfig
 from vqvae.pretrained import config_from_dict
@@ -172,8 +172,11 @@ def run(args: argparse.Namespace) -> int:
         if distributed.launch_rank() == 0:
             say(f"vqvae: restarted by torchrun; {args.out} resumes from its last checkpoint")
     folder.check(resume=args.resume, force=args.force)  # refuse before loading the data
-    if data_kind(args.data) == AUDIO:
-        return run_audio(args, folder)
+    return TRAINERS[data_kind(args.data)](args, folder)
+
+
+def run_images(args: argparse.Namespace, folder: RunDir) -> int:
+    """``vqvae train`` on images (and anything the image loaders read: arrays of any rank)."""
     if args.vocoder:
         raise RunError("--vocoder applies to speech; this data set is images")
     size = _resize(args, folder)
@@ -244,6 +247,11 @@ def run_audio(args: argparse.Namespace, folder: RunDir) -> int:
         if not args.no_report:
             report.try_write_report(folder.path, args.data_root)
     return 0
+
+
+# what `vqvae train` does with each kind of data set (``data_kind``): a new modality is a
+# loader declaring its kind and one entry here
+TRAINERS = {IMAGES: run_images, AUDIO: run_audio}
 
 
 def _train_own_vocoder(args, folder: RunDir, train_set, test_set, model, seed: int) -> None:

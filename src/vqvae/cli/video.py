@@ -17,6 +17,13 @@ from vqvae.config import TrainConfig, apply_overrides
 from vqvae.console import say
 from vqvae.data.episodes import Episodes, episode_split, read_episodes
 from vqvae.errors import DataError, RunError
+from vqvae.inference.video import (
+    CONDITIONS,
+    Sampling,
+    encode_episodes,
+    evaluate_video,
+    load_video_prior,
+)
 from vqvae.models import VQVAE
 from vqvae.pretrained import config_from_dict
 from vqvae.priors.video import VideoPrior, VideoPriorConfig
@@ -28,13 +35,6 @@ from vqvae.runs import (
     run_config,
 )
 from vqvae.train.video import VIDEO_TRAIN, train_video
-from vqvae.video_inference import (
-    CONDITIONS,
-    Sampling,
-    encode_episodes,
-    evaluate_video,
-    load_video_prior,
-)
 
 EPISODES_HINT = "pass --data EPISODES.npz"
 

@@ -23,9 +23,9 @@ import numpy as np
 import torch
 
 from vqvae import metrics
-from vqvae.audio_inference import encode_audio, generate_audio, sample_speech
 from vqvae.codefile import AudioCodes
 from vqvae.data import AudioDataset, load_audio, pad_to_hop, write_wav
+from vqvae.inference.audio import encode_audio, generate_audio, sample_speech
 from vqvae.registry import QUANTIZERS
 from vqvae.report import audio_figures, figures, runinfo
 from vqvae.report.html import Section, audio, esc, figure, guarded, note, one_line, run_header

@@ -14,9 +14,9 @@ from PIL import Image, ImageDraw
 
 from vqvae._io import atomic_write
 from vqvae.data.episodes import read_episodes
+from vqvae.inference.video import Sampling, encode_episodes, load_video_prior, rollout
 from vqvae.report.figures import horizon_curves
 from vqvae.report.html import figure, note, table
-from vqvae.video_inference import Sampling, encode_episodes, load_video_prior, rollout
 
 BORDER = 3
 LABEL_WIDTH = 96

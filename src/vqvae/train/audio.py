@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from vqvae.audio_inference import AudioEvaluation, evaluate_audio, speaker_ids
 from vqvae.config import TrainConfig
 from vqvae.data import AudioDataset
 from vqvae.errors import RunError
+from vqvae.inference.audio import AudioEvaluation, evaluate_audio, speaker_ids
 from vqvae.models import AudioVQVAE, AudioVQVAEConfig
 from vqvae.runs import RunDir
 from vqvae.train.loop import StepOutput, fit

@@ -14,11 +14,11 @@ import torch.nn.functional as F
 
 from vqvae._io import write_json
 from vqvae.config import TrainConfig
+from vqvae.inference.video import FrameCodes, bits_per_frame, shuffled_actions
 from vqvae.priors.video import VideoPrior
 from vqvae.runs import RunDir
 from vqvae.train.loop import StepOutput
 from vqvae.train.prior import fit_and_save
-from vqvae.video_inference import FrameCodes, bits_per_frame, shuffled_actions
 
 # About 20 minutes on 2 CPU cores for ~4,500 frames of 16x16 grids, K=512 (35 when they are
 # shared): a step of 32 examples takes 1.1-2.1 s at the default sizes, and 1,000 steps are

@@ -1,0 +1,30 @@
+"""Batched inference with trained models, one module per modality: ``images`` (encode,
+reconstruct, decode, sample, score and evaluate image VQ-VAEs; re-exported here, so
+``from vqvae.inference import evaluate`` reads images), ``audio`` (speech: utterances of
+any length, speakers, conversion) and ``video`` (latent rollouts under actions)."""
+
+from vqvae.inference.images import (
+    BATCH_SIZE,
+    Evaluation,
+    batches,
+    data_batches,
+    decode,
+    encode,
+    evaluate,
+    reconstruct,
+    sample,
+    score,
+)
+
+__all__ = [
+    "BATCH_SIZE",
+    "Evaluation",
+    "batches",
+    "data_batches",
+    "decode",
+    "encode",
+    "evaluate",
+    "reconstruct",
+    "sample",
+    "score",
+]
