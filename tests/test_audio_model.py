@@ -25,6 +25,7 @@ from vqvae.cli import main
 from vqvae.data import load_audio, read_audio
 from vqvae.models import AudioVQVAE, AudioVQVAEConfig
 from vqvae.nets import NetConfig
+from vqvae.nets.conv import he_init
 from vqvae.nets.wavenet import WaveNetConfig
 from vqvae.quantizers import QuantizerConfig
 from vqvae.runs import RunDir, load_run_model
@@ -61,6 +62,37 @@ def test_forward_is_eq3_with_a_wavenet_likelihood():
     assert 7.0 < out.recon_loss.item() / np.log(2) < 9.0
     out.loss.backward()  # the straight-through estimator carries the gradient to the encoder
     assert model.encoder.net[0].weight.grad.abs().sum() > 0
+
+
+def test_he_init_gives_every_convolution_fan_in_weights_and_zero_biases():
+    torch.manual_seed(0)
+    encoder = he_init(AudioVQVAE(AudioVQVAEConfig()).encoder)
+    convs = [m for m in encoder.modules() if isinstance(m, torch.nn.Conv1d)]
+    for i, conv in enumerate(convs):
+        fan_in = conv.weight[0].numel()
+        gain = 1.0 if i == len(convs) - 1 else 2**0.5  # linear projection last, ReLU before
+        assert float(conv.weight.std()) == pytest.approx(gain / fan_in**0.5, rel=0.15)
+        assert torch.equal(conv.bias, torch.zeros_like(conv.bias))
+
+
+def test_the_speech_encoder_outputs_vary_with_the_input_from_the_first_step():
+    # Under PyTorch's default init the paper's waveform encoder maps speech-level audio (RMS
+    # 0.05) to one constant vector plus a variation ~200 times smaller, and the codebook fitted
+    # to it collapses once the variation grows (docs/speech.md). With he_init the outputs'
+    # spread about their mean is of the order of the mean itself.
+    torch.manual_seed(0)
+    model = AudioVQVAE(AudioVQVAEConfig())
+    x = 0.05 * torch.randn(4, 1, 4096)
+    with torch.no_grad():
+        z = model.encoder(x).movedim(1, -1).reshape(-1, 64)  # (B, D, T') -> (B T', D)
+        spread = float((z - z.mean(0)).norm(dim=1).mean())
+        assert spread > 0.2 * float(z.mean(0).norm())
+        default = AudioVQVAE(AudioVQVAEConfig()).encoder
+        for m in default.modules():  # PyTorch's own initialization, for comparison
+            if isinstance(m, torch.nn.Conv1d):
+                m.reset_parameters()
+        z0 = default(x).movedim(1, -1).reshape(-1, 64)
+        assert float((z0 - z0.mean(0)).norm(dim=1).mean()) < 0.05 * float(z0.mean(0).norm())
 
 
 def test_decode_codes_draws_audio_with_any_speaker_cached_equals_naive():

@@ -36,6 +36,7 @@ from torch import nn
 from vqvae.models.config import VQVAEConfig
 from vqvae.models.vqvae import VQVAE, VQVAEOutput
 from vqvae.nets import NetConfig
+from vqvae.nets.conv import he_init
 from vqvae.nets.mel_decoder import MelDecoderConfig
 from vqvae.nets.wavenet import WaveNetConfig
 from vqvae.quantizers import QuantizerConfig
@@ -177,6 +178,9 @@ class AudioVQVAE(VQVAE):
     def __init__(self, config: AudioVQVAEConfig | None = None) -> None:
         super().__init__(config or AudioVQVAEConfig())
         c = self.config
+        # a waveform encoder under PyTorch's default init outputs nearly a constant, and the
+        # codebook collapses when that changes (he_init's doc; docs/speech.md)
+        he_init(self.encoder)
         self.mel_head = None
         if c.spectral_weight > 0:
             speaker_dim = c.wavenet.speaker_dim if c.speakers else 0
