@@ -24,6 +24,7 @@ from vqvae.audio_inference import (
 from vqvae.cli import main
 from vqvae.data import load_audio, read_audio
 from vqvae.models import AudioVQVAE, AudioVQVAEConfig
+from vqvae.models.audio import time_jitter
 from vqvae.nets import NetConfig
 from vqvae.nets.conv import he_init
 from vqvae.nets.wavenet import WaveNetConfig
@@ -306,6 +307,36 @@ def test_input_noise_touches_only_the_training_inputs():
     assert not torch.equal(a.decoder_params, b.decoder_params)  # the inputs were perturbed
     # ... but both are scored against the same clean samples
     assert a.recon_loss.item() != b.recon_loss.item()
+
+
+def test_time_jitter_copies_a_neighbour_and_acts_only_in_training():
+    torch.manual_seed(0)
+    z = torch.randn(3, 5, 40)
+    assert torch.equal(time_jitter(z, 0.0), z)
+    moved = time_jitter(z, 1.0)  # every position takes its left or right neighbour's vector
+    for b in range(3):
+        for t in range(40):
+            # at an end, the neighbour outside is replaced by the position itself
+            options = [z[b, :, min(max(u, 0), 39)] for u in (t - 1, t + 1)]
+            assert any(torch.equal(moved[b, :, t], o) for o in options)
+    half = time_jitter(torch.arange(20000.0).reshape(1, 1, -1), 0.3)[0, 0]
+    changed = (half != torch.arange(20000.0)).float().mean()
+    assert 0.27 < float(changed) < 0.33  # about p of the positions, ends aside
+    with pytest.raises(ValueError, match="time_jitter"):
+        replace(tiny_config(), time_jitter=1.5)
+    jittered = AudioVQVAE(replace(tiny_config(), decoder="mel", time_jitter=0.5))
+    plain = AudioVQVAE(replace(tiny_config(), decoder="mel"))
+    plain.load_state_dict(jittered.state_dict())
+    x, spk = torch.rand(2, 1, 256) * 0.5, torch.tensor([0, 1])
+    jittered.eval(), plain.eval()
+    assert torch.equal(jittered(x, spk).decoder_params, plain(x, spk).decoder_params)
+    jittered.train(), plain.train()
+    torch.manual_seed(1)
+    a = jittered(x, spk)
+    torch.manual_seed(1)
+    b = plain(x, spk)
+    assert torch.equal(a.codes, b.codes)  # the codes are the same; the decoder's input is not
+    assert not torch.equal(a.decoder_params, b.decoder_params)
 
 
 def test_a_code_file_without_codes_says_so(speech_run, tmp_path, capsys):

@@ -84,6 +84,11 @@ class AudioVQVAEConfig(VQVAEConfig):
     # network its own imperfect samples, and a network that cannot trust its past exactly
     # leans on the codes. See docs/speech.md.
     input_noise: float = 0.0
+    # the chance that each position's z_q is replaced, in training only, by its left or right
+    # neighbour's (half each): the time jitter of Chorowski et al. 2019 (section 3.2), which
+    # keeps a decoder from reading a voice out of where the codes fall; 0 is the paper's
+    # model. See docs/speech.md.
+    time_jitter: float = 0.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "speakers", tuple(self.speakers))
@@ -97,6 +102,8 @@ class AudioVQVAEConfig(VQVAEConfig):
             raise ValueError(f"sample_rate: expected a positive int, got {self.sample_rate}")
         if not self.input_noise >= 0:
             raise ValueError(f"input_noise: expected >= 0, got {self.input_noise}")
+        if not 0 <= self.time_jitter <= 1:
+            raise ValueError(f"time_jitter: expected a chance in [0, 1], got {self.time_jitter}")
         if not self.spectral_weight >= 0 or self.n_mels < 1:
             raise ValueError(
                 f"expected spectral_weight >= 0 and n_mels >= 1, got {self.spectral_weight}, "
@@ -143,6 +150,19 @@ class AudioVQVAEOutput(VQVAEOutput):
     (0 when ``spectral_weight`` is 0)."""
 
     spectral_loss: torch.Tensor
+
+
+def time_jitter(z_q: torch.Tensor, p: float) -> torch.Tensor:
+    """z_q (B, D, T') with each position's vector replaced, with chance ``p``, by the vector
+    of its left or right neighbour (half each; the ends keep their own when the neighbour
+    would fall outside): Chorowski et al. 2019, "Unsupervised speech representation learning
+    using WaveNet autoencoders", section 3.2. Draws from torch's global generator, so a
+    resumed run jitters as one never stopped; the gradient flows to the vectors chosen."""
+    b, d, t = z_q.shape
+    r = torch.rand(b, t, device=z_q.device)  # (B, T')
+    shift = (r < p / 2).long() * -1 + ((r >= p / 2) & (r < p)).long()  # -1, 0 or +1
+    index = (torch.arange(t, device=z_q.device) + shift).clamp(0, t - 1)  # (B, T')
+    return z_q.gather(2, index.unsqueeze(1).expand(b, d, t))  # (B, D, T')
 
 
 class MelHead(nn.Module):
@@ -270,7 +290,10 @@ class AudioVQVAE(VQVAE):
         z_e = self.encoder(x)  # (B, 1, T) -> (B, D, T / hop)
         q = self.quantizer(z_e)
         noise = self.config.input_noise if self.training else 0.0
-        terms = self.decoder.terms(x, q.z_q, speaker, noise)
+        z_q = q.z_q
+        if self.training and self.config.time_jitter > 0:
+            z_q = time_jitter(z_q, self.config.time_jitter)
+        terms = self.decoder.terms(x, z_q, speaker, noise)
         spectral_loss = torch.zeros((), device=x.device)
         if self.mel_head is not None:
             c = self.config
