@@ -110,7 +110,7 @@ def he_init(module: nn.Module) -> nn.Module:
     layer keeps about a sixth of its input's variance and adds a bias, so after the paper's 6
     strided layers and the residual stack a waveform encoder's outputs are one constant vector
     plus a variation 200 times smaller (spread 0.003 about a mean of norm 0.5 on FSDD). A
-    codebook fitted to that cloud is left behind when the variation grows 300-fold within 20
+    codebook fitted to that cloud is left behind when the variation grows 200-fold within 30
     steps, and all but a few codes fall out of use. With this initialization the outputs vary
     with the input from the first step (spread 0.5) and the codebook keeps up."""
     convs = [m for m in module.modules() if isinstance(m, nn.modules.conv._ConvNd)]
