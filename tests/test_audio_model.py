@@ -24,7 +24,9 @@ from vqvae.inference.audio import (
     speech_lengths,
 )
 from vqvae.models import AudioVQVAE, AudioVQVAEConfig
+from vqvae.models.audio import time_jitter
 from vqvae.nets import NetConfig
+from vqvae.nets.conv import he_init
 from vqvae.nets.wavenet import WaveNetConfig
 from vqvae.quantizers import QuantizerConfig
 from vqvae.runs import RunDir, load_run_model
@@ -61,6 +63,37 @@ def test_forward_is_eq3_with_a_wavenet_likelihood():
     assert 7.0 < out.recon_loss.item() / np.log(2) < 9.0
     out.loss.backward()  # the straight-through estimator carries the gradient to the encoder
     assert model.encoder.net[0].weight.grad.abs().sum() > 0
+
+
+def test_he_init_gives_every_convolution_fan_in_weights_and_zero_biases():
+    torch.manual_seed(0)
+    encoder = he_init(AudioVQVAE(AudioVQVAEConfig()).encoder)
+    convs = [m for m in encoder.modules() if isinstance(m, torch.nn.Conv1d)]
+    for i, conv in enumerate(convs):
+        fan_in = conv.weight[0].numel()
+        gain = 1.0 if i == len(convs) - 1 else 2**0.5  # linear projection last, ReLU before
+        assert float(conv.weight.detach().std()) == pytest.approx(gain / fan_in**0.5, rel=0.15)
+        assert torch.equal(conv.bias, torch.zeros_like(conv.bias))
+
+
+def test_the_speech_encoder_outputs_vary_with_the_input_from_the_first_step():
+    # Under PyTorch's default init the paper's waveform encoder maps speech-level audio (RMS
+    # 0.05) to one constant vector plus a variation ~200 times smaller, and the codebook fitted
+    # to it collapses once the variation grows (docs/speech.md). With he_init the outputs'
+    # spread about their mean is of the order of the mean itself.
+    torch.manual_seed(0)
+    model = AudioVQVAE(AudioVQVAEConfig())
+    x = 0.05 * torch.randn(4, 1, 4096)
+    with torch.no_grad():
+        z = model.encoder(x).movedim(1, -1).reshape(-1, 64)  # (B, D, T') -> (B T', D)
+        spread = float((z - z.mean(0)).norm(dim=1).mean())
+        assert spread > 0.2 * float(z.mean(0).norm())
+        default = AudioVQVAE(AudioVQVAEConfig()).encoder
+        for m in default.modules():  # PyTorch's own initialization, for comparison
+            if isinstance(m, torch.nn.Conv1d):
+                m.reset_parameters()
+        z0 = default(x).movedim(1, -1).reshape(-1, 64)
+        assert float((z0 - z0.mean(0)).norm(dim=1).mean()) < 0.05 * float(z0.mean(0).norm())
 
 
 def test_decode_codes_draws_audio_with_any_speaker_cached_equals_naive():
@@ -274,6 +307,36 @@ def test_input_noise_touches_only_the_training_inputs():
     assert not torch.equal(a.decoder_params, b.decoder_params)  # the inputs were perturbed
     # ... but both are scored against the same clean samples
     assert a.recon_loss.item() != b.recon_loss.item()
+
+
+def test_time_jitter_copies_a_neighbour_and_acts_only_in_training():
+    torch.manual_seed(0)
+    z = torch.randn(3, 5, 40)
+    assert torch.equal(time_jitter(z, 0.0), z)
+    moved = time_jitter(z, 1.0)  # every position takes its left or right neighbour's vector
+    for b in range(3):
+        for t in range(40):
+            # at an end, the neighbour outside is replaced by the position itself
+            options = [z[b, :, min(max(u, 0), 39)] for u in (t - 1, t + 1)]
+            assert any(torch.equal(moved[b, :, t], o) for o in options)
+    half = time_jitter(torch.arange(20000.0).reshape(1, 1, -1), 0.3)[0, 0]
+    changed = (half != torch.arange(20000.0)).float().mean()
+    assert 0.27 < float(changed) < 0.33  # about p of the positions, ends aside
+    with pytest.raises(ValueError, match="time_jitter"):
+        replace(tiny_config(), time_jitter=1.5)
+    jittered = AudioVQVAE(replace(tiny_config(), decoder="mel", time_jitter=0.5))
+    plain = AudioVQVAE(replace(tiny_config(), decoder="mel"))
+    plain.load_state_dict(jittered.state_dict())
+    x, spk = torch.rand(2, 1, 256) * 0.5, torch.tensor([0, 1])
+    jittered.eval(), plain.eval()
+    assert torch.equal(jittered(x, spk).decoder_params, plain(x, spk).decoder_params)
+    jittered.train(), plain.train()
+    torch.manual_seed(1)
+    a = jittered(x, spk)
+    torch.manual_seed(1)
+    b = plain(x, spk)
+    assert torch.equal(a.codes, b.codes)  # the codes are the same; the decoder's input is not
+    assert not torch.equal(a.decoder_params, b.decoder_params)
 
 
 def test_a_code_file_without_codes_says_so(speech_run, tmp_path, capsys):

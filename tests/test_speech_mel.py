@@ -320,3 +320,21 @@ def test_normalised_encoder_codes_do_not_depend_on_the_batch():
     assert torch.equal(model.encode(x)[0], together[0])
     z = model.encoder(torch.cat([x, -x, other]))  # (3, D, T')
     assert z.shape == (3, 8, 8)
+
+
+def test_instance_normalised_encoder_takes_each_utterances_mean_scale_and_level_out():
+    """conv1d-inorm: each utterance's z_e is the plain encoder's output with its own mean
+    and standard deviation per channel over time taken out (eps 1e-5 under the root); at
+    initialization (He, zero biases: a positively homogeneous network) a recording 3x louder
+    gives 3x the plain output, so only the eps tells their codes apart."""
+    torch.manual_seed(0)
+    config = tiny_mel_config()
+    model = AudioVQVAE(replace(config, net=replace(config.net, kind="conv1d-inorm")))
+    x = torch.cat([chirp(512)[None] * 0.5, chirp(512, seed=1)[None] * 0.1])  # (2, 1, 512)
+    with torch.no_grad():
+        z = model.encoder(x)  # (2, D, T')
+        raw = model.encoder.encoder(x)  # (2, D, T'), before the normalisation
+        mean, var = raw.mean(2, keepdim=True), raw.var(2, unbiased=False, keepdim=True)
+        assert torch.allclose(z, (raw - mean) / torch.sqrt(var + 1e-5), atol=1e-5)
+        assert torch.allclose(z.mean(2), torch.zeros(2, 8), atol=1e-5)
+        assert torch.allclose(model.encoder.encoder(3 * x), 3 * raw, atol=1e-6)

@@ -215,11 +215,12 @@ def _speech8k() -> Preset:
     # the 40-band log-mel of each code's samples (``mel``), audio by Griffin-Lim (a trained
     # vocoder did no better in the time: BENCHMARKS.md section 9). Windows of 4,096 samples
     # (64 codes), 32 per batch, Adam at 1e-3 with 150 warm-up steps and a cosine decay to 5%
-    # over 800 steps (docs/speech.md has the measurements).
+    # over 3,000 steps: about 32 minutes on one CPU thread, inside the 40 a user is asked to
+    # wait (docs/speech.md has the measurements; 2e-3 learned slower).
     return Preset(
         AudioVQVAEConfig(input_size=(4096,), decoder="mel"),
         TrainConfig(
-            steps=800,
+            steps=3000,
             batch_size=32,
             lr=1e-3,
             lr_schedule="cosine",

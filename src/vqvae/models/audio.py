@@ -36,6 +36,7 @@ from torch import nn
 from vqvae.models.config import VQVAEConfig
 from vqvae.models.vqvae import VQVAE, VQVAEOutput
 from vqvae.nets import NetConfig
+from vqvae.nets.conv import he_init
 from vqvae.nets.mel_decoder import MelDecoderConfig
 from vqvae.nets.wavenet import WaveNetConfig
 from vqvae.quantizers import QuantizerConfig
@@ -83,6 +84,11 @@ class AudioVQVAEConfig(VQVAEConfig):
     # network its own imperfect samples, and a network that cannot trust its past exactly
     # leans on the codes. See docs/speech.md.
     input_noise: float = 0.0
+    # the chance that each position's z_q is replaced, in training only, by its left or right
+    # neighbour's (half each): the time jitter of Chorowski et al. 2019 (section 3.2), which
+    # keeps a decoder from reading a voice out of where the codes fall; 0 is the paper's
+    # model. See docs/speech.md.
+    time_jitter: float = 0.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "speakers", tuple(self.speakers))
@@ -96,6 +102,8 @@ class AudioVQVAEConfig(VQVAEConfig):
             raise ValueError(f"sample_rate: expected a positive int, got {self.sample_rate}")
         if not self.input_noise >= 0:
             raise ValueError(f"input_noise: expected >= 0, got {self.input_noise}")
+        if not 0 <= self.time_jitter <= 1:
+            raise ValueError(f"time_jitter: expected a chance in [0, 1], got {self.time_jitter}")
         if not self.spectral_weight >= 0 or self.n_mels < 1:
             raise ValueError(
                 f"expected spectral_weight >= 0 and n_mels >= 1, got {self.spectral_weight}, "
@@ -144,6 +152,19 @@ class AudioVQVAEOutput(VQVAEOutput):
     spectral_loss: torch.Tensor
 
 
+def time_jitter(z_q: torch.Tensor, p: float) -> torch.Tensor:
+    """z_q (B, D, T') with each position's vector replaced, with chance ``p``, by the vector
+    of its left or right neighbour (half each; the ends keep their own when the neighbour
+    would fall outside): Chorowski et al. 2019, "Unsupervised speech representation learning
+    using WaveNet autoencoders", section 3.2. Draws from torch's global generator, so a
+    resumed run jitters as one never stopped; the gradient flows to the vectors chosen."""
+    b, d, t = z_q.shape
+    r = torch.rand(b, t, device=z_q.device)  # (B, T')
+    shift = (r < p / 2).long() * -1 + ((r >= p / 2) & (r < p)).long()  # -1, 0 or +1
+    index = (torch.arange(t, device=z_q.device) + shift).clamp(0, t - 1)  # (B, T')
+    return z_q.gather(2, index.unsqueeze(1).expand(b, d, t))  # (B, D, T')
+
+
 class MelHead(nn.Module):
     """z_q (B, D, T') and a speaker embedding (B, E) -> log-mel frames (B, n_mels, T'):
     two 3-wide convolutions and a projection. Given the speaker, the codes need carry only
@@ -177,6 +198,9 @@ class AudioVQVAE(VQVAE):
     def __init__(self, config: AudioVQVAEConfig | None = None) -> None:
         super().__init__(config or AudioVQVAEConfig())
         c = self.config
+        # a waveform encoder under PyTorch's default init outputs nearly a constant, and the
+        # codebook collapses when that changes (he_init's doc; docs/speech.md)
+        he_init(self.encoder)
         self.mel_head = None
         if c.spectral_weight > 0:
             speaker_dim = c.wavenet.speaker_dim if c.speakers else 0
@@ -266,7 +290,10 @@ class AudioVQVAE(VQVAE):
         z_e = self.encoder(x)  # (B, 1, T) -> (B, D, T / hop)
         q = self.quantizer(z_e)
         noise = self.config.input_noise if self.training else 0.0
-        terms = self.decoder.terms(x, q.z_q, speaker, noise)
+        z_q = q.z_q
+        if self.training and self.config.time_jitter > 0:
+            z_q = time_jitter(z_q, self.config.time_jitter)
+        terms = self.decoder.terms(x, z_q, speaker, noise)
         spectral_loss = torch.zeros((), device=x.device)
         if self.mel_head is not None:
             c = self.config

@@ -4,6 +4,7 @@ the WaveNet decoder."""
 
 from vqvae.nets.config import NetConfig, NetKind
 from vqvae.nets.conv import Decoder, Encoder, ResidualBlock
+from vqvae.nets.conv1d_inorm import InstanceNormalisedEncoder
 from vqvae.nets.conv1d_norm import NormalisedEncoder
 from vqvae.nets.mel_decoder import MelDecoder, MelDecoderConfig
 from vqvae.nets.wavenet import FastWaveNetGenerator, WaveNet, WaveNetConfig
@@ -13,6 +14,7 @@ __all__ = [
     "Decoder",
     "Encoder",
     "FastWaveNetGenerator",
+    "InstanceNormalisedEncoder",
     "MelDecoder",
     "MelDecoderConfig",
     "NetConfig",

@@ -8,7 +8,10 @@ k-means refits stop, and all but a few codes fall out of use (a gradient codeboo
 l2-normalised one collapsed likewise). Taking each channel's mean and scale out of z_e leaves
 the codebook only the variation that carries information. Batch statistics, not each
 utterance's own (instance normalisation), so that a code does not depend on how much
-silence pads an utterance in a batch.
+silence pads an utterance in a batch. It did not stop the collapse, whose cause was
+found later: under PyTorch's default initialization the encoder's outputs hardly vary with
+the input at first, then grow 200-fold; ``AudioVQVAE`` now He-initializes its encoder
+(``vqvae.nets.conv.he_init``), and with that the plain ``conv1d`` encoder's codebook keeps up.
 """
 
 from __future__ import annotations
