@@ -2,9 +2,9 @@
 audio networks of the paper's speech experiment (section 4.3): the strided 1-D encoder and
 the WaveNet decoder."""
 
+from vqvae.nets import conv1d_inorm  # noqa: F401 (registers conv1d-inorm)
 from vqvae.nets.config import NetConfig, NetKind
 from vqvae.nets.conv import Decoder, Encoder, ResidualBlock
-from vqvae.nets.conv1d_inorm import InstanceNormalisedEncoder
 from vqvae.nets.conv1d_norm import NormalisedEncoder
 from vqvae.nets.mel_decoder import MelDecoder, MelDecoderConfig
 from vqvae.nets.wavenet import FastWaveNetGenerator, WaveNet, WaveNetConfig
@@ -14,7 +14,6 @@ __all__ = [
     "Decoder",
     "Encoder",
     "FastWaveNetGenerator",
-    "InstanceNormalisedEncoder",
     "MelDecoder",
     "MelDecoderConfig",
     "NetConfig",

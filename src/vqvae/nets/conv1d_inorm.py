@@ -15,32 +15,10 @@ from __future__ import annotations
 
 from torch import nn
 
-from vqvae.nets.config import NetConfig, NetKind
-from vqvae.nets.conv import Decoder, Encoder
-from vqvae.registry import NETS
+from vqvae.nets.conv1d_norm import register_normalised
 
-
-class InstanceNormalisedEncoder(nn.Module):
-    """(B, C, T) -> (B, D, T / 2^n): ``Encoder``, then InstanceNorm1d without affine: each
-    utterance's z_e has zero mean and unit variance per channel over time."""
-
-    def __init__(self, in_channels: int, out_channels: int, config: NetConfig) -> None:
-        super().__init__()
-        self.encoder = Encoder(in_channels, out_channels, config, dims=1)
-        self.norm = nn.InstanceNorm1d(out_channels, affine=False)
-
-    def forward(self, x):
-        return self.norm(self.encoder(x))
-
-
-ABOUT = "conv1d with z_e normalised per utterance and channel (instance norm): voice out of codes"
-NETS.register(
+register_normalised(
     "conv1d-inorm",
-    NetKind(
-        dims=1,
-        encoder=lambda c_in, c_out, config: InstanceNormalisedEncoder(c_in, c_out, config),
-        decoder=lambda c_in, c_out, config: Decoder(c_in, c_out, config, 1),
-        about=ABOUT,
-    ),
-    about=ABOUT,
+    nn.InstanceNorm1d,
+    "conv1d with z_e normalised per utterance and channel (instance norm): voice out of codes",
 )

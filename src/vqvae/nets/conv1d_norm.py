@@ -24,25 +24,40 @@ from vqvae.registry import NETS
 
 
 class NormalisedEncoder(nn.Module):
-    """(B, C, T) -> (B, D, T / 2^n): ``Encoder``, then BatchNorm1d without affine."""
+    """(B, C, T) -> (B, D, T / 2^n): ``Encoder``, then ``norm`` without affine: BatchNorm1d
+    (here) or InstanceNorm1d (``conv1d-inorm``)."""
 
-    def __init__(self, in_channels: int, out_channels: int, config: NetConfig) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        config: NetConfig,
+        norm: type[nn.Module] = nn.BatchNorm1d,
+    ) -> None:
         super().__init__()
         self.encoder = Encoder(in_channels, out_channels, config, dims=1)
-        self.norm = nn.BatchNorm1d(out_channels, affine=False)
+        self.norm = norm(out_channels, affine=False)
 
     def forward(self, x):
         return self.norm(self.encoder(x))
 
 
-ABOUT = "conv1d with z_e normalised per channel (batch statistics): a stationary codebook target"
-NETS.register(
+def register_normalised(name: str, norm: type[nn.Module], about: str) -> None:
+    """Register a 1-D net kind whose encoder ends in ``norm``; the paper's decoder."""
+    NETS.register(
+        name,
+        NetKind(
+            dims=1,
+            encoder=lambda c_in, c_out, config: NormalisedEncoder(c_in, c_out, config, norm),
+            decoder=lambda c_in, c_out, config: Decoder(c_in, c_out, config, 1),
+            about=about,
+        ),
+        about=about,
+    )
+
+
+register_normalised(
     "conv1d-norm",
-    NetKind(
-        dims=1,
-        encoder=lambda c_in, c_out, config: NormalisedEncoder(c_in, c_out, config),
-        decoder=lambda c_in, c_out, config: Decoder(c_in, c_out, config, 1),
-        about=ABOUT,
-    ),
-    about=ABOUT,
+    nn.BatchNorm1d,
+    "conv1d with z_e normalised per channel (batch statistics): a stationary codebook target",
 )
