@@ -1,6 +1,6 @@
 """Quality against codebook size: K = 2^6 .. 2^16 for ``ema``, ``fsq`` and ``lfq`` at one budget.
 
-MAGVIT-v2 (Yu et al. 2023, figure 1) and the FSQ paper (Mentzer et al. 2023, figure 3) claim
+MAGVIT-v2 (Yu et al. 2023) and the FSQ paper (Mentzer et al. 2023) claim
 that implicit codebooks keep improving as K grows where a learned codebook stops (its codes
 go unused). This trains each (data set, kind, K) with one preset's network and budget and
 scores the full test split: PSNR, code usage (share of the K codes used on the test split),
@@ -11,7 +11,8 @@ FSQ takes the FSQ paper's recommended levels for each size (``levels_for``: its 
 LFQ has log2 K bits; EMA has K learned codes, searched in chunks (``_nearest``) so that
 K = 65,536 never holds the whole N x K distance matrix.
 
-Run (about an hour on one thread for both data sets at the default budget):
+Run (MNIST took about 80 minutes on one loaded thread without ``ema`` at 2^16, whose
+100-step refit window alone needs over an hour there: ``--log2-sizes 6,8,10,12,14`` skips it):
 ``OMP_NUM_THREADS=1 python benchmarks/codebook_scaling.py --data-root ../shared/data
 --json scaling.json --plot docs/codebook-scaling.png``; ``--timing-only`` re-measures the
 times alone (quiet machine). Prints a markdown table.
