@@ -12,7 +12,8 @@ LFQ has log2 K bits; EMA has K learned codes, searched in chunks (``_nearest``) 
 K = 65,536 never holds the whole N x K distance matrix.
 
 Run (MNIST took about 80 minutes on one loaded thread without ``ema`` at 2^16, whose
-100-step refit window alone needs over an hour there: ``--log2-sizes 6,8,10,12,14`` leaves out that size):
+100-step refit window alone needs over an hour there; ``--log2-sizes 6,8,10,12,14`` leaves
+out that size):
 ``OMP_NUM_THREADS=1 python benchmarks/codebook_scaling.py --data-root ../shared/data
 --json scaling.json --plot docs/codebook-scaling.png``; ``--timing-only`` re-measures the
 times alone (quiet machine). Prints a markdown table.
