@@ -72,7 +72,20 @@ def broadcast_from_rank0(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
-class Quantizer(nn.Module):
+class UpgradableModule(nn.Module):
+    """A module whose ``upgrade_state_dict`` fills in what weights saved by an older release
+    lack: ``pretrained.load_state_checked`` applies it before comparing names, and a plain
+    ``load_state_dict`` does too (as BatchNorm fills ``num_batches_tracked``)."""
+
+    def upgrade_state_dict(self, state: dict[str, torch.Tensor], prefix: str = "") -> None:
+        raise NotImplementedError
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        self.upgrade_state_dict(state_dict, prefix)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
+class Quantizer(UpgradableModule):
     """Base of the single-codebook quantizers: subclasses say how the codebook learns."""
 
     def __init__(
@@ -125,10 +138,6 @@ class Quantizer(nn.Module):
         if key not in state and flag in state:
             done = self.init_steps if bool(state[flag]) else 0
             state[key] = torch.tensor(done, dtype=torch.long)
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
-        self.upgrade_state_dict(state_dict, prefix)  # as BatchNorm fills num_batches_tracked
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # -- the codebook ------------------------------------------------------------------
     @property

@@ -49,6 +49,7 @@ from torch import nn
 from vqvae.quantizers._projection import projection
 from vqvae.quantizers.base import (
     QuantizerOutput,
+    UpgradableModule,
     broadcast_from_rank0,
     check_codes,
     code_counts,
@@ -103,7 +104,7 @@ def _pattern_probs(log_plus: torch.Tensor, log_minus: torch.Tensor) -> torch.Ten
     return ((log_plus - log_minus) @ bits.t() + log_minus.sum(1, keepdim=True)).exp()
 
 
-class LookupFreeQuantizer(nn.Module):
+class LookupFreeQuantizer(UpgradableModule):
     """LFQ with d = ``num_bits`` binary dimensions: K = 2^d codes (section 3.1).
 
     ``temperature`` (tau) sets how sharply the entropy's soft assignment follows distance.
@@ -142,10 +143,6 @@ class LookupFreeQuantizer(nn.Module):
     def upgrade_state_dict(self, state: dict[str, torch.Tensor], prefix: str = "") -> None:
         """Weights saved before the data-dependent init existed were trained without it."""
         state.setdefault(prefix + "initialized", torch.tensor(True))
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
-        self.upgrade_state_dict(state_dict, prefix)
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @torch.no_grad()
     def _init_projection(self, flat: torch.Tensor) -> None:
