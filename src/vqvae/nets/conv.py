@@ -20,7 +20,6 @@ from vqvae.registry import NETS
 
 _CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
 _CONV_T = {1: nn.ConvTranspose1d, 2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}
-_KIND = {1: "conv1d", 2: "conv2d", 3: "conv3d"}
 
 
 class ResidualBlock(nn.Module):
@@ -32,7 +31,7 @@ class ResidualBlock(nn.Module):
     ) -> None:
         super().__init__()
         conv = _CONV[dims]
-        config = config or NetConfig(kind=_KIND[dims])
+        config = config or NetConfig()  # the paper's ReLU, no norm
         self.block = nn.Sequential(
             *config.act(channels),
             conv(channels, residual_channels, 3, padding=1),
