@@ -291,19 +291,24 @@ def test_probe_command_reads_digits_and_speakers_from_codes(speech_run, speech_f
     assert 0.0 <= result["digit"]["accuracy"] <= 1.0
 
 
+def _training_only_twins(option: AudioVQVAEConfig, plain: AudioVQVAEConfig, samples: int):
+    """Two models with the same weights, one with a training-only option: asserts they are
+    equal in eval mode, and returns their training forwards under one seed (option, plain)."""
+    with_option, without = AudioVQVAE(option), AudioVQVAE(plain)
+    without.load_state_dict(with_option.state_dict())
+    x, spk = torch.rand(2, 1, samples) * 0.5, torch.tensor([0, 1])
+    with_option.eval(), without.eval()
+    assert torch.equal(with_option(x, spk).decoder_params, without(x, spk).decoder_params)
+    with_option.train(), without.train()
+    torch.manual_seed(1)
+    a = with_option(x, spk)
+    torch.manual_seed(1)
+    return a, without(x, spk)
+
+
 def test_input_noise_touches_only_the_training_inputs():
     torch.manual_seed(0)
-    noisy = AudioVQVAE(replace(tiny_config(), input_noise=3.0))
-    clean = AudioVQVAE(tiny_config())
-    clean.load_state_dict(noisy.state_dict())
-    x, spk = torch.rand(2, 1, 128) * 0.5, torch.tensor([0, 1])
-    noisy.eval(), clean.eval()
-    assert torch.equal(noisy(x, spk).decoder_params, clean(x, spk).decoder_params)
-    noisy.train(), clean.train()
-    torch.manual_seed(1)
-    a = noisy(x, spk)
-    torch.manual_seed(1)
-    b = clean(x, spk)
+    a, b = _training_only_twins(replace(tiny_config(), input_noise=3.0), tiny_config(), 128)
     assert not torch.equal(a.decoder_params, b.decoder_params)  # the inputs were perturbed
     # ... but both are scored against the same clean samples
     assert a.recon_loss.item() != b.recon_loss.item()
@@ -324,17 +329,8 @@ def test_time_jitter_copies_a_neighbour_and_acts_only_in_training():
     assert 0.27 < float(changed) < 0.33  # about p of the positions, ends aside
     with pytest.raises(ValueError, match="time_jitter"):
         replace(tiny_config(), time_jitter=1.5)
-    jittered = AudioVQVAE(replace(tiny_config(), decoder="mel", time_jitter=0.5))
-    plain = AudioVQVAE(replace(tiny_config(), decoder="mel"))
-    plain.load_state_dict(jittered.state_dict())
-    x, spk = torch.rand(2, 1, 256) * 0.5, torch.tensor([0, 1])
-    jittered.eval(), plain.eval()
-    assert torch.equal(jittered(x, spk).decoder_params, plain(x, spk).decoder_params)
-    jittered.train(), plain.train()
-    torch.manual_seed(1)
-    a = jittered(x, spk)
-    torch.manual_seed(1)
-    b = plain(x, spk)
+    mel = replace(tiny_config(), decoder="mel")
+    a, b = _training_only_twins(replace(mel, time_jitter=0.5), mel, 256)
     assert torch.equal(a.codes, b.codes)  # the codes are the same; the decoder's input is not
     assert not torch.equal(a.decoder_params, b.decoder_params)
 
