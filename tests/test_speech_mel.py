@@ -338,3 +338,64 @@ def test_instance_normalised_encoder_takes_each_utterances_mean_scale_and_level_
         assert torch.allclose(z, (raw - mean) / torch.sqrt(var + 1e-5), atol=1e-5)
         assert torch.allclose(z.mean(2), torch.zeros(2, 8), atol=1e-5)
         assert torch.allclose(model.encoder.encoder(3 * x), 3 * raw, atol=1e-6)
+
+
+def test_spectrogram_encoder_reads_each_codes_own_frames():
+    """spectrogram1d: one z_e per 64 samples, computed from the log power spectrum of the
+    samples around that code: changing the first code's samples leaves z_e unchanged beyond
+    the convolutions' reach (2 frames of the STFT window's overlap, 4 of the 3-wide layers)."""
+    torch.manual_seed(0)
+    config = tiny_mel_config()
+    model = AudioVQVAE(replace(config, net=replace(config.net, kind="spectrogram1d")))
+    x = chirp(2048)[None]  # (1, 1, 2048): 32 codes
+    changed = x.clone()
+    changed[..., :64] = torch.randn(64)
+    with torch.no_grad():
+        z, z_changed = model.encoder(x), model.encoder(changed)
+    assert z.shape == (1, 8, 32)
+    moved = (z - z_changed).abs().amax(1)[0]  # (32,)
+    assert moved[0] > 1e-3 and torch.equal(z[..., 7:], z_changed[..., 7:])
+
+
+def test_spectrogram_encoder_trains_and_converts(speech_folder, tmp_path):
+    out = tmp_path / "spec"
+    assert train_speech(speech_folder, out, 4, *TINY_MEL, "--set", "net.kind=spectrogram1d") == 0
+    assert RunDir(out).read_config()["config"]["net"]["kind"] == "spectrogram1d"
+    src, one = speech_folder / "1_amy_0.wav", tmp_path / "as_bob.wav"
+    assert main(["convert", str(out), str(src), "--speaker", "bob", "--out", str(one)]) == 0
+    assert len(read_audio(one, RATE)) == len(read_audio(src, RATE))
+
+
+def test_speaker_adversary_learns_the_speaker_and_pushes_the_encoder_the_other_way():
+    """speaker_adversary: the classifier gets its cross-entropy's own gradient, the encoder
+    that gradient negated (gradient reversal); the model's loss adds it at its weight."""
+    torch.manual_seed(0)
+    model = AudioVQVAE(replace(tiny_mel_config(), speaker_adversary=0.5))
+    x = torch.cat([chirp(512)[None], chirp(512, seed=1)[None]])  # (2, 1, 512)
+    speaker = torch.tensor([0, 1])
+    model(x, speaker)  # a training step's codebook fit
+    model.eval()
+    out = model(x, speaker)
+    assert out.adversary_loss > 0
+    torch.testing.assert_close(out.loss, out.recon_loss + out.vq_loss + 0.5 * out.adversary_loss)
+
+    def grads(loss):
+        model.zero_grad()
+        loss.backward()
+        encoder = [p.grad.clone() for p in model.encoder.parameters()]
+        adversary = [p.grad.clone() for p in model.speaker_adversary.parameters()]
+        return encoder, adversary
+
+    enc_reversed, adv_reversed = grads(model(x, speaker).adversary_loss)
+    logits = model.speaker_adversary(model.encoder(x))
+    enc_plain, adv_plain = grads(torch.nn.functional.cross_entropy(logits, speaker))
+    assert any(g.abs().max() > 0 for g in enc_plain)
+    for a, b in zip(enc_reversed, enc_plain, strict=True):
+        torch.testing.assert_close(a, -b)
+    for a, b in zip(adv_reversed, adv_plain, strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_speaker_adversary_needs_speakers():
+    with pytest.raises(ValueError, match="speaker_adversary: a speaker classifier needs"):
+        replace(tiny_mel_config(), speakers=(), speaker_adversary=0.1)

@@ -38,6 +38,7 @@ from vqvae.models.vqvae import VQVAE, VQVAEOutput
 from vqvae.nets import NetConfig
 from vqvae.nets.conv import he_init
 from vqvae.nets.mel_decoder import MelDecoderConfig
+from vqvae.nets.speaker_adversary import SpeakerAdversary
 from vqvae.nets.wavenet import WaveNetConfig
 from vqvae.quantizers import QuantizerConfig
 from vqvae.registry import MODELS, SPEECH_DECODERS
@@ -89,6 +90,10 @@ class AudioVQVAEConfig(VQVAEConfig):
     # keeps a decoder from reading a voice out of where the codes fall; 0 is the paper's
     # model. See docs/speech.md.
     time_jitter: float = 0.0
+    # weight of a speaker classifier on z_e whose gradient the encoder receives reversed
+    # (``vqvae.nets.speaker_adversary``): codes about what is said, not who says it; 0 is the
+    # paper's model. See docs/speech.md.
+    speaker_adversary: float = 0.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "speakers", tuple(self.speakers))
@@ -109,6 +114,10 @@ class AudioVQVAEConfig(VQVAEConfig):
                 f"expected spectral_weight >= 0 and n_mels >= 1, got {self.spectral_weight}, "
                 f"{self.n_mels}"
             )
+        if not self.speaker_adversary >= 0:
+            raise ValueError(f"speaker_adversary: expected >= 0, got {self.speaker_adversary}")
+        if self.speaker_adversary > 0 and not self.speakers:
+            raise ValueError("speaker_adversary: a speaker classifier needs speakers, got none")
         if self.vocoder_steps < 0:
             raise ValueError(f"vocoder_steps: expected >= 0, got {self.vocoder_steps}")
         if len(set(self.speakers)) != len(self.speakers):
@@ -147,9 +156,11 @@ class AudioVQVAEOutput(VQVAEOutput):
     true mu-law samples (nats per sample) and ``x_hat`` (B, 1, T) the expected amplitudes; for
     ``mel``, ``decoder_params`` and ``x_hat`` the predicted log-mel (B, n_mels, T') and
     ``recon_loss`` its L1 error. ``spectral_loss`` is the WaveNet's auxiliary log-mel error
-    (0 when ``spectral_weight`` is 0)."""
+    (0 when ``spectral_weight`` is 0); ``adversary_loss`` the speaker classifier's
+    cross-entropy on z_e (0 when ``speaker_adversary`` is 0)."""
 
     spectral_loss: torch.Tensor
+    adversary_loss: torch.Tensor
 
 
 def time_jitter(z_q: torch.Tensor, p: float) -> torch.Tensor:
@@ -205,6 +216,9 @@ class AudioVQVAE(VQVAE):
         if c.spectral_weight > 0:
             speaker_dim = c.wavenet.speaker_dim if c.speakers else 0
             self.mel_head = MelHead(c.quantizer.code_dim, speaker_dim, c.n_mels)
+        self.speaker_adversary = None
+        if c.speaker_adversary > 0:
+            self.speaker_adversary = SpeakerAdversary(c.quantizer.code_dim, len(c.speakers))
         # not a submodule: a vocoder is trained apart and serves many runs (use_vocoder)
         self.__dict__["_vocoder"] = None
 
@@ -294,17 +308,22 @@ class AudioVQVAE(VQVAE):
         if self.training and self.config.time_jitter > 0:
             z_q = time_jitter(z_q, self.config.time_jitter)
         terms = self.decoder.terms(x, z_q, speaker, noise)
+        c = self.config
         spectral_loss = torch.zeros((), device=x.device)
         if self.mel_head is not None:
-            c = self.config
             target = log_mel_frames(x[:, 0], self.hop, c.sample_rate, c.n_mels)  # (B, M, T')
             predicted = self.mel_head(q.z_q, self.decoder.speaker_embedding(speaker))
             spectral_loss = F.mse_loss(predicted, target)
+        adversary_loss = torch.zeros((), device=x.device)
+        if self.speaker_adversary is not None:
+            adversary_loss = self.speaker_adversary.loss(z_e, speaker)
+        extra = c.spectral_weight * spectral_loss + c.speaker_adversary * adversary_loss
         return AudioVQVAEOutput(
             spectral_loss=spectral_loss,
+            adversary_loss=adversary_loss,
             x_hat=terms.x_hat,
             codes=q.codes,
-            loss=terms.recon_loss + q.loss + self.config.spectral_weight * spectral_loss,
+            loss=terms.recon_loss + q.loss + extra,
             recon_loss=terms.recon_loss,
             vq_loss=q.loss,
             perplexity=q.perplexity,

@@ -2,7 +2,7 @@
 audio networks of the paper's speech experiment (section 4.3): the strided 1-D encoder and
 the WaveNet decoder."""
 
-from vqvae.nets import conv1d_inorm  # noqa: F401 (registers conv1d-inorm)
+from vqvae.nets import conv1d_inorm, spectrogram1d  # noqa: F401 (register their kinds)
 from vqvae.nets.config import NetConfig, NetKind
 from vqvae.nets.conv import Decoder, Encoder, ResidualBlock
 from vqvae.nets.conv1d_norm import NormalisedEncoder

@@ -66,6 +66,7 @@ def audio_step(
                 **recon,
                 "vq_loss": out.vq_loss.item(),
                 "spectral_loss": out.spectral_loss.item(),
+                "speaker_adversary": out.adversary_loss.item(),
                 "perplexity": out.perplexity.item(),
                 "code_usage": torch.unique(out.codes).numel() / model.num_codes,
                 "restarted": out.quantizer.num_restarted,
