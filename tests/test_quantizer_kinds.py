@@ -35,7 +35,7 @@ def test_set_kind_alone_gives_about_the_presets_codes(kind) -> None:
         }
     )
     model = VQVAE(config)
-    assert model.num_codes == 512  # fsq: 8x8x8, lfq: 9 bits, others K itself
+    assert model.num_codes == 4096  # fsq: the preset's 16x16x16 levels, lfq: 12 bits
     assert model.encode(torch.zeros(2, 1, 28, 28)).shape == (2, 7, 7)
 
 
