@@ -100,6 +100,18 @@ def test_nearest_code_chunked_equals_one_shot():
     assert_nearest(one_shot, z, e)
 
 
+def test_nearest_code_in_blocks_of_codes_equals_one_shot_and_keeps_the_first_of_ties():
+    z, e = torch.randn(301, 8), torch.randn(90, 8)
+    e[70] = e[5]  # the same vector in the first block and a later one: argmin keeps 5
+    e[41] = e[40]  # and twice within one block
+    z[:3] = torch.stack([e[5], e[40], e[89]])
+    one_shot = nearest_code(z, e)
+    assert one_shot[:3].tolist() == [5, 40, 89]
+    for rows, block in ((7, 16), (50, 30), (1, 89), (301, 1)):
+        blocked = nearest_code(z, e, chunk_bytes=rows * block * 4, code_block=block)
+        assert torch.equal(blocked, one_shot)
+
+
 def test_nearest_code_chunk_stays_within_budget(monkeypatch):
     """Every distance block the search allocates is at most chunk_bytes (issue 2, item 6)."""
     blocks = []
@@ -113,10 +125,11 @@ def test_nearest_code_chunk_stays_within_budget(monkeypatch):
     k, budget = 300, 300 * 4 * 10  # ten rows per chunk
     nearest_code(torch.randn(95, 4), torch.randn(k, 4), chunk_bytes=budget)
     assert len(blocks) == 10 and max(blocks) <= budget
-    # the default budget at the issue's 65,536 x 65,536 shape
+    # the default budget at the issue's 65,536 x 65,536 shape: blocks of codes
     blocks.clear()
-    rows = _nearest.CHUNK_BYTES // (4 * 65_536)
-    assert rows * 65_536 * 4 <= _nearest.CHUNK_BYTES <= 256 * 2**20
+    nearest_code(torch.randn(3000, 4), torch.randn(3 * _nearest.CODE_BLOCK, 4))
+    assert len(blocks) == 3 * -(-3000 // (_nearest.CHUNK_BYTES // (4 * _nearest.CODE_BLOCK)))
+    assert max(blocks) <= _nearest.CHUNK_BYTES <= 256 * 2**20
 
 
 def test_nearest_code_is_float32_under_autocast():
