@@ -398,4 +398,12 @@ def test_speaker_adversary_learns_the_speaker_and_pushes_the_encoder_the_other_w
 
 def test_speaker_adversary_needs_speakers():
     with pytest.raises(ValueError, match="speaker_adversary: a speaker classifier needs"):
-        replace(tiny_mel_config(), speakers=(), speaker_adversary=0.1)
+        AudioVQVAE(replace(tiny_mel_config(), speakers=(), speaker_adversary=0.1))
+
+
+def test_speaker_adversary_trains_from_the_command_line(speech_folder, tmp_path):
+    """--set speaker_adversary=W before the CLI names the data's speakers; the term is logged."""
+    out = tmp_path / "adv"
+    assert train_speech(speech_folder, out, 2, *TINY_MEL, "--set", "speaker_adversary=0.1") == 0
+    records = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert all(r["speaker_adversary"] > 0 for r in records if r["split"] == "train")

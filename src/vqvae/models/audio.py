@@ -116,8 +116,6 @@ class AudioVQVAEConfig(VQVAEConfig):
             )
         if not self.speaker_adversary >= 0:
             raise ValueError(f"speaker_adversary: expected >= 0, got {self.speaker_adversary}")
-        if self.speaker_adversary > 0 and not self.speakers:
-            raise ValueError("speaker_adversary: a speaker classifier needs speakers, got none")
         if self.vocoder_steps < 0:
             raise ValueError(f"vocoder_steps: expected >= 0, got {self.vocoder_steps}")
         if len(set(self.speakers)) != len(self.speakers):
@@ -218,6 +216,8 @@ class AudioVQVAE(VQVAE):
             self.mel_head = MelHead(c.quantizer.code_dim, speaker_dim, c.n_mels)
         self.speaker_adversary = None
         if c.speaker_adversary > 0:
+            if not c.speakers:  # checked here: the CLI names the speakers after --set
+                raise ValueError("speaker_adversary: a speaker classifier needs speakers, got none")
             self.speaker_adversary = SpeakerAdversary(c.quantizer.code_dim, len(c.speakers))
         # not a submodule: a vocoder is trained apart and serves many runs (use_vocoder)
         self.__dict__["_vocoder"] = None
