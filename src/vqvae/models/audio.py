@@ -92,7 +92,7 @@ class AudioVQVAEConfig(VQVAEConfig):
     time_jitter: float = 0.0
     # weight of a speaker classifier on z_e whose gradient the encoder receives reversed
     # (``vqvae.nets.speaker_adversary``): codes about what is said, not who says it; 0 is the
-    # paper's model. See docs/speech.md.
+    # paper's model; off for data without speakers. See docs/speech.md.
     speaker_adversary: float = 0.0
 
     def __post_init__(self) -> None:
@@ -215,9 +215,7 @@ class AudioVQVAE(VQVAE):
             speaker_dim = c.wavenet.speaker_dim if c.speakers else 0
             self.mel_head = MelHead(c.quantizer.code_dim, speaker_dim, c.n_mels)
         self.speaker_adversary = None
-        if c.speaker_adversary > 0:
-            if not c.speakers:  # checked here: the CLI names the speakers after --set
-                raise ValueError("speaker_adversary: a speaker classifier needs speakers, got none")
+        if c.speaker_adversary > 0 and c.speakers:  # no speakers, nothing to hide
             self.speaker_adversary = SpeakerAdversary(c.quantizer.code_dim, len(c.speakers))
         # not a submodule: a vocoder is trained apart and serves many runs (use_vocoder)
         self.__dict__["_vocoder"] = None
