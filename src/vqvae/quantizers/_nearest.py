@@ -3,11 +3,12 @@
 argmin_k ||z - e_k||^2 = argmin_k (||e_k||^2 - 2 z.e_k), since ||z||^2 does not depend on k:
 one matrix product per block, in float32 even under autocast (half precision distances pick
 the wrong code often enough to hurt), with no autograd graph. When the N x K distance
-matrix would exceed ``one_shot_bytes`` it is never held whole: rows are searched a chunk at
-a time, and within a chunk the codes a block of ``code_block`` at a time, keeping each row's
-nearest so far, each block ``chunk_bytes`` at most. Blocks near the CPU's cache size are
+matrix would exceed ``ONE_SHOT_BYTES`` (or ``chunk_bytes``, if smaller) it is never held
+whole: rows are searched a chunk at a time, and within a chunk the codes a block of
+``code_block`` at a time, keeping each row's nearest so far, each block ``chunk_bytes`` at
+most. Blocks near the CPU's cache size are
 what make a large K fast: against chunks of 64 MiB of whole rows (release 0.3's search), one
-MNIST batch's 6,272 vectors were searched 1.2-2.5x faster among 4,096 to 65,536 codes
+MNIST batch's 6,272 vectors were searched 1.45-1.95x faster among 4,096 to 65,536 codes
 (``benchmarks/nearest_search.py``, BENCHMARKS.md section 8).
 """
 
@@ -29,12 +30,10 @@ def nearest_code(
     codebook: torch.Tensor,
     chunk_bytes: int = CHUNK_BYTES,
     code_block: int = CODE_BLOCK,
-    one_shot_bytes: int | None = None,
 ) -> torch.Tensor:
     """Index of the nearest codebook row for every row of ``z`` (the first on a tie).
 
-    z: (N, D), codebook: (K, D) -> (N,) int64. ``one_shot_bytes`` defaults to
-    ``ONE_SHOT_BYTES``, or to ``chunk_bytes`` when that is given smaller.
+    z: (N, D), codebook: (K, D) -> (N,) int64.
     """
     if z.dim() != 2 or codebook.dim() != 2 or z.shape[1] != codebook.shape[1]:
         raise ValueError(
@@ -47,9 +46,7 @@ def nearest_code(
         n, k = z.shape[0], e.shape[0]
         e_sq = e.pow(2).sum(1)  # (K,)
         e_t = e.t().contiguous()  # (D, K)
-        if one_shot_bytes is None:
-            one_shot_bytes = min(ONE_SHOT_BYTES, chunk_bytes)
-        if 4 * n * k <= one_shot_bytes:
+        if 4 * n * k <= min(ONE_SHOT_BYTES, chunk_bytes):
             # ||e||^2 - 2 z.e in one fused call: (N, D) @ (D, K) -> (N, K)
             return torch.addmm(e_sq, z, e_t, alpha=-2.0).argmin(1)
         cols = min(k, code_block)
