@@ -33,6 +33,7 @@ from vqvae.spectral import (
     mel_to_magnitude,
     spectral_convergence,
     stft,
+    warp_frequencies,
 )
 from vqvae.train.schedule import lr_factor
 from vqvae.train.vocoder import vocoder_losses
@@ -364,6 +365,93 @@ def test_spectrogram_encoder_trains_and_converts(speech_folder, tmp_path):
     src, one = speech_folder / "1_amy_0.wav", tmp_path / "as_bob.wav"
     assert main(["convert", str(out), str(src), "--speaker", "bob", "--out", str(one)]) == 0
     assert len(read_audio(one, RATE)) == len(read_audio(src, RATE))
+
+
+def test_warp_frequencies_moves_a_peak_and_keeps_a_factor_of_one_exact():
+    spectra = torch.zeros(2, 65, 3)  # (B, F, T')
+    spectra[:, 10] = 1.0  # a harmonic at bin 10 in both clips
+    warped = warp_frequencies(spectra, torch.tensor([1.0, 2.0]))
+    assert torch.equal(warped[0], spectra[0])
+    assert warped[1, :, 0].argmax() == 20 and warped[1, 20, 0] == 1.0  # moved up an octave
+    ramp = torch.arange(65.0).reshape(1, 65, 1)
+    down = warp_frequencies(ramp, torch.tensor([0.5]))[0, :, 0]
+    assert torch.equal(down[:33], 2 * torch.arange(33.0)) and (down[33:] == 64).all()
+
+
+def test_frequency_warp_acts_on_the_spectrogram_encoders_input_in_training_only():
+    """frequency_warp: eval mode is the plain model; in training the spectra are stretched
+    (so z_e changes), by draws from torch's generator (so a resumed run repeats them)."""
+    config = tiny_mel_config()
+    spec = replace(config, net=replace(config.net, kind="spectrogram1d"))
+    torch.manual_seed(0)
+    warped, plain = AudioVQVAE(replace(spec, frequency_warp=0.5)), AudioVQVAE(spec)
+    plain.load_state_dict(warped.state_dict())
+    x = torch.cat([chirp(512)[None], chirp(512, seed=1)[None]])  # (2, 1, 512)
+    warped.eval(), plain.eval()
+    assert torch.equal(warped.encoder(x), plain.encoder(x))
+    warped.train(), plain.train()
+    assert not torch.equal(warped.encoder(x), plain.encoder(x))
+    torch.manual_seed(3)
+    a = warped.encoder(x)
+    torch.manual_seed(3)
+    assert torch.equal(warped.encoder(x), a)  # draws from torch's generator: resumable
+    with pytest.raises(ValueError, match="frequency_warp stretches spectra: it needs"):
+        replace(config, frequency_warp=0.2)  # a waveform encoder has no spectra to stretch
+    with pytest.raises(ValueError, match="frequency_warp: expected >= 0"):
+        replace(spec, frequency_warp=-0.1)
+
+
+def test_spectrogram_inorm_normalises_each_clips_codes_over_time():
+    config = tiny_mel_config()
+    model = AudioVQVAE(replace(config, net=replace(config.net, kind="spectrogram1d-inorm")))
+    x = torch.cat([chirp(2048)[None] * 0.5, chirp(2048, seed=1)[None] * 0.1])  # (2, 1, 2048)
+    with torch.no_grad():
+        z = model.encoder(x)  # (2, D, 32)
+    assert torch.allclose(z.mean(2), torch.zeros(2, 8), atol=1e-5)
+    assert torch.allclose(z.var(2, unbiased=False), torch.ones(2, 8), atol=1e-3)
+
+
+def test_adain_normalises_each_blocks_features_before_the_speakers_scale_and_shift():
+    """mel_decoder.adain: each block's convolution output has zero mean and unit spread per
+    clip and channel before FiLM, so the voice comes from the speaker embedding alone."""
+    torch.manual_seed(0)
+    config = replace(tiny_mel_config(), mel_decoder=MelDecoderConfig(16, 2, 4, adain=True))
+    decoder = AudioVQVAE(config).decoder
+    seen = []
+    decoder.blocks[0].norm.register_forward_hook(lambda m, i, out: seen.append(out))
+    z_q = torch.randn(2, 8, 30)  # (B, D, T')
+    mels = decoder(z_q, torch.tensor([0, 1]))
+    assert mels.shape == (2, 40, 30)
+    torch.testing.assert_close(seen[0].mean(2), torch.zeros(2, 16), atol=1e-5, rtol=0)
+    torch.testing.assert_close(seen[0].var(2, unbiased=False), torch.ones(2, 16), atol=1e-3, rtol=0)
+    other = decoder(z_q, torch.tensor([1, 0]))  # the voice changes with the speaker
+    assert not torch.allclose(mels, other)
+    plain = AudioVQVAE(tiny_mel_config()).decoder  # the default keeps plain FiLM
+    assert isinstance(plain.blocks[0].norm, torch.nn.Identity)
+
+
+def test_content_cycle_reads_a_conversion_back_in_training_only():
+    """content_cycle: in training the loss adds the squared error between z_e of the clip
+    decoded as another speaker and the clip's own z_q; evaluation and one speaker skip it."""
+    config = tiny_mel_config()
+    spec = replace(config, net=replace(config.net, kind="spectrogram1d"), content_cycle=0.5)
+    torch.manual_seed(0)
+    model = AudioVQVAE(spec)
+    x, speaker = torch.cat([chirp(512)[None], chirp(512, seed=1)[None]]), torch.tensor([0, 1])
+    out = model(x, speaker)
+    assert out.cycle_loss > 0
+    torch.testing.assert_close(out.loss, out.recon_loss + out.vq_loss + 0.5 * out.cycle_loss)
+    # with two speakers "another" is the other one: the term is computable by hand
+    converted = model.decoder(out.quantizer.z_q, torch.tensor([1, 0]))
+    z_e = model.encoder.read_log_mel(converted, spec.mel_settings)
+    torch.testing.assert_close(
+        model.conversion_cycle(out.quantizer.z_q, out.quantizer.z_q, speaker),
+        torch.nn.functional.mse_loss(z_e, out.quantizer.z_q),
+    )
+    model.eval()
+    assert model(x, speaker).cycle_loss == 0
+    with pytest.raises(ValueError, match="content_cycle reads a conversion's log-mel back"):
+        replace(config, content_cycle=0.5)  # a waveform encoder
 
 
 def test_speaker_adversary_learns_the_speaker_and_pushes_the_encoder_the_other_way():

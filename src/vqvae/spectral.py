@@ -187,6 +187,21 @@ def istft(spec: torch.Tensor, n_fft: int, hop: int) -> torch.Tensor:
     return (audio / norm.clamp(min=1e-8))[:, side : side + n_frames * hop]
 
 
+def warp_frequencies(spectra: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
+    """Spectra (B, F, T') with clip b's frequency axis stretched by ``factors[b]`` (B,):
+    output bin f reads the input at bin f / factor, linearly interpolated (the top bin
+    repeats beyond it). A factor above 1 moves the harmonics and formants up, as a shorter
+    vocal tract would: vocal tract length perturbation (Jaitly and Hinton 2013)."""
+    bins = spectra.shape[1]
+    f = torch.arange(bins, device=spectra.device, dtype=spectra.dtype)  # (F,)
+    source = (f[None, :] / factors[:, None].to(spectra.dtype)).clamp(max=bins - 1)  # (B, F)
+    low = source.floor().long().clamp(max=bins - 2)  # (B, F)
+    frac = (source - low).unsqueeze(-1)  # (B, F, 1)
+    below = spectra.gather(1, low.unsqueeze(-1).expand_as(spectra))  # (B, F, T')
+    above = spectra.gather(1, (low + 1).unsqueeze(-1).expand_as(spectra))
+    return below + frac * (above - below)
+
+
 def mel_matrix(settings: MelSettings, like: torch.Tensor) -> torch.Tensor:
     """The mel filters (n_mels, n_fft // 2 + 1) as a tensor of ``like``'s dtype and device."""
     return torch.from_numpy(mel_filters(settings.sample_rate, settings.n_fft, settings.n_mels)).to(
@@ -202,12 +217,16 @@ def log_mel_frames(x: torch.Tensor, hop: int, sample_rate: int, n_mels: int) -> 
     return torch.log(mel_matrix(settings, x) @ power + LOG_FLOOR)  # (B, n_mels, T')
 
 
-def mel_to_magnitude(log_mel: torch.Tensor, settings: MelSettings) -> torch.Tensor:
-    """Log-mel frames (B, n_mels, T') -> an STFT magnitude (B, n_fft // 2 + 1, T'): the
+def mel_to_power(log_mel: torch.Tensor, settings: MelSettings) -> torch.Tensor:
+    """Log-mel frames (B, n_mels, T') -> an STFT power (B, n_fft // 2 + 1, T'): the
     least-squares power under the filters (their pseudo-inverse), clipped at zero."""
     inverse = torch.linalg.pinv(mel_matrix(settings, log_mel))  # (n_fft/2 + 1, n_mels)
-    power = inverse @ (log_mel.exp() - LOG_FLOOR).clamp(min=0)
-    return power.clamp(min=0).sqrt()
+    return (inverse @ (log_mel.exp() - LOG_FLOOR).clamp(min=0)).clamp(min=0)
+
+
+def mel_to_magnitude(log_mel: torch.Tensor, settings: MelSettings) -> torch.Tensor:
+    """Log-mel frames (B, n_mels, T') -> an STFT magnitude: ``mel_to_power``'s root."""
+    return mel_to_power(log_mel, settings).sqrt()
 
 
 def spectral_convergence(magnitude: torch.Tensor, audio: torch.Tensor, n_fft: int, hop: int):

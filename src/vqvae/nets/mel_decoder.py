@@ -30,6 +30,10 @@ class MelDecoderConfig:
     hidden_channels: int = 256
     num_blocks: int = 8  # dilations 1, 2, 4, 8, 1, 2, 4, 8, ...
     speaker_dim: int = 64  # width of the learned speaker embedding
+    # each block's features normalised per clip and channel over time before the speaker's
+    # scale and shift (adaptive instance normalisation, as AdaIN-VC: Chou et al. 2019), so
+    # that a voice the codes carry is replaced by the embedding's; False: plain FiLM
+    adain: bool = False
     # set from the model's config (``AudioVQVAEConfig``): the codes, the mels, the speakers
     code_dim: int = 64
     n_mels: int = 40
@@ -47,16 +51,18 @@ class MelDecoderConfig:
 
 
 class FiLMBlock(nn.Module):
-    """h + conv1x1(GELU(FiLM(conv3_dilated(GELU(h))))): (B, C, T') -> (B, C, T')."""
+    """h + conv1x1(GELU(FiLM(conv3_dilated(GELU(h))))): (B, C, T') -> (B, C, T'); with
+    ``adain`` the FiLM reads the convolution's output instance-normalised."""
 
-    def __init__(self, channels: int, dilation: int, speaker_dim: int) -> None:
+    def __init__(self, channels: int, dilation: int, speaker_dim: int, adain: bool) -> None:
         super().__init__()
         self.conv = nn.Conv1d(channels, channels, 3, padding=dilation, dilation=dilation)
+        self.norm = nn.InstanceNorm1d(channels) if adain else nn.Identity()
         self.film = nn.Linear(speaker_dim, 2 * channels) if speaker_dim else None
         self.out = nn.Conv1d(channels, channels, 1)
 
     def forward(self, h: torch.Tensor, speaker: torch.Tensor | None) -> torch.Tensor:
-        y = self.conv(F.gelu(h))  # (B, C, T')
+        y = self.norm(self.conv(F.gelu(h)))  # (B, C, T')
         if self.film is not None:
             scale, shift = self.film(speaker).unsqueeze(-1).chunk(2, dim=1)  # (B, C, 1) each
             y = y * (1 + scale) + shift
@@ -76,7 +82,9 @@ class MelDecoder(nn.Module, PretrainedMixin):
         self.speakers = nn.Embedding(c.num_speakers, c.speaker_dim) if c.num_speakers else None
         film = c.speaker_dim if c.num_speakers else 0
         self.inp = nn.Conv1d(c.code_dim, c.hidden_channels, 1)
-        self.blocks = nn.ModuleList(FiLMBlock(c.hidden_channels, d, film) for d in c.dilations)
+        self.blocks = nn.ModuleList(
+            FiLMBlock(c.hidden_channels, d, film, c.adain) for d in c.dilations
+        )
         self.out = nn.Conv1d(c.hidden_channels, c.n_mels, 1)
 
     @classmethod

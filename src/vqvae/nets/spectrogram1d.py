@@ -18,13 +18,15 @@ not make a step cheaper there: the mel decoder dominates the step's time.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
 from vqvae.nets.config import NetConfig, NetKind
 from vqvae.nets.conv import Decoder, residual_stack
 from vqvae.registry import NETS
-from vqvae.spectral import LOG_FLOOR, stft
+from vqvae.spectral import LOG_FLOOR, MelSettings, mel_to_power, stft, warp_frequencies
 
 # FSDD's log power per bin (8 kHz, 256-sample windows): mean -7.6, standard deviation 4.0,
 # measured over 30 recordings; the input is centred and scaled by these so that the first
@@ -34,13 +36,23 @@ LOG_POWER_STD = 4.0
 
 
 class SpectrogramEncoder(nn.Module):
-    """(B, 1, T) -> (B, D, T / hop): log power spectra, one frame per code, then convolutions."""
+    """(B, 1, T) -> (B, D, T / hop): log power spectra, one frame per code, then convolutions.
 
-    def __init__(self, in_channels: int, out_channels: int, config: NetConfig) -> None:
+    ``warp`` (set by the model from ``AudioVQVAEConfig.frequency_warp``; 0: off): in training,
+    each clip's spectra are stretched along frequency by a factor drawn log-uniformly from
+    [1 / (1 + warp), 1 + warp] (``vqvae.spectral.warp_frequencies``), so that codes which
+    must still give back the clip's own log-mel cannot hold its pitch and formants: the voice
+    is left to the decoder's speaker embedding. Draws from torch's global generator, so a
+    resumed run warps as one never stopped."""
+
+    def __init__(
+        self, in_channels: int, out_channels: int, config: NetConfig, norm: bool = False
+    ) -> None:
         super().__init__()
         if in_channels != 1:
             raise ValueError(f"spectrogram1d reads mono audio, got {in_channels} channels")
         self.hop = config.downsampling
+        self.warp = 0.0
         self.n_fft = 4 * self.hop
         bins = self.n_fft // 2 + 1
         width = config.hidden_channels
@@ -51,14 +63,37 @@ class SpectrogramEncoder(nn.Module):
             residual_stack(config, 1),
             nn.Conv1d(width, out_channels, 1),  # pre-quantization projection
         )
+        # spectrogram1d-inorm: z_e normalised per clip and channel over time (as conv1d-inorm)
+        self.norm = nn.InstanceNorm1d(out_channels) if norm else nn.Identity()
+
+    @staticmethod
+    def normalise(power: torch.Tensor) -> torch.Tensor:
+        """Power spectra (B, F, T') -> their log, centred and scaled by FSDD's constants."""
+        return (torch.log(power + LOG_FLOOR) - LOG_POWER_MEAN) / LOG_POWER_STD
 
     def log_power(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 1, T) -> (B, n_fft / 2 + 1, T / hop), normalised."""
-        power = stft(x[:, 0].float(), self.n_fft, self.hop).abs().square()
-        return (torch.log(power + LOG_FLOOR) - LOG_POWER_MEAN) / LOG_POWER_STD
+        return self.normalise(stft(x[:, 0].float(), self.n_fft, self.hop).abs().square())
+
+    def read(self, spectra: torch.Tensor) -> torch.Tensor:
+        """Normalised log power spectra (B, F, T') -> z_e (B, D, T')."""
+        return self.norm(self.net(spectra))
+
+    def read_log_mel(self, log_mel: torch.Tensor, settings: MelSettings) -> torch.Tensor:
+        """Log-mel frames (B, n_mels, T') at this encoder's hop -> z_e (B, D, T'), through
+        the least-squares power spectrum under the mel filters (``mel_to_power``): how
+        the encoder reads a decoder's output (``AudioVQVAEConfig.content_cycle``)."""
+        if settings.hop != self.hop:
+            raise ValueError(f"log-mel frames at hop {settings.hop}; this encoder reads {self.hop}")
+        return self.read(self.normalise(mel_to_power(log_mel, settings)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(self.log_power(x).to(x.dtype))
+        spectra = self.log_power(x)  # (B, F, T')
+        if self.training and self.warp > 0:
+            span = math.log1p(self.warp)
+            factors = torch.exp((2 * torch.rand(x.shape[0], device=x.device) - 1) * span)
+            spectra = warp_frequencies(spectra, factors)  # (B, F, T')
+        return self.read(spectra.to(x.dtype))
 
 
 ABOUT = "speech: the log power spectrum of each code's samples -> 1-D convolutions at code rate"
@@ -71,4 +106,16 @@ NETS.register(
         about=ABOUT,
     ),
     about=ABOUT,
+)
+
+ABOUT_INORM = "spectrogram1d with z_e normalised per clip and channel (instance norm)"
+NETS.register(
+    "spectrogram1d-inorm",
+    NetKind(
+        dims=1,
+        encoder=lambda c_in, c_out, config: SpectrogramEncoder(c_in, c_out, config, norm=True),
+        decoder=lambda c_in, c_out, config: Decoder(c_in, c_out, config, 1),
+        about=ABOUT_INORM,
+    ),
+    about=ABOUT_INORM,
 )
