@@ -430,30 +430,6 @@ def test_adain_normalises_each_blocks_features_before_the_speakers_scale_and_shi
     assert isinstance(plain.blocks[0].norm, torch.nn.Identity)
 
 
-def test_content_cycle_reads_a_conversion_back_in_training_only():
-    """content_cycle: in training the loss adds the squared error between z_e of the clip
-    decoded as another speaker and the clip's own z_q; evaluation and one speaker skip it."""
-    config = tiny_mel_config()
-    spec = replace(config, net=replace(config.net, kind="spectrogram1d"), content_cycle=0.5)
-    torch.manual_seed(0)
-    model = AudioVQVAE(spec)
-    x, speaker = torch.cat([chirp(512)[None], chirp(512, seed=1)[None]]), torch.tensor([0, 1])
-    out = model(x, speaker)
-    assert out.cycle_loss > 0
-    torch.testing.assert_close(out.loss, out.recon_loss + out.vq_loss + 0.5 * out.cycle_loss)
-    # with two speakers "another" is the other one: the term is computable by hand
-    converted = model.decoder(out.quantizer.z_q, torch.tensor([1, 0]))
-    z_e = model.encoder.read_log_mel(converted, spec.mel_settings)
-    torch.testing.assert_close(
-        model.conversion_cycle(out.quantizer.z_q, out.quantizer.z_q, speaker),
-        torch.nn.functional.mse_loss(z_e, out.quantizer.z_q),
-    )
-    model.eval()
-    assert model(x, speaker).cycle_loss == 0
-    with pytest.raises(ValueError, match="content_cycle reads a conversion's log-mel back"):
-        replace(config, content_cycle=0.5)  # a waveform encoder
-
-
 def test_speaker_adversary_learns_the_speaker_and_pushes_the_encoder_the_other_way():
     """speaker_adversary: the classifier gets its cross-entropy's own gradient, the encoder
     that gradient negated (gradient reversal); the model's loss adds it at its weight."""

@@ -217,16 +217,12 @@ def log_mel_frames(x: torch.Tensor, hop: int, sample_rate: int, n_mels: int) -> 
     return torch.log(mel_matrix(settings, x) @ power + LOG_FLOOR)  # (B, n_mels, T')
 
 
-def mel_to_power(log_mel: torch.Tensor, settings: MelSettings) -> torch.Tensor:
-    """Log-mel frames (B, n_mels, T') -> an STFT power (B, n_fft // 2 + 1, T'): the
+def mel_to_magnitude(log_mel: torch.Tensor, settings: MelSettings) -> torch.Tensor:
+    """Log-mel frames (B, n_mels, T') -> an STFT magnitude (B, n_fft // 2 + 1, T'): the
     least-squares power under the filters (their pseudo-inverse), clipped at zero."""
     inverse = torch.linalg.pinv(mel_matrix(settings, log_mel))  # (n_fft/2 + 1, n_mels)
-    return (inverse @ (log_mel.exp() - LOG_FLOOR).clamp(min=0)).clamp(min=0)
-
-
-def mel_to_magnitude(log_mel: torch.Tensor, settings: MelSettings) -> torch.Tensor:
-    """Log-mel frames (B, n_mels, T') -> an STFT magnitude: ``mel_to_power``'s root."""
-    return mel_to_power(log_mel, settings).sqrt()
+    power = inverse @ (log_mel.exp() - LOG_FLOOR).clamp(min=0)
+    return power.clamp(min=0).sqrt()
 
 
 def spectral_convergence(magnitude: torch.Tensor, audio: torch.Tensor, n_fft: int, hop: int):

@@ -98,11 +98,6 @@ class AudioVQVAEConfig(VQVAEConfig):
     # [1 / (1 + w), 1 + w] before a ``spectrogram1d`` encoder reads them (vocal tract length
     # perturbation): the voice out of the codes; 0 is the paper's model. See docs/speech.md.
     frequency_warp: float = 0.0
-    # weight of a content-consistency term: in training each clip's z_q is decoded with
-    # another speaker's id (a conversion), a ``spectrogram1d`` encoder reads that log-mel
-    # back, and its z_e is pulled to the clip's own z_q (squared error, z_q held fixed), so a
-    # conversion keeps what the codes say; 0 is the paper's model. See docs/speech.md.
-    content_cycle: float = 0.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "speakers", tuple(self.speakers))
@@ -131,15 +126,6 @@ class AudioVQVAEConfig(VQVAEConfig):
             raise ValueError(
                 f"frequency_warp stretches spectra: it needs net.kind='spectrogram1d', got "
                 f"{self.net.kind!r}"
-            )
-        if not self.content_cycle >= 0:
-            raise ValueError(f"content_cycle: expected >= 0, got {self.content_cycle}")
-        if self.content_cycle > 0 and (
-            self.decoder != "mel" or not self.net.kind.startswith("spectrogram1d")
-        ):
-            raise ValueError(
-                f"content_cycle reads a conversion's log-mel back: it needs decoder='mel' and "
-                f"net.kind='spectrogram1d', got {self.decoder!r} and {self.net.kind!r}"
             )
         if self.vocoder_steps < 0:
             raise ValueError(f"vocoder_steps: expected >= 0, got {self.vocoder_steps}")
@@ -180,12 +166,10 @@ class AudioVQVAEOutput(VQVAEOutput):
     ``mel``, ``decoder_params`` and ``x_hat`` the predicted log-mel (B, n_mels, T') and
     ``recon_loss`` its L1 error. ``spectral_loss`` is the WaveNet's auxiliary log-mel error
     (0 when ``spectral_weight`` is 0); ``adversary_loss`` the speaker classifier's
-    cross-entropy on z_e (0 when ``speaker_adversary`` is 0); ``cycle_loss`` the
-    content-consistency error of a conversion (0 unless ``content_cycle`` and training)."""
+    cross-entropy on z_e (0 when ``speaker_adversary`` is 0)."""
 
     spectral_loss: torch.Tensor
     adversary_loss: torch.Tensor
-    cycle_loss: torch.Tensor
 
 
 def time_jitter(z_q: torch.Tensor, p: float) -> torch.Tensor:
@@ -344,18 +328,10 @@ class AudioVQVAE(VQVAE):
         adversary_loss = torch.zeros((), device=x.device)
         if self.speaker_adversary is not None:
             adversary_loss = self.speaker_adversary.loss(z_e, speaker)
-        cycle_loss = torch.zeros((), device=x.device)
-        if self.training and c.content_cycle > 0 and speaker is not None and len(c.speakers) > 1:
-            cycle_loss = self.conversion_cycle(z_q, q.z_q, speaker)
-        extra = (
-            c.spectral_weight * spectral_loss
-            + c.speaker_adversary * adversary_loss
-            + c.content_cycle * cycle_loss
-        )
+        extra = c.spectral_weight * spectral_loss + c.speaker_adversary * adversary_loss
         return AudioVQVAEOutput(
             spectral_loss=spectral_loss,
             adversary_loss=adversary_loss,
-            cycle_loss=cycle_loss,
             x_hat=terms.x_hat,
             codes=q.codes,
             loss=terms.recon_loss + q.loss + extra,
@@ -365,18 +341,6 @@ class AudioVQVAE(VQVAE):
             quantizer=q,
             decoder_params=terms.params,
         )
-
-    def conversion_cycle(
-        self, z_q: torch.Tensor, target: torch.Tensor, speaker: torch.Tensor
-    ) -> torch.Tensor:
-        """``content_cycle``'s term: z_q (B, D, T') decoded as another speaker (each clip's
-        drawn uniformly among the others, from torch's generator), read back by the encoder,
-        against ``target`` (B, D, T') held fixed: mean squared error."""
-        n = len(self.config.speakers)
-        other = (speaker + torch.randint(1, n, speaker.shape, device=speaker.device)) % n
-        converted = self.decoder(z_q, other)  # (B, n_mels, T') log-mel
-        z_e = self.encoder.read_log_mel(converted, self.config.mel_settings)  # (B, D, T')
-        return F.mse_loss(z_e, target.detach())
 
     def latents(self, codes: torch.Tensor) -> torch.Tensor:
         """Codes (B, T') -> the decoder's conditioning z_q (B, D, T')."""

@@ -26,7 +26,7 @@ from torch import nn
 from vqvae.nets.config import NetConfig, NetKind
 from vqvae.nets.conv import Decoder, residual_stack
 from vqvae.registry import NETS
-from vqvae.spectral import LOG_FLOOR, MelSettings, mel_to_power, stft, warp_frequencies
+from vqvae.spectral import LOG_FLOOR, stft, warp_frequencies
 
 # FSDD's log power per bin (8 kHz, 256-sample windows): mean -7.6, standard deviation 4.0,
 # measured over 30 recordings; the input is centred and scaled by these so that the first
@@ -66,26 +66,10 @@ class SpectrogramEncoder(nn.Module):
         # spectrogram1d-inorm: z_e normalised per clip and channel over time (as conv1d-inorm)
         self.norm = nn.InstanceNorm1d(out_channels) if norm else nn.Identity()
 
-    @staticmethod
-    def normalise(power: torch.Tensor) -> torch.Tensor:
-        """Power spectra (B, F, T') -> their log, centred and scaled by FSDD's constants."""
-        return (torch.log(power + LOG_FLOOR) - LOG_POWER_MEAN) / LOG_POWER_STD
-
     def log_power(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 1, T) -> (B, n_fft / 2 + 1, T / hop), normalised."""
-        return self.normalise(stft(x[:, 0].float(), self.n_fft, self.hop).abs().square())
-
-    def read(self, spectra: torch.Tensor) -> torch.Tensor:
-        """Normalised log power spectra (B, F, T') -> z_e (B, D, T')."""
-        return self.norm(self.net(spectra))
-
-    def read_log_mel(self, log_mel: torch.Tensor, settings: MelSettings) -> torch.Tensor:
-        """Log-mel frames (B, n_mels, T') at this encoder's hop -> z_e (B, D, T'), through
-        the least-squares power spectrum under the mel filters (``mel_to_power``): how
-        the encoder reads a decoder's output (``AudioVQVAEConfig.content_cycle``)."""
-        if settings.hop != self.hop:
-            raise ValueError(f"log-mel frames at hop {settings.hop}; this encoder reads {self.hop}")
-        return self.read(self.normalise(mel_to_power(log_mel, settings)))
+        power = stft(x[:, 0].float(), self.n_fft, self.hop).abs().square()
+        return (torch.log(power + LOG_FLOOR) - LOG_POWER_MEAN) / LOG_POWER_STD
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         spectra = self.log_power(x)  # (B, F, T')
@@ -93,7 +77,7 @@ class SpectrogramEncoder(nn.Module):
             span = math.log1p(self.warp)
             factors = torch.exp((2 * torch.rand(x.shape[0], device=x.device) - 1) * span)
             spectra = warp_frequencies(spectra, factors)  # (B, F, T')
-        return self.read(spectra.to(x.dtype))
+        return self.norm(self.net(spectra.to(x.dtype)))
 
 
 ABOUT = "speech: the log power spectrum of each code's samples -> 1-D convolutions at code rate"

@@ -67,7 +67,6 @@ def audio_step(
                 "vq_loss": out.vq_loss.item(),
                 "spectral_loss": out.spectral_loss.item(),
                 "speaker_adversary": out.adversary_loss.item(),
-                "content_cycle": out.cycle_loss.item(),
                 "perplexity": out.perplexity.item(),
                 "code_usage": torch.unique(out.codes).numel() / model.num_codes,
                 "restarted": out.quantizer.num_restarted,
