@@ -215,25 +215,30 @@ def _frames64() -> Preset:
 
 @PRESETS.register(
     "speech8k",
-    about="8 kHz speech (FSDD): spectra -> 125 codes/s, K=512; mel decoder + vocoder",
+    about="8 kHz speech (FSDD): spectra -> 125 codes/s, K=64; mel decoder + vocoder",
 )
 def _speech8k() -> Preset:
-    # The paper's codes (section 4.3: one per 64 samples, K=512) read from each code's log
-    # power spectrum (``spectrogram1d``) rather than by the paper's 6 strided convolutions
-    # over the waveform, with a speaker classifier the encoder is trained to defeat
-    # (``speaker_adversary``), and the decoder that trains on a CPU: z_q and a speaker
-    # embedding -> the 40-band log-mel of each code's samples (``mel``), audio by
-    # Griffin-Lim (a trained vocoder did no better in the time). Windows of 4,096 samples
+    # The paper's code rate (section 4.3: one code per 64 samples) with K=64 rather than its
+    # 512, read from each code's log power spectrum (``spectrogram1d``) rather than by the
+    # paper's 6 strided convolutions over the waveform, with a speaker classifier the encoder
+    # is trained to defeat (``speaker_adversary``), and the decoder that trains on a CPU: z_q
+    # and a speaker embedding -> the 40-band log-mel of each code's samples (``mel``), audio
+    # by Griffin-Lim (a trained vocoder did no better in the time). Windows of 4,096 samples
     # (64 codes), 32 per batch, Adam at 1e-3 with 150 warm-up steps and a cosine decay to 5%
-    # over 3,000 steps: about 32 minutes on one CPU thread, inside the 40 a user is asked to
-    # wait. The spectrogram encoder took reconstructions from 85.7% to 94.7% of digits kept
-    # and the probe from 70% to 94%; the adversary took conversions judged as their target
-    # from 61% to 74% (BENCHMARKS.md section 9a; docs/speech.md; 2e-3 learned slower).
+    # over 3,000 steps: 25 minutes on one CPU thread beside another job, inside the 40 a
+    # user is asked to wait. The spectrogram encoder took reconstructions from 85.7% to
+    # 94.7% of digits kept and the probe from 70% to 94%; the adversary took conversions
+    # judged as their target from 61% to 74%; 64 codes rather than 512 leave the voice less
+    # room in them (the speaker probe 71% against 91-94%; conversions judged as the target
+    # 76.5% against 73.3-73.6%) for 750 bit/s (BENCHMARKS.md section 9a; docs/speech.md).
     net = NetConfig(
         kind="spectrogram1d", hidden_channels=128, residual_channels=64, num_downsamples=6
     )
+    codes = QuantizerConfig(kind="ema", num_codes=64, code_dim=64)
     return Preset(
-        AudioVQVAEConfig(input_size=(4096,), decoder="mel", net=net, speaker_adversary=0.1),
+        AudioVQVAEConfig(
+            input_size=(4096,), decoder="mel", net=net, quantizer=codes, speaker_adversary=0.1
+        ),
         TrainConfig(
             steps=3000,
             batch_size=32,

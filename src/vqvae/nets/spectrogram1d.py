@@ -14,6 +14,9 @@ Why it exists (docs/speech.md, BENCHMARKS.md section 9a): on FSDD it learns the 
 sooner than the paper's strided convolutions over the waveform (held-out log-mel L1 0.71
 against 1.10 at step 1,000 of ``speech8k``), and its codes keep more of the digit. It does
 not make a step cheaper there: the mel decoder dominates the step's time.
+
+``spectrogram1d-inorm`` normalises z_e per clip and channel over time (as ``conv1d-inorm``);
+measured on FSDD it took the speaker probe from 94% to 72% and cost digits (docs/speech.md).
 """
 
 from __future__ import annotations
