@@ -428,6 +428,8 @@ def test_adain_normalises_each_blocks_features_before_the_speakers_scale_and_shi
     assert not torch.allclose(mels, other)
     plain = AudioVQVAE(tiny_mel_config()).decoder  # the default keeps plain FiLM
     assert isinstance(plain.blocks[0].norm, torch.nn.Identity)
+    with pytest.raises(ValueError, match="mel_decoder.adain: expected true or false"):
+        MelDecoderConfig(adain="yes")
 
 
 def test_speaker_adversary_learns_the_speaker_and_pushes_the_encoder_the_other_way():

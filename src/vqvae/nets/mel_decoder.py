@@ -44,6 +44,8 @@ class MelDecoderConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"mel_decoder.{name}: expected a positive int, got {value!r}")
+        if not isinstance(self.adain, bool):
+            raise ValueError(f"mel_decoder.adain: expected true or false, got {self.adain!r}")
 
     @property
     def dilations(self) -> tuple[int, ...]:
