@@ -83,26 +83,28 @@ class SpectrogramEncoder(nn.Module):
         return self.norm(self.net(spectra.to(x.dtype)))
 
 
-ABOUT = "speech: the log power spectrum of each code's samples -> 1-D convolutions at code rate"
-NETS.register(
-    "spectrogram1d",
-    NetKind(
-        dims=1,
-        encoder=SpectrogramEncoder,
-        decoder=lambda c_in, c_out, config: Decoder(c_in, c_out, config, 1),
-        about=ABOUT,
-    ),
-    about=ABOUT,
-)
+def _register(name: str, norm: bool, about: str) -> None:
+    """Register a kind with this encoder (``norm``: instance-normalised z_e) and the paper's
+    1-D decoder."""
+    NETS.register(
+        name,
+        NetKind(
+            dims=1,
+            encoder=lambda c_in, c_out, config: SpectrogramEncoder(c_in, c_out, config, norm),
+            decoder=lambda c_in, c_out, config: Decoder(c_in, c_out, config, 1),
+            about=about,
+        ),
+        about=about,
+    )
 
-ABOUT_INORM = "spectrogram1d with z_e normalised per clip and channel (instance norm)"
-NETS.register(
+
+_register(
+    "spectrogram1d",
+    False,
+    "speech: the log power spectrum of each code's samples -> 1-D convolutions at code rate",
+)
+_register(
     "spectrogram1d-inorm",
-    NetKind(
-        dims=1,
-        encoder=lambda c_in, c_out, config: SpectrogramEncoder(c_in, c_out, config, norm=True),
-        decoder=lambda c_in, c_out, config: Decoder(c_in, c_out, config, 1),
-        about=ABOUT_INORM,
-    ),
-    about=ABOUT_INORM,
+    True,
+    "spectrogram1d with z_e normalised per clip and channel (instance norm)",
 )
