@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from vqvae.nets.config import NetConfig, NetKind
+from vqvae.nets.config import Builder, NetConfig, NetKind
 from vqvae.registry import NETS
 
 _CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
@@ -121,16 +121,23 @@ def he_init(module: nn.Module) -> nn.Module:
     return module
 
 
-def _register(dims: int, name: str, about: str) -> None:
+def register_with_paper_decoder(name: str, encoder: Builder, about: str, dims: int = 1) -> None:
+    """Register a net kind of rank ``dims``: ``encoder`` and the paper's decoder."""
     NETS.register(
         name,
         NetKind(
             dims=dims,
-            encoder=lambda c_in, c_out, config: Encoder(c_in, c_out, config, dims),
+            encoder=encoder,
             decoder=lambda c_in, c_out, config: Decoder(c_in, c_out, config, dims),
             about=about,
         ),
         about=about,
+    )
+
+
+def _register(dims: int, name: str, about: str) -> None:
+    register_with_paper_decoder(
+        name, lambda c_in, c_out, config: Encoder(c_in, c_out, config, dims), about, dims
     )
 
 

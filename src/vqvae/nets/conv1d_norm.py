@@ -18,9 +18,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from vqvae.nets.config import NetConfig, NetKind
-from vqvae.nets.conv import Decoder, Encoder
-from vqvae.registry import NETS
+from vqvae.nets.config import NetConfig
+from vqvae.nets.conv import Encoder, register_with_paper_decoder
 
 
 class NormalisedEncoder(nn.Module):
@@ -44,15 +43,8 @@ class NormalisedEncoder(nn.Module):
 
 def register_normalised(name: str, norm: type[nn.Module], about: str) -> None:
     """Register a 1-D net kind whose encoder ends in ``norm``; the paper's decoder."""
-    NETS.register(
-        name,
-        NetKind(
-            dims=1,
-            encoder=lambda c_in, c_out, config: NormalisedEncoder(c_in, c_out, config, norm),
-            decoder=lambda c_in, c_out, config: Decoder(c_in, c_out, config, 1),
-            about=about,
-        ),
-        about=about,
+    register_with_paper_decoder(
+        name, lambda c_in, c_out, config: NormalisedEncoder(c_in, c_out, config, norm), about
     )
 
 

@@ -26,9 +26,8 @@ import math
 import torch
 from torch import nn
 
-from vqvae.nets.config import NetConfig, NetKind
-from vqvae.nets.conv import Decoder, residual_stack
-from vqvae.registry import NETS
+from vqvae.nets.config import NetConfig
+from vqvae.nets.conv import register_with_paper_decoder, residual_stack
 from vqvae.spectral import LOG_FLOOR, stft, warp_frequencies
 
 # FSDD's log power per bin (8 kHz, 256-sample windows): mean -7.6, standard deviation 4.0,
@@ -84,17 +83,9 @@ class SpectrogramEncoder(nn.Module):
 
 
 def _register(name: str, norm: bool, about: str) -> None:
-    """Register a kind with this encoder (``norm``: instance-normalised z_e) and the paper's
-    1-D decoder."""
-    NETS.register(
-        name,
-        NetKind(
-            dims=1,
-            encoder=lambda c_in, c_out, config: SpectrogramEncoder(c_in, c_out, config, norm),
-            decoder=lambda c_in, c_out, config: Decoder(c_in, c_out, config, 1),
-            about=about,
-        ),
-        about=about,
+    """Register a kind with this encoder (``norm``: instance-normalised z_e)."""
+    register_with_paper_decoder(
+        name, lambda c_in, c_out, config: SpectrogramEncoder(c_in, c_out, config, norm), about
     )
 
 
