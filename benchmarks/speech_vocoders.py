@@ -1,12 +1,15 @@
 """The vocoders on the *true* log-mel of FSDD's test recordings, judged, and the speed of
 making audio from codes.
 
-    python benchmarks/speech_vocoders.py [--vocoder VOC] [--run RUN] [--wavenet-run RUN2]
+    python benchmarks/speech_vocoders.py [--vocoder VOC [--refine N ...]] [--run RUN]
+                                         [--wavenet-run RUN2]
 
 1. Every test recording's own log-mel frames (``vqvae.spectral.log_mel_frames``: 40 bands, one
    per 64 samples) through Griffin-Lim and, with ``--vocoder``, the trained vocoder: the
    fraction judged as the right digit and speaker, and the MCD and log-spectral distance (dB)
-   from the recording. This is the ceiling of a mel decoder that uses that vocoder.
+   from the recording. This is the ceiling of a mel decoder that uses that vocoder. With
+   ``--refine N``, also the trained vocoder followed by N Griffin-Lim iterations that start
+   from its phase (``VocosConfig.griffin_lim_iterations``).
 2. With ``--run`` (a mel run): decoding speed, as a real-time factor (seconds of audio made
    per second), from codes to audio for 1 clip and for 32 clips of one second, with each
    vocoder; with ``--wavenet-run``, the same for its cached WaveNet.
@@ -18,6 +21,7 @@ import argparse
 import json
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +67,8 @@ def main() -> None:
     p.add_argument("--data", default="fsdd")
     p.add_argument("--data-root", default=os.environ.get("VQVAE_DATA"))
     p.add_argument("--vocoder", help="a trained vocoder's folder (vqvae vocoder train)")
+    p.add_argument("--refine", type=int, nargs="*", default=[], metavar="N",
+                   help="also the vocoder + N Griffin-Lim iterations from its phase")  # fmt: skip
     p.add_argument("--run", help="a mel run, for decoding speed")
     p.add_argument("--wavenet-run", help="a WaveNet run, for its decoding speed")
     p.add_argument("--limit", type=int)
@@ -81,7 +87,12 @@ def main() -> None:
     judge = None if args.no_judge else SpeechJudge.fit(train)
     vocoders = {"griffin-lim (32 iterations)": GriffinLim(settings)}
     if args.vocoder:
-        vocoders["vocos (" + Path(args.vocoder).name + ")"] = load_vocoder(args.vocoder)
+        trained = load_vocoder(args.vocoder)
+        vocoders["vocos (" + Path(args.vocoder).name + ")"] = trained
+        for n in args.refine:
+            refined = load_vocoder(args.vocoder)
+            refined.config = replace(trained.config, griffin_lim_iterations=n)
+            vocoders[f"vocos ({Path(args.vocoder).name}) + {n} Griffin-Lim iterations"] = refined
     figures: dict[str, float] = {}
     rows = ["| vocoder, from the true log-mel | digit | speaker | MCD (dB) | LSD (dB) | s |",
             "|---|---:|---:|---:|---:|---:|"]  # fmt: skip

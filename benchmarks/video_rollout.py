@@ -1,9 +1,10 @@
-"""Rollout speed of the video prior: 10 frames for 8 contexts, with the copy path against
-without it, in the same run.
+"""Rollout speed of the video prior: 10 frames for 8 contexts, by kind and way of drawing,
+in the same run: the hybrid (the default) drawing every code of a frame at once and in
+raster order, and the PixelCNN with and without its copy path (raster order).
 
-The default-sized ``VideoPrior`` (16x16 grids of K=512, k=3 context frames, 6 actions) with
-untrained weights (speed does not depend on them). Each side is timed ``--repeats`` times,
-alternating, and the best time of each is kept (the least disturbed by other work).
+Default-sized ``VideoPrior``s (16x16 grids of K=512, k=3 context frames, 6 actions) with
+untrained weights (speed does not depend on them). Each is timed ``--repeats`` times, in
+turn, and the best time of each is kept (the least disturbed by other work).
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/video_rollout.py
 """
@@ -22,9 +23,9 @@ from vqvae.priors.video import VideoPrior, VideoPriorConfig
 ACTIONS = ("noop", "forward", "left", "right", "forward_left", "forward_right")
 
 
-def timed(prior: VideoPrior, context: torch.Tensor, actions: torch.Tensor) -> float:
+def timed(prior: VideoPrior, method: str, context: torch.Tensor, actions: torch.Tensor) -> float:
     start = time.perf_counter()
-    prior.rollout(context, actions, generator=torch.Generator().manual_seed(0))
+    prior.rollout(context, actions, generator=torch.Generator().manual_seed(0), method=method)
     return time.perf_counter() - start
 
 
@@ -36,26 +37,34 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    kinds = {
+        "hybrid, parallel": ({"kind": "hybrid"}, "parallel"),
+        "hybrid, raster": ({"kind": "hybrid"}, "fast"),
+        "pixelcnn, copy path": ({"kind": "pixelcnn"}, "fast"),
+        "pixelcnn, no copy": ({"kind": "pixelcnn", "copy_last": False}, "fast"),
+    }
     priors = {}
-    for copy in (True, False):
+    for name, (fields, method) in kinds.items():
         torch.manual_seed(0)
-        config = VideoPriorConfig(512, (16, 16), ACTIONS, copy_last=copy)
-        priors["copy path" if copy else "no copy path"] = VideoPrior(config).eval()
+        config = VideoPriorConfig(512, (16, 16), ACTIONS, **fields)
+        priors[name] = VideoPrior(config).eval(), method
     g = torch.Generator().manual_seed(0)
     context = torch.randint(0, 512, (args.contexts, 3, 16, 16), generator=g)
     actions = torch.randint(0, len(ACTIONS), (args.contexts, args.frames), generator=g)
     best = dict.fromkeys(priors, float("inf"))
     for _ in range(args.repeats):
-        for name, prior in priors.items():
-            best[name] = min(best[name], timed(prior, context, actions))
+        for name, (prior, method) in priors.items():
+            best[name] = min(best[name], timed(prior, method, context, actions))
     print(
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
         f"{args.threads} thread(s), torch {torch.__version__}"
     )
     print(f"rollout of {args.frames} frames for {args.contexts} contexts (best of {args.repeats})")
     for name, seconds in best.items():
-        print(f"  {name:14s} {seconds:6.2f} s")
-    print(f"  ratio copy / no copy: {best['copy path'] / best['no copy path']:.2f}")
+        print(f"  {name:20s} {seconds:6.2f} s")
+    pixelcnn = best["pixelcnn, copy path"]
+    print(f"  ratio hybrid parallel / pixelcnn: {best['hybrid, parallel'] / pixelcnn:.3f}")
+    print(f"  ratio pixelcnn copy / no copy: {pixelcnn / best['pixelcnn, no copy']:.2f}")
 
 
 if __name__ == "__main__":

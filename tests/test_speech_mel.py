@@ -26,11 +26,13 @@ from vqvae.registry import SPEECH_DECODERS, VOCODERS
 from vqvae.runs import RunDir, load_run_model
 from vqvae.spectral import (
     MelSettings,
+    anti_wrapping,
     griffin_lim,
     istft,
     log_mel_frames,
     mel_filters,
     mel_to_magnitude,
+    phase_losses,
     spectral_convergence,
     stft,
     warp_frequencies,
@@ -170,9 +172,12 @@ def test_a_vocoder_of_another_setting_is_refused_naming_both():
 # -- the vocoders ---------------------------------------------------------------------------
 
 
-def test_vocos_trains_its_loss_down_on_a_tiny_clip():
+@pytest.mark.parametrize(
+    "options", [{}, {"losses": "vocos", "pinv_residual": False}], ids=["default", "plain"]
+)
+def test_vocos_trains_its_loss_down_on_a_tiny_clip(options):
     torch.manual_seed(0)
-    vocoder = Vocos(VocosConfig(channels=16, mlp_channels=32, num_blocks=2))
+    vocoder = Vocos(VocosConfig(channels=16, mlp_channels=32, num_blocks=2, **options))
     optimizer = torch.optim.Adam(vocoder.parameters(), lr=3e-3)
     x = chirp(1024)
     losses = []
@@ -181,9 +186,72 @@ def test_vocos_trains_its_loss_down_on_a_tiny_clip():
         optimizer.zero_grad()
         out.loss.backward()
         optimizer.step()
-        losses.append(out.loss.item())
+        losses.append((out.mel_error + out.stft).item())  # the audio's, in both
     assert np.mean(losses[-5:]) < 0.7 * np.mean(losses[:5])
     assert vocoder.vocode(log_mel_frames(x, 64, RATE, 40)).shape == (1, 1024)
+
+
+def test_the_apnet_losses_add_the_spectrums_magnitude_and_phase_terms():
+    torch.manual_seed(0)
+    config = VocosConfig(channels=16, mlp_channels=32, num_blocks=2, losses="vocos")
+    plain = Vocos(config)
+    apnet = Vocos(replace(config, losses="apnet"))
+    apnet.load_state_dict(plain.state_dict())
+    x = chirp(1024)
+    a, b = vocoder_losses(plain, x), vocoder_losses(apnet, x)
+    torch.testing.assert_close(a.loss, a.mel_error + a.stft)
+    torch.testing.assert_close(b.loss, a.loss + a.magnitude + a.phase)
+    assert a.magnitude > 0 and a.phase > 0
+
+
+def test_phase_losses_ignore_whole_turns_and_see_a_shift():
+    torch.manual_seed(0)
+    phase = (torch.rand(2, 129, 16) - 0.5) * 2 * math.pi
+    turns = torch.randint(-3, 4, phase.shape) * 2 * math.pi
+    assert phase_losses(phase + turns, phase) < 1e-4
+    assert anti_wrapping(torch.tensor([math.pi / 2, 3 * math.pi / 2])).tolist() == pytest.approx(
+        [math.pi / 2, math.pi / 2]
+    )
+    assert phase_losses(phase + 0.5, phase) == pytest.approx(0.5, abs=1e-4)  # only the phase
+
+
+def test_the_pinv_residual_starts_from_the_pseudo_inverse_and_griffin_lim_refines_its_phase():
+    config = VocosConfig(channels=16, mlp_channels=32, num_blocks=2, pinv_residual=True)
+    vocoder = Vocos(config)
+    torch.nn.init.zeros_(vocoder.head.weight)
+    torch.nn.init.zeros_(vocoder.head.bias)
+    mel = log_mel_frames(chirp(1024), 64, RATE, 40)
+    with torch.no_grad():
+        log_magnitude, phase = vocoder.spectrum(mel)
+    want = mel_to_magnitude(mel, config.settings).clamp(min=1e-3).log()
+    torch.testing.assert_close(log_magnitude, want)
+    assert torch.all(phase == 0)
+    # with Griffin-Lim iterations the audio's magnitude comes closer to the one predicted
+    magnitude = log_magnitude.exp()
+    errors = []
+    for n in (0, 16):
+        vocoder.config = replace(config, griffin_lim_iterations=n)
+        audio = vocoder.vocode(mel)
+        errors.append(float(spectral_convergence(magnitude, audio, 256, 64).mean()))
+    assert errors[1] < 0.8 * errors[0]
+
+
+def test_a_vocos_saved_before_the_new_options_loads_without_them(tmp_path):
+    Vocos(VocosConfig(channels=16, mlp_channels=32, num_blocks=2)).save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    for name in ("losses", "pinv_residual", "griffin_lim_iterations"):
+        del saved["config"][name]  # as an older release wrote it
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    loaded = Vocos.from_pretrained(tmp_path).config
+    assert (loaded.losses, loaded.pinv_residual, loaded.griffin_lim_iterations) == (
+        "vocos",
+        False,
+        0,
+    )
+    with pytest.raises(ValueError, match="losses: expected one of vocos, apnet"):
+        VocosConfig(losses="gan")
+    with pytest.raises(ValueError, match="griffin_lim_iterations"):
+        VocosConfig(griffin_lim_iterations=-1)
 
 
 def test_vocoder_train_command_and_its_use_by_a_mel_run(speech_folder, mel_run, tmp_path):

@@ -4,6 +4,8 @@ action, its rollout, training with exact resume, and the `video` / `rollout` com
 from __future__ import annotations
 
 import json
+import math
+import shutil
 
 import numpy as np
 import pytest
@@ -12,14 +14,17 @@ from PIL import Image
 
 from conftest import TINY, toy_episodes
 from vqvae.cli import main
+from vqvae.errors import DataError
 from vqvae.inference.video import (
     FrameCodes,
+    Sampling,
     bits_per_frame,
     one_step_accuracy,
     shuffled_actions,
 )
 from vqvae.metrics import psnr_of_mse
 from vqvae.priors import PixelCNNPrior
+from vqvae.priors.parallel import ParallelFramePrior
 from vqvae.priors.video import VideoPrior, VideoPriorConfig
 from vqvae.sampling import draw_codes
 
@@ -28,8 +33,12 @@ ACTIONS = ("noop", "forward", "left", "right")
 
 def tiny_prior(k: int = 2, **kw) -> VideoPrior:
     torch.manual_seed(0)
-    fields = dict(channels=8, num_layers=2, head_channels=16, context_layers=3)
+    fields = dict(channels=8, num_layers=2, head_channels=16, context_layers=3,
+                  parallel_channels=8, parallel_blocks=2, kind="pixelcnn")  # fmt: skip
     return VideoPrior(VideoPriorConfig(16, (4, 5), ACTIONS, context_frames=k, **(fields | kw)))
+
+
+KINDS = ("pixelcnn", "parallel", "hybrid")
 
 
 def batch(prior: VideoPrior, n: int = 3, seed: int = 0):
@@ -40,8 +49,9 @@ def batch(prior: VideoPrior, n: int = 3, seed: int = 0):
 
 
 # -- the prior ----------------------------------------------------------------------------------
-def test_shapes_and_log_prob_is_the_sum_of_log_softmax():
-    prior = tiny_prior(k=3)
+@pytest.mark.parametrize("kind", KINDS)
+def test_shapes_and_log_prob_is_the_sum_of_log_softmax(kind):
+    prior = tiny_prior(k=3, kind=kind)
     codes, previous, actions = batch(prior)
     logits = prior(codes, previous, actions)
     assert logits.shape == (3, 16, 4, 5)
@@ -51,8 +61,9 @@ def test_shapes_and_log_prob_is_the_sum_of_log_softmax():
     assert out.shape == (3, 2, 4, 5) and out.dtype == torch.long
 
 
-def test_every_context_frame_and_position_and_the_action_change_the_logits():
-    prior = tiny_prior(k=3)
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_context_frame_and_position_and_the_action_change_the_logits(kind):
+    prior = tiny_prior(k=3, kind=kind, parallel_blocks=3)  # the parallel net's reach: 1 + 2 + 4
     codes, previous, actions = batch(prior)
     with torch.no_grad():
         base = prior(codes, previous, actions)
@@ -76,19 +87,20 @@ def test_the_next_frame_stays_causal_given_the_context():
     assert torch.equal(changed[:, :, :14], base[:, :, :14])
 
 
-@pytest.mark.parametrize("copy_last", [True, False])
-def test_fast_sampler_draws_what_the_naive_one_does_and_sees_the_full_pass_logits(copy_last):
-    prior = tiny_prior(k=2, copy_last=copy_last)
+@pytest.mark.parametrize(("kind", "copy_last"), [("pixelcnn", True), ("pixelcnn", False),
+                                                 ("hybrid", True)])  # fmt: skip
+def test_fast_sampler_draws_what_the_naive_one_does_and_sees_the_full_pass_logits(kind, copy_last):
+    prior = tiny_prior(k=2, copy_last=copy_last, kind=kind)
     _, previous, actions = batch(prior)
     plan = torch.tensor([1, 3, 2])
 
     def seeded(seed: int) -> torch.Generator:
         return torch.Generator().manual_seed(seed)
 
-    fast = prior.rollout(previous, plan, generator=seeded(3))
+    fast = prior.rollout(previous, plan, generator=seeded(3), method="fast")
     naive = prior.rollout(previous, plan, generator=seeded(3), method="naive")
     assert torch.equal(fast, naive)
-    again = prior.rollout(previous, plan, generator=seeded(3))
+    again = prior.rollout(previous, plan, generator=seeded(3), method="fast")
     assert torch.equal(fast, again)  # a seed fixes a rollout
     seen = []
     g = torch.Generator().manual_seed(5)
@@ -135,6 +147,8 @@ def test_release_01_pixelcnn_context_keeps_its_weights():
         ({"action_names": ()}, "action_names"),
         ({"context_frames": 0}, "context_frames"),
         ({"shape": (4,)}, "shape"),
+        ({"kind": "lstm"}, "kind: expected one of pixelcnn, parallel, hybrid"),
+        ({"kind": "parallel", "parallel_blocks": 0}, "num_blocks"),
     ],
 )
 def test_bad_configs_say_what_is_wrong(change, match):
@@ -166,14 +180,82 @@ def test_a_video_prior_saved_before_the_copy_path_loads_without_it(tmp_path):
     assert loaded.config.copy_last is False and loaded.frame.copy_context is None
 
 
+def test_the_parallel_kind_reads_the_context_alone_and_draws_each_code_from_its_logits():
+    prior = tiny_prior(k=2, kind="parallel")
+    codes, previous, actions = batch(prior)
+    with torch.no_grad():
+        logits = prior(codes, previous, actions)  # (B, K, h, w)
+        # no position reads the next frame's codes: the same logits for any of them
+        assert torch.equal(prior(torch.zeros_like(codes), previous, actions), logits)
+        drawn = prior.sample_next(previous, actions, generator=torch.Generator().manual_seed(3))
+    # one uniform number per position in raster order, as the PixelCNN's samplers draw them
+    flat = logits.flatten(2).transpose(1, 2).flatten(0, 1)  # (B * h * w, K)
+    want = draw_codes(flat, generator=torch.Generator().manual_seed(3)).reshape(drawn.shape)
+    assert torch.equal(drawn, want)
+
+
+def test_the_parallel_kinds_copy_path_raises_the_last_frames_code_only():
+    prior = tiny_prior(k=2, kind="parallel")
+    codes, previous, actions = batch(prior)
+    with torch.no_grad():
+        before = prior(codes, previous, actions)
+        prior.frame.copy.bias += 5.0
+        extra = prior(codes, previous, actions) - before  # (B, K, h, w)
+    copied = torch.nn.functional.one_hot(previous[:, -1], 16).permute(0, 3, 1, 2).bool()
+    torch.testing.assert_close(extra[copied], torch.full_like(extra[copied], 5.0))
+    assert torch.all(extra[~copied] == 0)
+
+
+def test_the_hybrid_is_the_product_of_its_experts_and_trains_both():
+    prior = tiny_prior(k=2, kind="hybrid")
+    codes, previous, actions = batch(prior)
+    hybrid = prior.frame
+    cond = hybrid.check_condition(prior.condition(previous, actions), 3)
+    product = prior(codes, previous, actions)
+    pixelcnn, parallel = hybrid.pixelcnn._logits(codes, cond), hybrid.parallel._logits(codes, cond)
+    torch.testing.assert_close(product, pixelcnn + parallel)
+    loss, nll = prior.loss(codes, previous, actions)
+    ce = torch.nn.functional.cross_entropy
+    torch.testing.assert_close(nll, ce(product, codes))
+    torch.testing.assert_close(loss, nll + ce(parallel, codes))
+    assert prior.default_method == "parallel"
+    # the parallel sampler draws from the parallel expert alone
+    drawn = prior.sample_next(previous, actions, generator=torch.Generator().manual_seed(2))
+    alone = hybrid.parallel.sample(3, cond, generator=torch.Generator().manual_seed(2))
+    assert torch.equal(drawn, alone)
+    with pytest.raises(ValueError, match="method: expected one of"):
+        prior.sample_next(previous, actions, method="beam")
+
+
+def test_a_draw_the_kind_cannot_make_is_refused_in_one_line():
+    with pytest.raises(DataError, match="--draw raster: this video prior draws every code"):
+        Sampling(method="fast").method_for(tiny_prior(kind="parallel"))
+    with pytest.raises(DataError, match="--draw parallel: this video prior is a PixelCNN"):
+        Sampling(method="parallel").method_for(tiny_prior())
+    assert Sampling().method_for(tiny_prior(kind="hybrid")) == "parallel"
+
+
+def test_a_video_prior_saved_before_the_kinds_loads_as_a_pixelcnn(tmp_path):
+    tiny_prior(k=2, kind="parallel").save_pretrained(tmp_path / "parallel")
+    assert isinstance(VideoPrior.from_pretrained(tmp_path / "parallel").frame, ParallelFramePrior)
+    prior = tiny_prior(k=2)
+    prior.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    del saved["config"]["kind"]  # as an older release wrote it
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    loaded = VideoPrior.from_pretrained(tmp_path)
+    assert loaded.config.kind == "pixelcnn" and isinstance(loaded.frame, PixelCNNPrior)
+
+
 def test_rollout_refuses_a_context_shorter_than_k():
     prior = tiny_prior(k=3)
     with pytest.raises(ValueError, match="reads 3 previous frames, got 2"):
         prior.rollout(torch.zeros(1, 2, 4, 5, dtype=torch.long), torch.tensor([1]))
 
 
-def test_a_greedy_rollout_draws_the_argmax_of_its_own_logits():
-    prior = tiny_prior(k=2)
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_greedy_rollout_draws_the_argmax_of_its_own_logits(kind):
+    prior = tiny_prior(k=2, kind=kind)
     _, previous, actions = batch(prior)
     seeds = [torch.Generator().manual_seed(s) for s in (0, 1)]
     greedy = [prior.rollout(previous, actions[:, None], top_k=1, generator=g) for g in seeds]
@@ -226,6 +308,7 @@ def test_shuffled_actions_are_a_fixed_permutation():
 
 # -- the commands -------------------------------------------------------------------------------
 TINY_VIDEO = [
+    "--set", "kind=pixelcnn",
     "--set", "channels=8", "--set", "num_layers=2", "--set", "head_channels=16",
     "--set", "context_layers=1", "--set", "train.eval_every=3", "--set", "train.checkpoint_every=3",
     "--batch-size", "4", "--no-progress",
@@ -336,6 +419,46 @@ def test_eval_compares_recorded_and_shuffled_actions_and_the_report_shows_it(
     assert Image.open(video_run / "report" / "video_rollout.gif").n_frames > 3
 
 
+def test_eval_starts_rollouts_through_each_episode(video_run, toy_maze, tmp_path, capsys):
+    args = ["video", "eval", str(video_run), "--data", str(toy_maze), "--context", "3",
+            "--frames", "2", "--greedy", "--rollouts", "1"]  # fmt: skip
+    results = []
+    for starts in (1, 3):
+        out = tmp_path / f"starts{starts}.json"
+        assert main([*args, "--starts", str(starts), "--json", str(out)]) == 0
+        results.append(json.loads(out.read_text()))
+    one, three = results
+    assert (one["starts"], three["starts"]) == (1, 3)
+    assert three["num_rollouts"] == 3 * one["num_rollouts"]
+    assert one["method"] == "fast"  # a PixelCNN draws in raster order
+    # other contexts, another future: the held frames are other frames
+    assert three["by_horizon"]["psnr"]["held"] != one["by_horizon"]["psnr"]["held"]
+    capsys.readouterr()
+    assert main([*args, "--starts", "0"]) == 2
+    assert "--starts 0: expected at least 1" in capsys.readouterr().err
+
+
+def test_a_hybrid_prior_trains_and_draws_both_ways(image_run, toy_maze, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(image_run, run, ignore=shutil.ignore_patterns("video"))
+    hybrid = ["--set", "parallel_channels=8", "--set", "parallel_blocks=2"]  # the default kind
+    args = ["video", "train", str(run), "--data", str(toy_maze), "--steps", "3"]
+    assert main([*args, *TINY_VIDEO[2:], *hybrid, "--context-frames", "2"]) == 0
+    saved = json.loads((run / "video" / "config.json").read_text())["config"]
+    assert saved["kind"] == "hybrid" and saved["parallel_blocks"] == 2
+    records = (run / "video" / "metrics.jsonl").read_text().splitlines()
+    assert all(math.isfinite(json.loads(r)["bits_per_frame"]) for r in records if '"train"' in r)
+    methods = {}
+    for draw in ("raster", "parallel", None):
+        out = tmp_path / f"{draw}.json"
+        extra = ["--draw", draw] if draw else []
+        evaluation = ["video", "eval", str(run), "--data", str(toy_maze), "--context", "3",
+                      "--frames", "2", "--greedy", "--json", str(out), *extra]  # fmt: skip
+        assert main(evaluation) == 0
+        methods[draw] = json.loads(out.read_text())["method"]
+    assert methods == {"raster": "fast", "parallel": "parallel", None: "parallel"}
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
@@ -346,6 +469,7 @@ def test_eval_compares_recorded_and_shuffled_actions_and_the_report_shows_it(
         (["--actions", "left,right"], "2 actions given for --frames 3"),
         (["--temperature", "0"], "--temperature 0.0: expected a number > 0"),
         (["--top-k", "0"], "--top-k 0: expected at least 1 code"),
+        (["--draw", "parallel"], "--draw parallel: this video prior is a PixelCNN"),
     ],
 )
 def test_rollout_errors_are_one_line(video_run, toy_maze, tmp_path, capsys, extra, message):

@@ -18,6 +18,7 @@ from typing import Any
 
 from vqvae.models import AudioVQVAEConfig, QuantizerConfig, VQVAEConfig
 from vqvae.nets import NetConfig
+from vqvae.nets.mel_decoder import MelDecoderConfig
 from vqvae.nets.wavenet import WaveNetConfig
 from vqvae.pretrained import config_from_dict, config_to_dict
 from vqvae.registry import PRESETS
@@ -222,25 +223,33 @@ def _speech8k() -> Preset:
     # 512, read from each code's log power spectrum (``spectrogram1d``) rather than by the
     # paper's 6 strided convolutions over the waveform, with a speaker classifier the encoder
     # is trained to defeat (``speaker_adversary``), and the decoder that trains on a CPU: z_q
-    # and a speaker embedding -> the 40-band log-mel of each code's samples (``mel``), audio
-    # by Griffin-Lim (a trained vocoder did no better in the time). Windows of 4,096 samples
-    # (64 codes), 32 per batch, Adam at 1e-3 with 150 warm-up steps and a cosine decay to 5%
-    # over 3,000 steps: 25 minutes on one CPU thread beside another job, inside the 40 a
-    # user is asked to wait. The spectrogram encoder took reconstructions from 85.7% to
-    # 94.7% of digits kept and the probe from 70% to 94%; the adversary took conversions
-    # judged as their target from 61% to 74%; 64 codes rather than 512 leave the voice less
-    # room in them (the speaker probe 71% against 91-94%; conversions judged as the target
-    # 76.5% against 73.3-73.6%) for 750 bit/s (BENCHMARKS.md section 9a; docs/speech.md).
+    # and a speaker embedding -> the 40-band log-mel of each code's samples (``mel``, 128
+    # channels), audio by Griffin-Lim (on the predicted log-mel it keeps more speakers than
+    # the trained vocoder). Windows of 4,096 samples (64 codes), 32 per batch, Adam at 1e-3
+    # with 150 warm-up steps and a cosine decay to 5% over 7,000 steps: 25 minutes on one CPU
+    # thread beside another job, inside the 40 a user is asked to wait. The spectrogram
+    # encoder took reconstructions from 85.7% to 94.7% of digits kept and the probe from 70%
+    # to 94%; the adversary took conversions judged as their target from 61% to 74%; 64 codes
+    # rather than 512 leave the voice less room in them (the speaker probe 71% against
+    # 91-94%) for 750 bit/s; a decoder of 128 channels rather than 256 costs a quarter, so
+    # the same time buys 7,000 steps rather than 3,000: reconstructions 92.7% / 92.0% against
+    # 92.7% / 91.0%, conversions judged as the target 83.7% against 76.5%, and decoding 4x
+    # cheaper (BENCHMARKS.md section 9a; docs/speech.md).
     net = NetConfig(
         kind="spectrogram1d", hidden_channels=128, residual_channels=64, num_downsamples=6
     )
     codes = QuantizerConfig(kind="ema", num_codes=64, code_dim=64)
     return Preset(
         AudioVQVAEConfig(
-            input_size=(4096,), decoder="mel", net=net, quantizer=codes, speaker_adversary=0.1
+            input_size=(4096,),
+            decoder="mel",
+            net=net,
+            quantizer=codes,
+            speaker_adversary=0.1,
+            mel_decoder=MelDecoderConfig(hidden_channels=128),
         ),
         TrainConfig(
-            steps=3000,
+            steps=7000,
             batch_size=32,
             lr=1e-3,
             lr_schedule="cosine",

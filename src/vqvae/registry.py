@@ -81,6 +81,7 @@ NETS: Registry[Any] = Registry("network kind")  # NetKind: encoder and decoder b
 LIKELIHOODS: Registry[Any] = Registry("likelihood")  # Likelihood classes
 MODELS: Registry[Any] = Registry("model")  # model classes, by the name config.json records
 PRIORS: Registry[Any] = Registry("prior kind")  # Prior classes
+VIDEO_PRIORS: Registry[Any] = Registry("video prior kind")  # FrameKind: one frame's network
 PRESETS: Registry[Any] = Registry("preset")  # () -> Preset
 SPEECH_DECODERS: Registry[Any] = Registry("speech decoder kind")  # AudioVQVAEConfig -> Module
 VOCODERS: Registry[Any] = Registry("vocoder kind")  # Vocoder classes: log-mel frames -> audio

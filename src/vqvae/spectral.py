@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 LOG_FLOOR = 1e-6  # added before the log: silence gives log(1e-6), not -inf
+MAGNITUDE_FLOOR = 1e-3  # the same floor for an STFT magnitude: sqrt(LOG_FLOOR)
 
 
 def _frames(x: np.ndarray, win: int, hop: int) -> np.ndarray:
@@ -239,6 +240,7 @@ def griffin_lim(
     iterations: int = 32,
     momentum: float = 0.99,
     generator: torch.Generator | None = None,
+    phase: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """A waveform (B, T' hop) whose STFT magnitude approaches ``magnitude`` (B, F, T'): the
     fast Griffin-Lim algorithm (Perraudin, Balazs and Sondergaard 2013, algorithm 2):
@@ -247,9 +249,12 @@ def griffin_lim(
 
     with P_C2 the projection on consistent spectrograms (STFT of the inverse STFT), P_C1 the
     one that puts the given magnitude back, and alpha the momentum (0 is Griffin and Lim
-    1984). Phases start random, drawn from ``generator``."""
-    phase = torch.rand(magnitude.shape, generator=generator, device=magnitude.device)
-    c = magnitude * torch.exp(2j * math.pi * phase.to(magnitude.dtype))  # (B, F, T')
+    1984). Phases start at ``phase`` (B, F, T') radians when given (a vocoder's estimate),
+    else random, drawn from ``generator``."""
+    if phase is None:
+        turns = torch.rand(magnitude.shape, generator=generator, device=magnitude.device)
+        phase = 2 * math.pi * turns.to(magnitude.dtype)
+    c = torch.polar(magnitude, phase.to(magnitude.dtype))  # (B, F, T')
     previous = torch.zeros_like(c)
     for _ in range(iterations):
         rebuilt = stft(istft(c, n_fft, hop), n_fft, hop)  # P_C2: the nearest consistent one
@@ -257,6 +262,23 @@ def griffin_lim(
         c = t + momentum * (t - previous)
         previous = t
     return istft(magnitude * torch.exp(1j * c.angle()), n_fft, hop)
+
+
+def anti_wrapping(x: torch.Tensor) -> torch.Tensor:
+    """|x - 2 pi round(x / 2 pi)|: the distance of an angle difference from the nearest whole
+    turn, so that phases 2 pi apart are equal (Ai and Ling 2023, APNet, eq. 5)."""
+    return (x - 2 * math.pi * torch.round(x / (2 * math.pi))).abs()
+
+
+def phase_losses(phase: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Predicted against true STFT phases (B, F, T'): the anti-wrapped L1 of the instantaneous
+    phase, of the group delay (its difference along frequency) and of the instantaneous
+    angular frequency (along time), summed (APNet, section 2.3.2)."""
+    error = phase - target
+    instantaneous = anti_wrapping(error).mean()
+    group_delay = anti_wrapping(error.diff(dim=1)).mean()
+    angular_frequency = anti_wrapping(error.diff(dim=2)).mean()
+    return instantaneous + group_delay + angular_frequency
 
 
 # the resolutions of the multi-resolution STFT loss: (n_fft, hop), around the frames' own

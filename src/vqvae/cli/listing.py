@@ -13,6 +13,7 @@ from vqvae.registry import (
     PRIORS,
     QUANTIZERS,
     SPEECH_DECODERS,
+    VIDEO_PRIORS,
     VOCODERS,
     Registry,
 )
@@ -22,6 +23,7 @@ LISTS: dict[str, Registry[Any]] = {
     "datasets": DATASETS,
     "quantizers": QUANTIZERS,
     "priors": PRIORS,
+    "video-priors": VIDEO_PRIORS,
     "nets": NETS,
     "likelihoods": LIKELIHOODS,
     "decoders": SPEECH_DECODERS,

@@ -19,6 +19,7 @@ from vqvae.data.episodes import Episodes, episode_split, read_episodes
 from vqvae.errors import DataError, RunError
 from vqvae.inference.video import (
     CONDITIONS,
+    DRAWS,
     Sampling,
     encode_episodes,
     evaluate_video,
@@ -68,7 +69,9 @@ def add_parser(sub: Any) -> None:
     e.add_argument("--split", default="test", choices=("train", "test"))
     e.add_argument("--context", type=int, default=6, help="real frames given (default: 6)")
     e.add_argument("--frames", type=int, default=10, help="frames generated (default: 10)")
-    e.add_argument("--rollouts", type=int, default=2, help="rollouts per episode (default: 2)")
+    e.add_argument("--rollouts", type=int, default=2, help="rollouts per start (default: 2)")
+    e.add_argument("--starts", type=int, default=1, help="evenly spaced points of each episode "
+                   "that rollouts start from (default: 1, its first frames)")  # fmt: skip
     e.add_argument("--seed", type=int, default=0)
     add_sampling_options(e)
     e.add_argument("--json", metavar="FILE", help="also write the numbers to FILE")
@@ -81,10 +84,13 @@ def add_sampling_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--temperature", type=float, default=1.0, help="of every draw (default: 1)")
     p.add_argument("--top-k", type=int, metavar="K", help="draw among the K likeliest codes")
     p.add_argument("--greedy", action="store_true", help="the likeliest code (argmax) each time")
+    p.add_argument("--draw", choices=DRAWS, help="raster: each code of a frame given those "
+                   "before it (a PixelCNN's or hybrid's); parallel: all at once from the "
+                   "context (a parallel or hybrid prior's). Default: the prior's own")  # fmt: skip
 
 
 def sampling_of(args: argparse.Namespace) -> Sampling:
-    return Sampling.choose(args.temperature, args.top_k, args.greedy)
+    return Sampling.choose(args.temperature, args.top_k, args.greedy, args.draw)
 
 
 def add_episodes_option(p: argparse.ArgumentParser) -> None:
@@ -209,7 +215,7 @@ def run_eval(args: argparse.Namespace) -> int:
     data = encode_episodes(model, episodes, prior.context_frames)
     result = evaluate_video(
         model, prior, episodes, data, context=args.context, frames=args.frames,
-        rollouts=args.rollouts, seed=args.seed, sampling=sampling,
+        rollouts=args.rollouts, seed=args.seed, sampling=sampling, starts=args.starts,
     ).to_dict()  # fmt: skip
     write_json(run.video.path / "eval.json", result)  # what `vqvae report` shows
     if args.json:
@@ -222,6 +228,7 @@ def print_table(r: dict[str, Any], name: str) -> None:
     draw = "greedy (argmax)" if r["top_k"] == 1 else f"temperature {r['temperature']:g}"
     if r["top_k"] and r["top_k"] > 1:
         draw += f", top-{r['top_k']}"
+    draw += ", every code of a frame at once" if r["method"] == "parallel" else ", raster order"
     print(
         f"{name}: {r['num_examples']} next frames scored; {r['num_rollouts']} rollouts of "
         f"{r['context']} real + {r['frames']} generated frames ({draw})"

@@ -17,6 +17,7 @@ from vqvae.pretrained import config_from_dict
 from vqvae.runs import RunDir
 from vqvae.train.vocoder import VOCODER_TRAIN, train_vocoder, vocoder_train_config
 from vqvae.vocoders import VocosConfig
+from vqvae.vocoders.vocos import LOSSES
 
 
 def add_parser(sub: Any) -> None:
@@ -27,6 +28,18 @@ def add_parser(sub: Any) -> None:
     t.add_argument("--out", required=True, help="the vocoder's folder")
     t.add_argument("--hop", type=int, default=64, help="samples per frame (a run's hop: 64)")
     t.add_argument("--n-mels", type=int, default=40, help="mel bands (a run's n_mels: 40)")
+    t.add_argument("--losses", choices=LOSSES, default=VocosConfig.losses,
+                   help="vocos: the log-mel and multi-resolution STFT losses on the audio; "
+                   "apnet: also the magnitude and phase of the predicted spectrum "
+                   f"(default {VocosConfig.losses})")  # fmt: skip
+    t.add_argument("--pinv-residual", action=argparse.BooleanOptionalAction,
+                   default=VocosConfig.pinv_residual,
+                   help="the log-magnitude as a correction to the mel pseudo-inverse's "
+                   "(default: on)")  # fmt: skip
+    t.add_argument("--griffin-lim-iterations", type=int, metavar="N",
+                   default=VocosConfig.griffin_lim_iterations,
+                   help="at inference, N Griffin-Lim iterations from the network's phase; 0: "
+                   "the network's own, fastest (default: %(default)s)")  # fmt: skip
     t.add_argument("--steps", type=int, default=VOCODER_TRAIN.steps)
     t.add_argument("--batch-size", type=int, default=VOCODER_TRAIN.batch_size)
     t.add_argument("--lr", type=float, default=VOCODER_TRAIN.lr)
@@ -46,7 +59,12 @@ def run_train(args: argparse.Namespace) -> int:
     train_set = load_audio(args.data, "train", args.data_root, sample_rate=rate)
     test_set = load_audio(args.data, "test", args.data_root, sample_rate=train_set.sample_rate)
     config = saved or VocosConfig(
-        sample_rate=train_set.sample_rate, hop=args.hop, n_mels=args.n_mels
+        sample_rate=train_set.sample_rate,
+        hop=args.hop,
+        n_mels=args.n_mels,
+        losses=args.losses,
+        pinv_residual=args.pinv_residual,
+        griffin_lim_iterations=args.griffin_lim_iterations,
     )
     train = vocoder_train_config(args.steps, args.seed, batch_size=args.batch_size, lr=args.lr)
     folder.prepare(resume=args.resume, force=args.force)

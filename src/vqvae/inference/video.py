@@ -113,13 +113,20 @@ def bits_per_frame(
     return total / (len(chosen) * math.log(2))
 
 
+# --draw: how a frame's codes are drawn -> the frame prior's sampler
+DRAWS = {"raster": "fast", "parallel": "parallel"}
+
+
 @dataclass(frozen=True)
 class Sampling:
     """How a rollout draws each code: from ``softmax(logits / temperature)``, among the
-    ``top_k`` likeliest codes only when given; ``top_k=1`` is the greedy (argmax) rollout."""
+    ``top_k`` likeliest codes only when given; ``top_k=1`` is the greedy (argmax) rollout.
+    ``method``: the frame prior's sampler ("fast": in raster order, each code given those
+    before it; "parallel": every code at once), None for the prior's own default."""
 
     temperature: float = 1.0
     top_k: int | None = None
+    method: str | None = None
 
     def __post_init__(self) -> None:
         if not self.temperature > 0:
@@ -128,9 +135,27 @@ class Sampling:
             raise DataError(f"--top-k {self.top_k}: expected at least 1 code")
 
     @classmethod
-    def choose(cls, temperature: float, top_k: int | None, greedy: bool) -> Sampling:
-        """From the command line's --temperature, --top-k and --greedy (which wins)."""
-        return cls(temperature, 1) if greedy else cls(temperature, top_k)
+    def choose(
+        cls, temperature: float, top_k: int | None, greedy: bool, draw: str | None = None
+    ) -> Sampling:
+        """From the command line's --temperature, --top-k, --greedy (which wins) and --draw."""
+        method = DRAWS[draw] if draw else None
+        return cls(temperature, 1 if greedy else top_k, method)
+
+    def method_for(self, prior: VideoPrior) -> str:
+        """The sampler used with ``prior``; a one-line DataError if it has none such."""
+        method = self.method or prior.default_method
+        if method == "parallel" and prior.config.kind == "pixelcnn":
+            raise DataError(
+                "--draw parallel: this video prior is a PixelCNN, which draws in raster order "
+                "only; train one with --set kind=parallel or kind=hybrid"
+            )
+        if method != "parallel" and prior.config.kind == "parallel":
+            raise DataError(
+                "--draw raster: this video prior draws every code of a frame at once only; "
+                "train one with --set kind=hybrid to draw in raster order too"
+            )
+        return method
 
 
 @dataclass(frozen=True)
@@ -159,6 +184,7 @@ def rollout(
     codes = prior.rollout(
         context, torch.as_tensor(actions), generator=generator,
         temperature=sampling.temperature, top_k=sampling.top_k,
+        method=sampling.method_for(prior),
     ).cpu()  # fmt: skip
     b, c, f = context.shape[0], context.shape[1], codes.shape[1]
     both = decode(model, torch.cat([context, codes], dim=1).flatten(0, 1))  # (B*(c+F), H, W, 3)
@@ -217,6 +243,8 @@ class VideoEvaluation:
     frames: int
     temperature: float
     top_k: int | None
+    method: str = "fast"  # the frame prior's sampler: "fast" (raster order) or "parallel"
+    starts: int = 1  # rollouts begin at this many evenly spaced points of each episode
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -286,25 +314,36 @@ def evaluate_video(
     rollouts: int = 2,
     seed: int = 0,
     sampling: Sampling = Sampling(),
+    starts: int = 1,
 ) -> VideoEvaluation:
     """Score held-out ``episodes`` (encoded as ``data``): bits per frame, the one-step
-    predictions, and ``rollouts`` rollouts per episode of ``frames`` frames from its first
-    ``context`` real frames, overall and at each horizon 1 .. ``frames``."""
+    predictions, and ``rollouts`` rollouts of ``frames`` frames from ``context`` real frames
+    at each of ``starts`` evenly spaced points of every episode (1: its first frames),
+    overall and at each horizon 1 .. ``frames``."""
     check_rollout_length(prior, context, frames, episodes.steps)
     check_evaluation_length(context, frames, episodes.steps)
+    if starts < 1:
+        raise DataError(f"--starts {starts}: expected at least 1 point of each episode")
     shuffled = data.with_actions(shuffled_actions(data.actions))
-    start = torch.arange(context - 1, context - 1 + frames)  # actions to frames c .. c+F-1
-    reps = torch.arange(data.codes.shape[0]).repeat_interleave(rollouts)  # (N*R,) episodes
-    ctx = data.codes[reps, :context]  # (N*R, c, h, w)
-    real_codes = data.codes[reps, context : context + frames].numpy()  # (N*R, F, h, w)
-    real = episodes.frames[reps.numpy(), context : context + frames]  # (N*R, F, H, W, 3)
-    futures = {}  # condition -> (frames (N*R, F, H, W, 3), codes (N*R, F, h, w))
+    # rollout r: episode n[r] from frame t0[r], N * starts * rollouts of them
+    last = episodes.steps - context - frames  # the latest first frame with a real future
+    offsets = torch.linspace(0, last, starts).round().long().unique()  # (S,)
+    n = torch.arange(data.codes.shape[0]).repeat_interleave(len(offsets) * rollouts)
+    t0 = offsets.repeat_interleave(rollouts).repeat(data.codes.shape[0])  # (N*S*R,)
+    t_ctx = t0[:, None] + torch.arange(context)  # (R', c)
+    t_fut = t0[:, None] + context + torch.arange(frames)  # (R', F): frames c .. c+F-1
+    ctx = data.codes[n[:, None], t_ctx]  # (R', c, h, w)
+    real_codes = data.codes[n[:, None], t_fut].numpy()  # (R', F, h, w)
+    real = episodes.frames[n[:, None].numpy(), t_fut.numpy()]  # (R', F, H, W, 3)
+    futures = {}  # condition -> (frames (R', F, H, W, 3), codes (R', F, h, w))
     for name, source in (("recorded", data), ("shuffled", shuffled)):
-        out = rollout(model, prior, ctx, source.actions[reps][:, start], seed=seed,
-                      sampling=sampling)  # fmt: skip
+        actions = source.actions[n[:, None], t_fut - 1]  # actions[t] leads to frame t + 1
+        out = rollout(model, prior, ctx, actions, seed=seed, sampling=sampling)
         futures[name] = out.frames, out.codes
-    still = np.repeat(ctx[:, -1:].numpy(), frames, axis=1)  # (N*R, F, h, w)
-    held = np.repeat(episodes.frames[reps.numpy(), context - 1][:, None], frames, axis=1)
+    still = np.repeat(ctx[:, -1:].numpy(), frames, axis=1)  # (R', F, h, w)
+    held = np.repeat(
+        episodes.frames[n.numpy(), (t0 + context - 1).numpy()][:, None], frames, axis=1
+    )
     futures["held"] = held, still  # the real frame's codes are the last context codes
     futures["copy"] = decode(model, still.reshape(-1, *still.shape[2:])).reshape(real.shape), still
     scores = {name: _score(real, f, real_codes, c) for name, (f, c) in futures.items()}
@@ -325,11 +364,13 @@ def evaluate_video(
         horizons=tuple(range(1, frames + 1)),
         by_horizon=by_horizon,
         num_examples=len(data),
-        num_rollouts=len(reps),
+        num_rollouts=len(n),
         context=context,
         frames=frames,
         temperature=sampling.temperature,
         top_k=sampling.top_k,
+        method=sampling.method_for(prior),
+        starts=len(offsets),
     )
 
 

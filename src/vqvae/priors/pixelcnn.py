@@ -298,8 +298,12 @@ class PixelCNNPrior(Prior):
         hidden = F.linear(F.relu(skip), self.head[1].weight.flatten(1), self.head[1].bias)
         return F.linear(F.relu(hidden), self.head[3].weight.flatten(1), self.head[3].bias)
 
-    def _sample_fast(self, n: int, cond: Condition, draw: Draw) -> torch.Tensor:
-        """Recompute only what a new code can change (see the module docstring)."""
+    def _sample_fast(
+        self, n: int, cond: Condition, draw: Draw, bias: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Recompute only what a new code can change (see the module docstring). ``bias``
+        (n, K, h, w), when given, is added to the logits of each position before its draw
+        (another expert's, in a product of experts: ``priors/hybrid.py``)."""
         c = self.config
         (h, w), p, ch = c.shape, c.kernel_size // 2, c.channels
         dev = self.embed.weight.device
@@ -342,6 +346,8 @@ class PixelCNNPrior(Prior):
                     weight = self.copy_skip.weight.flatten(1)  # (1, C, 1, 1) -> (1, C)
                     g = F.linear(F.relu(skip), weight, self.copy_skip.bias) + copy[0][:, :, i, j]
                     logits = logits.scatter_add(1, copy[1][:, i, j, None], g)  # g: (n, 1)
+                if bias is not None:
+                    logits = logits + bias[:, :, i, j]
                 codes[:, i, j] = draw(logits)
                 h_in[0][:, :, p + j] = self.embed(codes[:, i, j])  # (n, C), seen from column j+1
             # row i is complete: run the vertical stack on it, one row per layer

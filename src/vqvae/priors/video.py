@@ -5,24 +5,37 @@ Frames are encoded once by an image VQ-VAE into ``(h, w)`` code grids; this prio
 
     p(codes_{t+1} | codes_{t-k+1..t}, a_t)
 
-with the conditional gated PixelCNN (``pixelcnn.py``): the action is its global label
-(eq. 4 of van den Oord et al. 2016) and the k previous frames its context map (eq. 5), so a
-frame costs one fast PixelCNN sample. ``rollout`` generates video entirely in latent space,
-one frame at a time, each generated frame becoming context for the next; only the caller
-decodes, with the image VQ-VAE's decoder.
+with one of three networks of a frame (``VideoPriorConfig.kind``), each conditioned on the
+action as a global label (eq. 4 of van den Oord et al. 2016) and on the k previous frames as
+a context map (eq. 5):
+
+- ``pixelcnn``: the conditional gated PixelCNN (``pixelcnn.py``), autoregressive within the
+  frame; a frame costs one fast PixelCNN sample, drawn in raster order;
+- ``parallel``: every code from the context alone (``parallel.py``), drawn all at once;
+- ``hybrid``: the product of the two (``hybrid.py``), scored autoregressively and drawn by
+  either.
+
+``rollout`` generates video entirely in latent space, one frame at a time, each generated
+frame becoming context for the next; only the caller decodes, with the image VQ-VAE's
+decoder.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from vqvae.pretrained import PretrainedMixin
-from vqvae.priors.base import Condition, check_int_grid
+from vqvae.priors.base import Condition, Prior, check_int_grid
+from vqvae.priors.hybrid import HybridFramePrior
+from vqvae.priors.parallel import ParallelFrameConfig, ParallelFramePrior
 from vqvae.priors.pixelcnn import PixelCNNConfig, PixelCNNPrior
+from vqvae.registry import VIDEO_PRIORS
 from vqvae.torch_utils import eval_mode
 
 
@@ -34,19 +47,28 @@ class VideoPriorConfig:
     # k = 3: the action says how the view moves, the last frame what it shows; two more frames
     # hold what a turn just hid, which a turn back brings into view again (docs/video.md)
     context_frames: int = 3
-    # Sized for 16x16 grids of K=512 on a 2-core CPU (docs/video.md): the next frame is mostly
-    # the context moved, which the context net sees in full, so 6 causal layers (6 rows up)
-    # suffice; a step of 32 examples takes 1.1-2.1 s
+    # The PixelCNN (pixelcnn.py), sized for 16x16 grids of K=512 on a 2-core CPU
+    # (docs/video.md): the next frame is mostly the context moved, which the context net sees
+    # in full, so 6 causal layers (6 rows up) suffice; a step of 32 examples takes 1.1-2.1 s
     channels: int = 64
     num_layers: int = 6
     kernel_size: int = 3
-    head_channels: int = 256
+    head_channels: int = 256  # the PixelCNN's and the parallel expert's
     context_layers: int = 4  # 3x3 convolutions over the context, dilations 1, 2, 4, 1
     # the copy path of the PixelCNN (pixelcnn.py): most codes of the next frame are the last
     # frame's at the same position (docs/video.md measures how many)
     copy_last: bool = True
-    # saved video priors from before the copy path rebuild without it
-    ABSENT: ClassVar[dict[str, Any]] = {"copy_last": False}
+    # The network of one frame: "pixelcnn", autoregressive within the frame; "parallel", every
+    # code from the context alone (parallel.py, always with its copy path); "hybrid", the
+    # product of the two, trained together (hybrid.py). The hybrid scores frames best and its
+    # rollouts, drawn by the parallel expert, beat holding the last frame (docs/video.md)
+    kind: str = "hybrid"
+    # the parallel network: residual blocks of dilated 3x3 convolutions of this width
+    parallel_channels: int = 128
+    parallel_blocks: int = 8
+    # saved video priors from before the copy path rebuild without it, and from before the
+    # kinds as PixelCNNs
+    ABSENT: ClassVar[dict[str, Any]] = {"copy_last": False, "kind": "pixelcnn"}
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "shape", tuple(self.shape))
@@ -57,13 +79,17 @@ class VideoPriorConfig:
             raise ValueError("action_names: expected at least one action")
         if self.context_frames < 1:
             raise ValueError(f"context_frames: expected >= 1, got {self.context_frames}")
-        self.frame_config()  # the PixelCNN's own checks
+        if self.kind not in VIDEO_PRIORS:
+            kinds = ", ".join(VIDEO_PRIORS)
+            raise ValueError(f"kind: expected one of {kinds}, got {self.kind!r}")
+        self.pixelcnn_config()  # the networks' own checks
+        self.parallel_config()
 
     @property
     def num_actions(self) -> int:
         return len(self.action_names)
 
-    def frame_config(self) -> PixelCNNConfig:
+    def pixelcnn_config(self) -> PixelCNNConfig:
         """The conditional PixelCNN of one frame: labels = actions, context = k frames."""
         return PixelCNNConfig(
             num_codes=self.num_codes,
@@ -77,6 +103,49 @@ class VideoPriorConfig:
             context_layers=self.context_layers,
             context_copy=self.copy_last,
         )
+
+    def parallel_config(self) -> ParallelFrameConfig:
+        """The parallel network of one frame, conditioned the same way."""
+        return ParallelFrameConfig(
+            num_codes=self.num_codes,
+            shape=self.shape,
+            num_classes=self.num_actions,
+            context_shape=(self.context_frames, *self.shape),
+            channels=self.parallel_channels,
+            num_blocks=self.parallel_blocks,
+            head_channels=self.head_channels,
+        )
+
+    def frame_prior(self) -> Prior:
+        """A new network of one frame, of this kind."""
+        return VIDEO_PRIORS.get(self.kind).build(self)
+
+
+@dataclass(frozen=True)
+class FrameKind:
+    """A registered kind of video prior (``vqvae list video-priors``): its network of one
+    frame, and how a rollout draws a frame unless told ("fast": code by code in raster
+    order, the PixelCNN's cached sampler; "parallel": every code of the frame at once)."""
+
+    build: Callable[[VideoPriorConfig], Prior]
+    draw: str
+
+
+VIDEO_PRIORS.register(
+    "pixelcnn",
+    FrameKind(lambda c: PixelCNNPrior(c.pixelcnn_config()), "fast"),
+    about="the conditional gated PixelCNN: autoregressive within the frame (raster order)",
+)
+VIDEO_PRIORS.register(
+    "parallel",
+    FrameKind(lambda c: ParallelFramePrior(c.parallel_config()), "parallel"),
+    about="every code of the frame from the context alone, drawn at once",
+)
+VIDEO_PRIORS.register(
+    "hybrid",
+    FrameKind(lambda c: HybridFramePrior(c.pixelcnn_config(), c.parallel_config()), "parallel"),
+    about="the product of the two, scored autoregressively, drawn by the parallel expert",
+)
 
 
 class VideoPrior(nn.Module, PretrainedMixin):
@@ -92,7 +161,7 @@ class VideoPrior(nn.Module, PretrainedMixin):
         elif kwargs:
             raise TypeError("VideoPrior: pass a config or keywords, not both")
         self.config = config
-        self.frame = PixelCNNPrior(config.frame_config())
+        self.frame = config.frame_prior()
 
     @property
     def context_frames(self) -> int:
@@ -114,6 +183,27 @@ class VideoPrior(nn.Module, PretrainedMixin):
         """``log p(next frame's codes | previous, action)`` in nats, (B,)."""
         return self.frame.log_prob(codes, self.condition(previous, actions))
 
+    def loss(
+        self, codes: torch.Tensor, previous: torch.Tensor, actions: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The training loss and the NLL of the next frame's codes (B, h, w), both in nats per
+        code: the cross-entropy of the frame's logits, plus, for the hybrid kind, that of its
+        parallel expert alone (so that it can draw frames by itself)."""
+        cond = self.condition(previous, actions)
+        if not isinstance(self.frame, HybridFramePrior):
+            nll = F.cross_entropy(self.frame(codes, cond), codes)
+            return nll, nll
+        cond = self.frame.check_condition(cond, len(codes))
+        product, parallel = self.frame.expert_logits(self.frame.check_codes(codes), cond)
+        nll = F.cross_entropy(product, codes)
+        return nll + F.cross_entropy(parallel, codes), nll
+
+    @property
+    def default_method(self) -> str:
+        """How a rollout draws a frame unless told: "fast" (raster order) for the PixelCNN,
+        "parallel" (every code at once) for the parallel and hybrid kinds."""
+        return VIDEO_PRIORS.get(self.config.kind).draw
+
     def sample_next(
         self,
         previous: torch.Tensor,
@@ -122,17 +212,18 @@ class VideoPrior(nn.Module, PretrainedMixin):
         temperature: float = 1.0,
         top_k: int | None = None,
         generator: torch.Generator | None = None,
-        method: str = "fast",
+        method: str | None = None,
     ) -> torch.Tensor:
         """One next frame's codes (B, h, w) for each of B contexts (B, k, h, w) and actions;
-        ``top_k=1`` draws the argmax code at every position (a greedy rollout)."""
+        ``top_k=1`` draws the argmax code at every position (a greedy rollout); ``method``
+        (default ``default_method``): the frame prior's sampler."""
         return self.frame.sample(
             len(previous),
             self.condition(previous, actions),
             temperature=temperature,
             top_k=top_k,
             generator=generator,
-            method=method,
+            method=method or self.default_method,
         )
 
     @torch.no_grad()
@@ -144,7 +235,7 @@ class VideoPrior(nn.Module, PretrainedMixin):
         temperature: float = 1.0,
         top_k: int | None = None,
         generator: torch.Generator | None = None,
-        method: str = "fast",
+        method: str | None = None,
     ) -> torch.Tensor:
         """Generate frames in latent space: context (B, c, h, w) codes of c >= k real frames,
         actions (B, F) (or (F,) for every rollout), actions[:, i] leading to generated frame

@@ -25,6 +25,7 @@ REPORT_ACTIONS = ("forward", "left", "right")  # the paper's figure: one context
 # greedy (argmax) rollouts: on the maze they stay whole where sampled ones break into patches
 # (docs/video.md), which is what a reader comparing the actions needs to see
 REPORT_SAMPLING = Sampling(top_k=1)
+DRAWN = {"fast": "in raster order", "parallel": "all of a frame's codes at once"}
 
 
 def _scale(frame: np.ndarray) -> np.ndarray:
@@ -124,7 +125,7 @@ def section(state: Any, out: Path) -> tuple[str, str]:
         f"Video generated in latent space (section 4.4): the first {c} frames of a held-out "
         f"episode (green, decoded from their codes) are encoded, and the prior generates the "
         f"next {f} frames' codes one frame at a time (greedy: the likeliest code at each "
-        f"position) under a fixed action, "
+        f"position, {DRAWN[REPORT_SAMPLING.method_for(prior)]}) under a fixed action, "
         f"{', '.join(repr(n) for n in names)}, and under the episode's recorded actions; "
         f"only then does the image decoder draw them (grey). The real future is beneath (blue)."
     )

@@ -10,7 +10,6 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from vqvae._io import write_json
 from vqvae.config import TrainConfig
@@ -55,8 +54,8 @@ def train_video(
     def step_fn(idx: torch.Tensor) -> StepOutput:
         prior.train()
         previous, actions, nxt = train_set.take(idx)
-        loss = F.cross_entropy(prior(nxt, previous, actions), nxt)  # nats per code
-        bits = loss.item() / math.log(2)
+        loss, nll = prior.loss(nxt, previous, actions)  # nats per code
+        bits = nll.item() / math.log(2)
         return StepOutput(loss, {"bits_per_code": bits, "bits_per_frame": bits * positions})
 
     def evaluate(step: int) -> dict[str, Any]:

@@ -20,18 +20,25 @@ import torch.nn.functional as F
 from vqvae.config import TrainConfig
 from vqvae.data import AudioDataset, pad_to_hop
 from vqvae.runs import RunDir
-from vqvae.spectral import log_mel_frames, multi_resolution_stft_loss
+from vqvae.spectral import (
+    MAGNITUDE_FLOOR,
+    log_mel_frames,
+    multi_resolution_stft_loss,
+    phase_losses,
+    stft,
+)
 from vqvae.torch_utils import eval_mode
 from vqvae.train.audio import held_out_subset, random_windows, require_rate
 from vqvae.train.loop import StepOutput, fit
 from vqvae.train.vqvae import TrainResult, end_session, start_session
 from vqvae.vocoders import Vocos, VocosConfig
 
+LOGGED = ("mel_error", "stft", "magnitude", "phase")  # each step's losses in metrics.jsonl
 WINDOW = 4096  # samples of each training window: half a second at 8 kHz
 # `vqvae vocoder train`'s defaults, and a speech run's own vocoder's (``vocoder_steps``):
-# about 17 minutes on one CPU thread (BENCHMARKS.md, section 9)
+# 4,000 steps, about 10 minutes on one CPU thread beside another job (BENCHMARKS.md, 9a)
 VOCODER_TRAIN = TrainConfig(
-    steps=1000, batch_size=16, lr=1e-3, lr_schedule="cosine", warmup_steps=50, lr_final=0.05,
+    steps=4000, batch_size=16, lr=1e-3, lr_schedule="cosine", warmup_steps=50, lr_final=0.05,
     checkpoint_every=250, eval_every=500, eval_limit=30,
 )  # fmt: skip
 
@@ -44,19 +51,28 @@ def vocoder_train_config(steps: int, seed: int, **changes: Any) -> TrainConfig:
 
 @dataclass(frozen=True)
 class VocoderLosses:
-    loss: torch.Tensor  # mel_error + stft
+    loss: torch.Tensor  # mel_error + stft (+ magnitude + phase with losses="apnet")
     mel_error: torch.Tensor  # L1 of the log-mels (nats), Vocos's reconstruction loss
     stft: torch.Tensor  # multi-resolution spectral convergence + log-magnitude L1
+    magnitude: torch.Tensor  # L1 of the head's log-magnitudes against the real STFT's
+    phase: torch.Tensor  # the anti-wrapped phase losses of the head's phases
 
 
 def vocoder_losses(vocoder: Vocos, audio: torch.Tensor) -> VocoderLosses:
     """Audio (B, T), T a multiple of the hop -> the vocoder's losses on its own log-mel."""
     s = vocoder.settings
     mel = log_mel_frames(audio, s.hop, s.sample_rate, s.n_mels)  # (B, M, T')
-    out = vocoder(mel)  # (B, T)
+    log_magnitude, phase = vocoder.spectrum(mel)  # (B, F, T') each
+    out = vocoder.synthesize(log_magnitude, phase)  # (B, T)
     mel_error = F.l1_loss(log_mel_frames(out, s.hop, s.sample_rate, s.n_mels), mel)
-    stft = multi_resolution_stft_loss(out, audio)
-    return VocoderLosses(mel_error + stft, mel_error, stft)
+    stft_loss = multi_resolution_stft_loss(out, audio)
+    real = stft(audio, s.n_fft, s.hop)  # (B, F, T') complex
+    magnitude = F.l1_loss(log_magnitude, real.abs().clamp(min=MAGNITUDE_FLOOR).log())
+    phase_loss = phase_losses(phase, real.angle())
+    loss = mel_error + stft_loss
+    if vocoder.config.losses == "apnet":
+        loss = loss + magnitude + phase_loss
+    return VocoderLosses(loss, mel_error, stft_loss, magnitude, phase_loss)
 
 
 @dataclass(frozen=True)
@@ -103,7 +119,8 @@ def train_vocoder(
         vocoder.train()
         x = random_windows(train_set.waveforms, idx, window)[:, 0].to(s.device)  # (B, T)
         out = vocoder_losses(vocoder, x)
-        return StepOutput(out.loss, {"mel_error": out.mel_error.item(), "stft": out.stft.item()})
+        logs = {name: getattr(out, name).item() for name in LOGGED}
+        return StepOutput(out.loss, logs)
 
     def evaluate(step: int) -> dict[str, Any]:
         latest[:] = [evaluate_vocoder(vocoder, held_out)]
