@@ -233,8 +233,8 @@ def _speech8k() -> Preset:
     # rather than 512 leave the voice less room in them (the speaker probe 71% against
     # 91-94%) for 750 bit/s; a decoder of 128 channels rather than 256 costs a quarter, so
     # the same time buys 7,000 steps rather than 3,000: reconstructions 92.7% / 92.0% against
-    # 92.7% / 91.0%, conversions judged as the target 83.7% against 76.5%, and decoding 4x
-    # cheaper (BENCHMARKS.md section 9a; docs/speech.md).
+    # 92.7% / 91.0%, conversions judged as the target 83.7% against 76.5%, and decoding up
+    # to 2x faster (BENCHMARKS.md section 9a; docs/speech.md).
     net = NetConfig(
         kind="spectrogram1d", hidden_channels=128, residual_channels=64, num_downsamples=6
     )

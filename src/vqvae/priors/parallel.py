@@ -3,11 +3,12 @@
     p(codes | cond) = prod_i p(c_i | cond)
 
 where cond is the k previous frames' codes and a label (the agent's action). It is not
-autoregressive within the frame, so its bits per frame are an upper bound on what the
-PixelCNN can reach, but its argmax at each position is the most likely code *given the
-context alone*. That is what a rollout needs: drawn in raster order, a PixelCNN conditions
-each code on the codes it drew before it, and one wrong code early in the frame steers the
-rest (docs/video.md measures it); here no position reads another's draw.
+autoregressive within the frame, so its bits per frame, a true likelihood, are those of a
+weaker model (a frame's codes are not independent given the context), but its argmax at
+each position is the most likely code *given the context alone*. That is what a rollout
+needs: drawn in raster order, a PixelCNN conditions each code on the codes it drew before
+it, and one wrong code early in the frame steers the rest (docs/video.md measures it); here
+no position reads another's draw.
 
 The network (unmasked: the context is known in full): each previous frame's codes are
 embedded and concatenated on channels, a 1x1 convolution mixes them, then residual blocks of
