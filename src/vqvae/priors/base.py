@@ -88,6 +88,8 @@ class Condition:
 
 
 CondLike = Condition | torch.Tensor | int | None  # an int or a tensor: labels alone
+# a way of drawing n grids: (n, checked Condition, Draw) -> codes (n, *shape)
+Sampler = Callable[[int, Condition, Draw], torch.Tensor]
 
 
 def _is_integer_dtype(dtype: torch.dtype) -> bool:
@@ -159,6 +161,30 @@ class Prior(nn.Module, PretrainedMixin, metaclass=abc.ABCMeta):
         logp = F.log_softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), dim=1)
         at_true = logp.gather(1, codes.unsqueeze(1)).squeeze(1)  # (B, 1, *shape) -> (B, *shape)
         return at_true.flatten(1).sum(dim=1)  # (B, *shape) -> (B, prod(shape)) -> (B,)
+
+    def samplers(self) -> dict[str, Sampler]:
+        """The ways this prior draws grids, by ``sample``'s ``method``; the first is the
+        default. Every prior has ``naive``: one full forward pass per position."""
+        return {"naive": self._sample_naive}
+
+    def sample(
+        self,
+        n: int,
+        cond: CondLike = None,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        generator: torch.Generator | None = None,
+        method: str | None = None,
+    ) -> torch.Tensor:
+        """``n`` grids ``(n, *shape)`` int64 drawn by ``method`` (one of ``samplers()``,
+        default the first), each code from ``softmax(logits / temperature)`` among the
+        ``top_k`` likeliest. ``cond``: a ``Condition`` (or labels alone: an int or ``(n,)``
+        tensor) for a conditional prior, else None."""
+        samplers = self.samplers()
+        method = next(iter(samplers)) if method is None else method
+        if method not in samplers:
+            raise ValueError(f"method: expected one of {sorted(samplers)}, got {method!r}")
+        return self._run_sampler(samplers[method], n, cond, temperature, top_k, generator)
 
     def _run_sampler(
         self,

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from vqvae.priors.base import Condition, Prior
+from vqvae.priors.base import Condition, Prior, Sampler
 from vqvae.priors.parallel import ParallelFrameConfig, ParallelFramePrior
 from vqvae.priors.pixelcnn import PixelCNNConfig, PixelCNNPrior
 from vqvae.sampling import Draw
@@ -41,22 +41,11 @@ class HybridFramePrior(Prior):
     def _logits(self, codes: torch.Tensor, cond: Condition) -> torch.Tensor:
         return self.expert_logits(codes, cond)[0]
 
-    def sample(
-        self,
-        n: int,
-        cond: Condition,
-        temperature: float = 1.0,
-        top_k: int | None = None,
-        generator: torch.Generator | None = None,
-        method: str = "fast",
-    ) -> torch.Tensor:
-        """``n`` frames (n, h, w): "fast" and "naive" draw the product in raster order (the
-        PixelCNN's two samplers), "parallel" every code at once from the parallel expert."""
-        samplers = {"fast": self._sample_fast, "naive": self._sample_naive,
-                    "parallel": self.parallel._sample_all}  # fmt: skip
-        if method not in samplers:
-            raise ValueError(f"method: expected one of {sorted(samplers)}, got {method!r}")
-        return self._run_sampler(samplers[method], n, cond, temperature, top_k, generator)
+    def samplers(self) -> dict[str, Sampler]:
+        """ "fast" (the default) and "naive" draw the product in raster order (the PixelCNN's
+        two samplers), "parallel" every code at once from the parallel expert."""
+        return {"fast": self._sample_fast, "naive": self._sample_naive,
+                "parallel": self.parallel._sample_all}  # fmt: skip
 
     def _sample_fast(self, n: int, cond: Condition, draw: Draw) -> torch.Tensor:
         shape = self.config.shape

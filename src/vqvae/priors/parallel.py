@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vqvae.priors.base import Condition, Prior, PriorConfig
+from vqvae.priors.base import Condition, Prior, PriorConfig, Sampler
 from vqvae.sampling import Draw
 
 
@@ -105,21 +105,9 @@ class ParallelFramePrior(Prior):
         last = cond.context[:, -1:]  # (B, 1, h, w): the last frame's codes
         return logits.scatter_add(1, last, self.copy(F.relu(x)))
 
-    def sample(
-        self,
-        n: int,
-        cond: Condition,
-        temperature: float = 1.0,
-        top_k: int | None = None,
-        generator: torch.Generator | None = None,
-        method: str = "parallel",
-    ) -> torch.Tensor:
-        """``n`` frames ``(n, h, w)``, every code drawn at once from its own distribution;
-        ``top_k=1`` is the argmax at every position. ``method``, as the other priors take it,
-        can only be "parallel"."""
-        if method != "parallel":
-            raise ValueError(f"method: expected 'parallel' (every code at once), got {method!r}")
-        return self._run_sampler(self._sample_all, n, cond, temperature, top_k, generator)
+    def samplers(self) -> dict[str, Sampler]:
+        """Only "parallel": every code of the frame at once, one pass."""
+        return {"parallel": self._sample_all}
 
     def _sample_all(self, n: int, cond: Condition, draw: Draw) -> torch.Tensor:
         shape = self.config.shape

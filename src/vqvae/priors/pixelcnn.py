@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vqvae.priors.base import Condition, Draw, Prior, PriorConfig
+from vqvae.priors.base import Condition, Draw, Prior, PriorConfig, Sampler
 from vqvae.registry import PRIORS
 
 
@@ -273,25 +273,10 @@ class PixelCNNPrior(Prior):
         assert cond.context is not None
         return cond.context.reshape(len(cond.context), -1, *self.config.shape)[:, -1]
 
-    def sample(
-        self,
-        n: int,
-        cond: Condition | torch.Tensor | int | None = None,
-        temperature: float = 1.0,
-        top_k: int | None = None,
-        generator: torch.Generator | None = None,
-        method: str = "fast",
-    ) -> torch.Tensor:
-        """``n`` grids ``(n, h, w)`` int64, drawn position by position in raster order.
-
-        ``cond``: a ``Condition`` (or labels alone: an int or ``(n,)`` tensor) for a
-        conditional prior, else None.
-        ``method``: "fast" (incremental, the default) or "naive" (h*w full passes).
-        """
-        samplers = {"fast": self._sample_fast, "naive": self._sample_naive}
-        if method not in samplers:
-            raise ValueError(f"method: expected one of {sorted(samplers)}, got {method!r}")
-        return self._run_sampler(samplers[method], n, cond, temperature, top_k, generator)
+    def samplers(self) -> dict[str, Sampler]:
+        """ "fast" (incremental, the default) or "naive" (h*w full passes): the same codes
+        from the same generator."""
+        return {"fast": self._sample_fast, "naive": self._sample_naive}
 
     def _head_column(self, skip: torch.Tensor) -> torch.Tensor:
         """``head`` at one position as matrix products: (n, C) -> (n, K) logits."""
