@@ -162,6 +162,12 @@ class Prior(nn.Module, PretrainedMixin, metaclass=abc.ABCMeta):
         at_true = logp.gather(1, codes.unsqueeze(1)).squeeze(1)  # (B, 1, *shape) -> (B, *shape)
         return at_true.flatten(1).sum(dim=1)  # (B, *shape) -> (B, prod(shape)) -> (B,)
 
+    def training_logits(self, codes: torch.Tensor, cond: Condition) -> tuple[torch.Tensor, ...]:
+        """Checked codes (B, *shape) and condition -> the logits that training fits by
+        cross-entropy, the prior's own first (its NLL); a product of experts adds an
+        expert's own (``hybrid.py``)."""
+        return (self._logits(codes, cond),)
+
     def samplers(self) -> dict[str, Sampler]:
         """The ways this prior draws grids, by ``sample``'s ``method``; the first is the
         default. Every prior has ``naive``: one full forward pass per position."""
@@ -188,7 +194,7 @@ class Prior(nn.Module, PretrainedMixin, metaclass=abc.ABCMeta):
 
     def _run_sampler(
         self,
-        sampler: Callable[[int, Condition, Draw], torch.Tensor],
+        sampler: Sampler,
         n: int,
         cond: CondLike,
         temperature: float,

@@ -7,7 +7,7 @@
 and the action predict at each position, seeing the whole scene through its dilated
 convolutions; the PixelCNN adds what the codes already drawn say, so the product scores a
 frame autoregressively (its bits per frame are an exact likelihood). The parallel expert is
-also trained alone (``expert_logits``), so that it can draw a whole frame by itself
+also trained alone (``training_logits``), so that it can draw a whole frame by itself
 (``method="parallel"``): the rollouts that continue the scene (docs/video.md).
 """
 
@@ -32,14 +32,14 @@ class HybridFramePrior(Prior):
         self.pixelcnn = PixelCNNPrior(config)
         self.parallel = ParallelFramePrior(parallel)
 
-    def expert_logits(self, codes: torch.Tensor, cond: Condition):
-        """Checked codes (B, h, w) and condition -> the product's logits and the parallel
-        expert's alone, (B, K, h, w) each: what training fits, both by cross-entropy."""
-        parallel = self.parallel._logits(codes, cond)
+    def training_logits(self, codes: torch.Tensor, cond: Condition) -> tuple[torch.Tensor, ...]:
+        """The product's logits and the parallel expert's alone, (B, K, h, w) each: training
+        fits both, so that the expert can also draw frames by itself."""
+        parallel = self.parallel.context_logits(cond)
         return self.pixelcnn._logits(codes, cond) + parallel, parallel
 
     def _logits(self, codes: torch.Tensor, cond: Condition) -> torch.Tensor:
-        return self.expert_logits(codes, cond)[0]
+        return self.training_logits(codes, cond)[0]
 
     def samplers(self) -> dict[str, Sampler]:
         """ "fast" (the default) and "naive" draw the product in raster order (the PixelCNN's
@@ -48,7 +48,5 @@ class HybridFramePrior(Prior):
                 "parallel": self.parallel._sample_all}  # fmt: skip
 
     def _sample_fast(self, n: int, cond: Condition, draw: Draw) -> torch.Tensor:
-        shape = self.config.shape
-        codes = torch.zeros(n, *shape, dtype=torch.long, device=self.device)
-        bias = self.parallel._logits(codes, cond)  # (n, K, h, w): the context alone
+        bias = self.parallel.context_logits(cond)  # (n, K, h, w): the context alone
         return self.pixelcnn._sample_fast(n, cond, draw, bias=bias)

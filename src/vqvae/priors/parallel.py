@@ -95,7 +95,11 @@ class ParallelFramePrior(Prior):
         nn.init.constant_(self.copy.bias, math.log(c.num_codes))
 
     def _logits(self, codes: torch.Tensor, cond: Condition) -> torch.Tensor:
-        """Logits (B, K, h, w) from the condition alone: ``codes`` only set the batch."""
+        """Logits (B, K, h, w): no position reads ``codes``."""
+        return self.context_logits(cond)
+
+    def context_logits(self, cond: Condition) -> torch.Tensor:
+        """Logits (B, K, h, w) of every position from a checked condition alone."""
         assert cond.context is not None and cond.labels is not None
         x = self.context_embed(cond.context)  # (B, k, h, w, C)
         x = self.mix(x.permute(0, 1, 4, 2, 3).flatten(1, 2))  # (B, k*C, h, w) -> (B, C, h, w)
@@ -110,8 +114,6 @@ class ParallelFramePrior(Prior):
         return {"parallel": self._sample_all}
 
     def _sample_all(self, n: int, cond: Condition, draw: Draw) -> torch.Tensor:
-        shape = self.config.shape
-        codes = torch.zeros(n, *shape, dtype=torch.long, device=self.device)
-        logits = self._logits(codes, cond)  # (n, K, h, w)
+        logits = self.context_logits(cond)  # (n, K, h, w)
         flat = logits.flatten(2).transpose(1, 2).flatten(0, 1)  # (n * h * w, K), raster order
-        return draw(flat).reshape(n, *shape)
+        return draw(flat).reshape(n, *self.config.shape)

@@ -89,13 +89,20 @@ class VideoPriorConfig:
     def num_actions(self) -> int:
         return len(self.action_names)
 
-    def pixelcnn_config(self) -> PixelCNNConfig:
-        """The conditional PixelCNN of one frame: labels = actions, context = k frames."""
-        return PixelCNNConfig(
+    def _frame_conditioning(self) -> dict[str, Any]:
+        """What every network of one frame models and reads: K codes of an (h, w) grid,
+        labels = the actions, context = the k previous frames."""
+        return dict(
             num_codes=self.num_codes,
             shape=self.shape,
             num_classes=self.num_actions,
             context_shape=(self.context_frames, *self.shape),
+        )
+
+    def pixelcnn_config(self) -> PixelCNNConfig:
+        """The conditional PixelCNN of one frame."""
+        return PixelCNNConfig(
+            **self._frame_conditioning(),
             channels=self.channels,
             num_layers=self.num_layers,
             kernel_size=self.kernel_size,
@@ -107,10 +114,7 @@ class VideoPriorConfig:
     def parallel_config(self) -> ParallelFrameConfig:
         """The parallel network of one frame, conditioned the same way."""
         return ParallelFrameConfig(
-            num_codes=self.num_codes,
-            shape=self.shape,
-            num_classes=self.num_actions,
-            context_shape=(self.context_frames, *self.shape),
+            **self._frame_conditioning(),
             channels=self.parallel_channels,
             num_blocks=self.parallel_blocks,
             head_channels=self.head_channels,
@@ -187,16 +191,13 @@ class VideoPrior(nn.Module, PretrainedMixin):
         self, codes: torch.Tensor, previous: torch.Tensor, actions: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The training loss and the NLL of the next frame's codes (B, h, w), both in nats per
-        code: the cross-entropy of the frame's logits, plus, for the hybrid kind, that of its
-        parallel expert alone (so that it can draw frames by itself)."""
-        cond = self.condition(previous, actions)
-        if not isinstance(self.frame, HybridFramePrior):
-            nll = F.cross_entropy(self.frame(codes, cond), codes)
-            return nll, nll
-        cond = self.frame.check_condition(cond, len(codes))
-        product, parallel = self.frame.expert_logits(self.frame.check_codes(codes), cond)
-        nll = F.cross_entropy(product, codes)
-        return nll + F.cross_entropy(parallel, codes), nll
+        code: the cross-entropies of the frame prior's ``training_logits`` summed (for the
+        hybrid kind, its parallel expert's too, so that it can draw frames by itself), and
+        that of its own logits."""
+        codes = self.frame.check_codes(codes)
+        cond = self.frame.check_condition(self.condition(previous, actions), len(codes))
+        nats = [F.cross_entropy(x, codes) for x in self.frame.training_logits(codes, cond)]
+        return sum(nats[1:], nats[0]), nats[0]
 
     @property
     def default_method(self) -> str:

@@ -10,7 +10,7 @@ same log-mel L1 on whole test utterances.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 import numpy as np
@@ -33,7 +33,6 @@ from vqvae.train.loop import StepOutput, fit
 from vqvae.train.vqvae import TrainResult, end_session, start_session
 from vqvae.vocoders import Vocos, VocosConfig
 
-LOGGED = ("mel_error", "stft", "magnitude", "phase")  # each step's losses in metrics.jsonl
 WINDOW = 4096  # samples of each training window: half a second at 8 kHz
 # `vqvae vocoder train`'s defaults, and a speech run's own vocoder's (``vocoder_steps``):
 # 4,000 steps, about 10 minutes on one CPU thread beside another job (BENCHMARKS.md, 9a)
@@ -56,6 +55,10 @@ class VocoderLosses:
     stft: torch.Tensor  # multi-resolution spectral convergence + log-magnitude L1
     magnitude: torch.Tensor  # L1 of the head's log-magnitudes against the real STFT's
     phase: torch.Tensor  # the anti-wrapped phase losses of the head's phases
+
+    def terms(self) -> dict[str, float]:
+        """Every term but the total, as numbers: what each step logs to metrics.jsonl."""
+        return {f.name: getattr(self, f.name).item() for f in fields(self) if f.name != "loss"}
 
 
 def vocoder_losses(vocoder: Vocos, audio: torch.Tensor) -> VocoderLosses:
@@ -119,8 +122,7 @@ def train_vocoder(
         vocoder.train()
         x = random_windows(train_set.waveforms, idx, window)[:, 0].to(s.device)  # (B, T)
         out = vocoder_losses(vocoder, x)
-        logs = {name: getattr(out, name).item() for name in LOGGED}
-        return StepOutput(out.loss, logs)
+        return StepOutput(out.loss, out.terms())
 
     def evaluate(step: int) -> dict[str, Any]:
         latest[:] = [evaluate_vocoder(vocoder, held_out)]

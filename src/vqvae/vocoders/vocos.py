@@ -26,6 +26,7 @@ from torch import nn
 from vqvae.pretrained import PretrainedMixin
 from vqvae.registry import VOCODERS
 from vqvae.spectral import MAGNITUDE_FLOOR, MelSettings, griffin_lim, istft, mel_to_magnitude
+from vqvae.torch_utils import eval_mode
 
 LOSSES = ("vocos", "apnet")
 
@@ -151,15 +152,11 @@ class Vocos(nn.Module, PretrainedMixin):
     def vocode(self, log_mel: torch.Tensor, generator: torch.Generator | None = None):
         """Log-mel frames (B, n_mels, T') -> audio (B, T' hop) in [-1, 1] (nothing is drawn:
         ``generator`` is unused)."""
-        was = self.training
-        self.eval()
-        try:
+        with eval_mode(self):
             log_magnitude, phase = self.spectrum(log_mel.to(self.head.weight))  # (B, F, T')
-            n = self.config.griffin_lim_iterations
-            if not n:
-                return self.synthesize(log_magnitude, phase).clamp(-1, 1)
-            s = self.settings
-            magnitude = magnitude_of(log_magnitude)
-            return griffin_lim(magnitude, s.n_fft, s.hop, n, phase=phase).clamp(-1, 1)
-        finally:
-            self.train(was)
+        n = self.config.griffin_lim_iterations
+        if not n:
+            return self.synthesize(log_magnitude, phase).clamp(-1, 1)
+        s = self.settings
+        magnitude = magnitude_of(log_magnitude)
+        return griffin_lim(magnitude, s.n_fft, s.hop, n, phase=phase).clamp(-1, 1)
