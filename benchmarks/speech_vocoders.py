@@ -2,10 +2,11 @@
 making audio from codes.
 
     python benchmarks/speech_vocoders.py [--vocoder VOC [--refine N ...]] [--run RUN]
-                                         [--wavenet-run RUN2]
+                                         [--wavenet-run RUN2] [--griffin-lim N ...]
 
 1. Every test recording's own log-mel frames (``vqvae.spectral.log_mel_frames``: 40 bands, one
-   per 64 samples) through Griffin-Lim and, with ``--vocoder``, the trained vocoder: the
+   per 64 samples) through Griffin-Lim (32 and 16 iterations, or ``--griffin-lim N ...``) and,
+   with ``--vocoder``, the trained vocoder: the
    fraction judged as the right digit and speaker, and the MCD and log-spectral distance (dB)
    from the recording. This is the ceiling of a mel decoder that uses that vocoder. With
    ``--refine N``, also the trained vocoder followed by N Griffin-Lim iterations that start
@@ -49,17 +50,21 @@ def vocode_all(vocoder, waves, settings: MelSettings) -> list[np.ndarray]:
     return out
 
 
-def real_time_factor(model, vocoder, clips: int, seconds: float = 1.0) -> float:
-    """Seconds of audio made per second of wall time, codes -> audio, ``clips`` at once."""
+def real_time_factor(model, vocoder, clips: int, seconds: float = 1.0, repeats: int = 5) -> float:
+    """Seconds of audio made per second of wall time, codes -> audio, ``clips`` at once: the
+    median of ``repeats`` timings (one for the slow WaveNet)."""
     if vocoder is not None:
         model.use_vocoder(vocoder)
     n = int(model.codes_per_second * seconds)
     codes = torch.randint(model.num_codes, (clips, n), generator=torch.Generator().manual_seed(0))
     speaker = 0 if model.speakers else None
     model.decode_codes(codes[:1, :8], speaker)  # warm-up
-    start = time.perf_counter()
-    model.decode_codes(codes, speaker)
-    return clips * seconds / (time.perf_counter() - start)
+    took = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        model.decode_codes(codes, speaker)
+        took.append(time.perf_counter() - start)
+    return clips * seconds / float(np.median(took))
 
 
 def main() -> None:
@@ -69,6 +74,8 @@ def main() -> None:
     p.add_argument("--vocoder", help="a trained vocoder's folder (vqvae vocoder train)")
     p.add_argument("--refine", type=int, nargs="*", default=[], metavar="N",
                    help="also the vocoder + N Griffin-Lim iterations from its phase")  # fmt: skip
+    p.add_argument("--griffin-lim", type=int, nargs="+", default=[32, 16], metavar="N",
+                   help="Griffin-Lim with each of these iteration counts")  # fmt: skip
     p.add_argument("--run", help="a mel run, for decoding speed")
     p.add_argument("--wavenet-run", help="a WaveNet run, for its decoding speed")
     p.add_argument("--limit", type=int)
@@ -85,7 +92,7 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s); {len(test)} test "
           f"recordings; load average {os.getloadavg()[0]:.1f}")  # fmt: skip
     judge = None if args.no_judge else SpeechJudge.fit(train)
-    vocoders = {"griffin-lim (32 iterations)": GriffinLim(settings)}
+    vocoders = {f"griffin-lim ({n} iterations)": GriffinLim(settings, n) for n in args.griffin_lim}
     if args.vocoder:
         trained = load_vocoder(args.vocoder)
         vocoders["vocos (" + Path(args.vocoder).name + ")"] = trained
@@ -120,7 +127,7 @@ def main() -> None:
     if args.wavenet_run:
         wavenet = load_run_model(RunDir(args.wavenet_run))
         for clips in (1, 32):
-            rtf = real_time_factor(wavenet, None, clips, seconds=0.25)
+            rtf = real_time_factor(wavenet, None, clips, seconds=0.25, repeats=1)
             figures[f"real-time factor, cached WaveNet, {clips} clip(s)"] = rtf
             rows.append(f"| RTF codes -> audio, cached WaveNet, {clips} clip(s) | {rtf:.2f}x "
                         f"| | | | |")  # fmt: skip

@@ -63,6 +63,47 @@ def test_istft_inverts_stft_exactly():
     torch.testing.assert_close(istft(spec, 256, 64), x, atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("n_fft", [256, 200])  # 200: frames that end inside a hop
+def test_stft_and_istft_are_the_textbook_transforms(n_fft):
+    """``stft`` against ``torch.stft`` on the padded audio; ``istft`` of an inconsistent
+    spectrum against the overlap-add written out frame by frame (Griffin and Lim, eq. 6)."""
+    hop, frames = 64, 12
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, frames * hop, generator=g, dtype=torch.float64)
+    side = n_fft // 2 - hop // 2
+    window = torch.hann_window(n_fft, periodic=True, dtype=x.dtype)
+    want = torch.stft(
+        torch.nn.functional.pad(x, (side, side)), n_fft, hop, window=window, center=False,
+        return_complex=True,
+    )  # fmt: skip
+    torch.testing.assert_close(stft(x, n_fft, hop), want)
+    spec = torch.polar(want.abs(), 6.3 * torch.rand(want.shape, generator=g, dtype=x.dtype))
+    pieces = torch.fft.irfft(spec, n=n_fft, dim=1) * window[:, None]  # (2, n_fft, frames)
+    audio = torch.zeros(2, (frames - 1) * hop + n_fft, dtype=x.dtype)
+    envelope = torch.zeros(audio.shape[1], dtype=x.dtype)
+    for t in range(frames):
+        audio[:, t * hop : t * hop + n_fft] += pieces[:, :, t]
+        envelope[t * hop : t * hop + n_fft] += window.square()
+    want = (audio / envelope.clamp(min=1e-8))[:, side : side + frames * hop]
+    torch.testing.assert_close(istft(spec, n_fft, hop), want)
+
+
+def test_griffin_lim_is_the_textbook_iteration():
+    """The projections written with angles and complex exponentials, as in Perraudin et al.
+    2013, algorithm 2, give the same audio as the division ``griffin_lim`` uses."""
+    x = chirp(1024).double()
+    magnitude = stft(x, 256, 64).abs()
+    phase = 6.3 * torch.rand(magnitude.shape, generator=torch.Generator().manual_seed(1))
+    c = torch.polar(magnitude, phase.double())
+    previous = torch.zeros_like(c)
+    for _ in range(6):
+        t = magnitude * torch.exp(1j * stft(istft(c, 256, 64), 256, 64).angle())
+        c, previous = t + 0.99 * (t - previous), t
+    want = istft(magnitude * torch.exp(1j * c.angle()), 256, 64)
+    got = griffin_lim(magnitude, 256, 64, 6, 0.99, phase=phase.double())
+    torch.testing.assert_close(got, want)
+
+
 def test_log_mel_frames_are_the_hann_frames_centred_on_each_code():
     """The same numbers as a direct computation: frame t is the 256 samples centred on the
     middle of samples 64t .. 64t + 63, Hann-windowed, its power through the mel filters."""
@@ -252,6 +293,22 @@ def test_a_vocos_saved_before_the_new_options_loads_without_them(tmp_path):
         VocosConfig(losses="gan")
     with pytest.raises(ValueError, match="griffin_lim_iterations"):
         VocosConfig(griffin_lim_iterations=-1)
+
+
+def test_a_mel_run_makes_audio_with_its_own_griffin_lim_iterations(tmp_path):
+    """16 by default; a run saved before the field keeps the 32 it decoded with."""
+    small = MelDecoderConfig(hidden_channels=8, num_blocks=1, speaker_dim=4)
+    config = AudioVQVAEConfig(decoder="mel", mel_decoder=small, speakers=SPEAKERS)
+    assert config.griffin_lim_iterations == 16
+    model = AudioVQVAE(replace(config, griffin_lim_iterations=3))
+    assert model.vocoder.iterations == 3
+    model.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    del saved["config"]["griffin_lim_iterations"]  # as an older release wrote it
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    assert AudioVQVAE.from_pretrained(tmp_path).vocoder.iterations == 32
+    with pytest.raises(ValueError, match="griffin_lim_iterations: expected a positive int"):
+        replace(config, griffin_lim_iterations=0)
 
 
 def test_vocoder_train_command_and_its_use_by_a_mel_run(speech_folder, mel_run, tmp_path):

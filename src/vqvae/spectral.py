@@ -92,7 +92,7 @@ def mel_cepstra(x: np.ndarray, sample_rate: int, n: int = 13) -> np.ndarray:
     return mfccs_of(log_mel(x, sample_rate) / 2)[:, 1:n]
 
 
-def _dtw_path(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def dtw_path(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The dynamic-time-warping alignment of frames a (F, d) and b (G, d): index pairs."""
     cost = np.sqrt(((a[:, None, :] - b[None, :, :]) ** 2).sum(-1))  # (F, G)
     acc = np.full((len(a) + 1, len(b) + 1), np.inf)
@@ -118,7 +118,7 @@ def mel_cepstral_distortion(
     word, as for a conversion against the target speaker's own)."""
     a, b = mel_cepstra(x, sample_rate), mel_cepstra(y, sample_rate)
     if align:
-        ia, ib = _dtw_path(a, b)
+        ia, ib = dtw_path(a, b)
         a, b = a[ia], b[ib]
     else:
         n = min(len(a), len(b))
@@ -161,31 +161,56 @@ class MelSettings:
             )
 
 
-def _side(n_fft: int, hop: int) -> int:
-    return n_fft // 2 - hop // 2  # padding each side so frame t centres on t hop + hop / 2
+class Frames:
+    """The STFT of ``n_frames`` frames in the frames-first layout (B, T', n_fft // 2 + 1),
+    the one ``torch.fft`` works in along its last dimension, with the window and the
+    overlap-add envelope made once: Griffin-Lim runs both directions 33 times per call.
+
+    Frame t is the Hann window of ``n_fft`` samples centred on samples ``t hop .. (t + 1)
+    hop`` of audio of ``n_frames hop`` samples (zeros beyond its ends)."""
+
+    def __init__(self, n_fft: int, hop: int, n_frames: int, like: torch.Tensor) -> None:
+        self.n_fft, self.hop, self.n_frames = n_fft, hop, n_frames
+        self.side = n_fft // 2 - hop // 2  # padding each side so frame t centres on t hop + hop / 2
+        self.chunks = -(-n_fft // hop)  # hops a frame spans, the last one zero-padded
+        self.window = torch.hann_window(n_fft, periodic=True, dtype=like.dtype, device=like.device)
+        self._inverse_envelope: torch.Tensor | None = None
+
+    def analyse(self, x: torch.Tensor) -> torch.Tensor:
+        """Audio (B, T' hop) -> complex spectra (B, T', F)."""
+        padded = F.pad(x, (self.side, self.side))  # (B, T' hop + 2 side)
+        return torch.fft.rfft(padded.unfold(-1, self.n_fft, self.hop) * self.window, dim=-1)
+
+    def overlap_add(self, frames: torch.Tensor) -> torch.Tensor:
+        """Frames (B, T', n_fft) summed at their places: (B, (T' + chunks - 1) hop)."""
+        b, t, n = frames.shape
+        spread = self.chunks * self.hop
+        parts = F.pad(frames, (0, spread - n)).reshape(b, t, self.chunks, self.hop)
+        out = frames.new_zeros(b, t + self.chunks - 1, self.hop)
+        for k in range(self.chunks):  # the k-th hop of every frame lands k hops later
+            out[:, k : k + t] += parts[:, :, k]
+        return out.reshape(b, -1)
+
+    def synthesise(self, spec: torch.Tensor) -> torch.Tensor:
+        """Complex spectra (B, T', F) -> audio (B, T' hop): the weighted overlap-add of the
+        inverse FFTs (Griffin and Lim 1984, eq. 6), the least-squares inverse of ``analyse``."""
+        frames = torch.fft.irfft(spec, n=self.n_fft, dim=-1) * self.window  # (B, T', n_fft)
+        cut = slice(self.side, self.side + self.n_frames * self.hop)
+        if self._inverse_envelope is None:
+            envelope = self.overlap_add(self.window.square().expand(1, self.n_frames, -1))
+            self._inverse_envelope = 1 / envelope[:, cut].clamp(min=1e-8)  # (1, T' hop)
+        return self.overlap_add(frames)[:, cut] * self._inverse_envelope
 
 
 def stft(x: torch.Tensor, n_fft: int, hop: int) -> torch.Tensor:
     """Audio (B, T), T a multiple of ``hop`` -> complex STFT (B, n_fft // 2 + 1, T / hop)."""
-    side = _side(n_fft, hop)
-    window = torch.hann_window(n_fft, periodic=True, dtype=x.dtype, device=x.device)
-    padded = F.pad(x, (side, side))  # (B, T + 2 side)
-    return torch.stft(padded, n_fft, hop, window=window, center=False, return_complex=True)
+    return Frames(n_fft, hop, x.shape[-1] // hop, x).analyse(x).transpose(1, 2)
 
 
 def istft(spec: torch.Tensor, n_fft: int, hop: int) -> torch.Tensor:
-    """Complex STFT (B, n_fft // 2 + 1, T') -> audio (B, T' hop): weighted overlap-add of the
-    inverse FFTs (Griffin and Lim 1984, eq. 6), the least-squares inverse of ``stft``."""
-    n_frames = spec.shape[-1]
-    side = _side(n_fft, hop)
-    window = torch.hann_window(n_fft, periodic=True, dtype=spec.real.dtype, device=spec.device)
-    frames = torch.fft.irfft(spec, n=n_fft, dim=1) * window[:, None]  # (B, n_fft, T')
-    size = (n_frames - 1) * hop + n_fft
-    fold = dict(output_size=(1, size), kernel_size=(1, n_fft), stride=(1, hop))
-    audio = F.fold(frames, **fold)[:, 0, 0]  # (B, n_fft, T') -> (B, size)
-    envelope = window.square()[None, :, None].expand(1, n_fft, n_frames)
-    norm = F.fold(envelope, **fold)[:, 0, 0]  # (1, size)
-    return (audio / norm.clamp(min=1e-8))[:, side : side + n_frames * hop]
+    """Complex STFT (B, n_fft // 2 + 1, T') -> audio (B, T' hop): ``Frames.synthesise``, the
+    least-squares inverse of ``stft``."""
+    return Frames(n_fft, hop, spec.shape[-1], spec.real).synthesise(spec.transpose(1, 2))
 
 
 def warp_frequencies(spectra: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
@@ -218,10 +243,16 @@ def log_mel_frames(x: torch.Tensor, hop: int, sample_rate: int, n_mels: int) -> 
     return torch.log(mel_matrix(settings, x) @ power + LOG_FLOOR)  # (B, n_mels, T')
 
 
+@lru_cache(maxsize=8)
+def _mel_pseudo_inverse(settings: MelSettings) -> np.ndarray:
+    filters = mel_filters(settings.sample_rate, settings.n_fft, settings.n_mels)
+    return np.linalg.pinv(filters.astype(np.float64))  # (n_fft / 2 + 1, n_mels)
+
+
 def mel_to_magnitude(log_mel: torch.Tensor, settings: MelSettings) -> torch.Tensor:
     """Log-mel frames (B, n_mels, T') -> an STFT magnitude (B, n_fft // 2 + 1, T'): the
     least-squares power under the filters (their pseudo-inverse), clipped at zero."""
-    inverse = torch.linalg.pinv(mel_matrix(settings, log_mel))  # (n_fft/2 + 1, n_mels)
+    inverse = torch.from_numpy(_mel_pseudo_inverse(settings)).to(log_mel)  # (n_fft/2 + 1, M)
     power = inverse @ (log_mel.exp() - LOG_FLOOR).clamp(min=0)
     return power.clamp(min=0).sqrt()
 
@@ -254,14 +285,22 @@ def griffin_lim(
     if phase is None:
         turns = torch.rand(magnitude.shape, generator=generator, device=magnitude.device)
         phase = 2 * math.pi * turns.to(magnitude.dtype)
-    c = torch.polar(magnitude, phase.to(magnitude.dtype))  # (B, F, T')
+    frames = Frames(n_fft, hop, magnitude.shape[-1], magnitude)
+    target = magnitude.transpose(1, 2).contiguous()  # (B, T', F): the layout FFTs run in
+    c = torch.polar(target, phase.to(magnitude.dtype).transpose(1, 2).contiguous())
     previous = torch.zeros_like(c)
     for _ in range(iterations):
-        rebuilt = stft(istft(c, n_fft, hop), n_fft, hop)  # P_C2: the nearest consistent one
-        t = magnitude * torch.exp(1j * rebuilt.angle())  # P_C1: the magnitude put back
+        rebuilt = frames.analyse(frames.synthesise(c))  # P_C2: the nearest consistent one
+        t = rebuilt * _over_magnitude(target, rebuilt)  # P_C1: the magnitude put back
         c = t + momentum * (t - previous)
         previous = t
-    return istft(magnitude * torch.exp(1j * c.angle()), n_fft, hop)
+    return frames.synthesise(c * _over_magnitude(target, c))
+
+
+def _over_magnitude(target: torch.Tensor, spec: torch.Tensor) -> torch.Tensor:
+    """target / |spec|: times ``spec``, the magnitude ``target`` with the phase of ``spec``
+    (a division: cheaper than its angle and a complex exponential)."""
+    return target / spec.abs().clamp(min=1e-12)
 
 
 def anti_wrapping(x: torch.Tensor) -> torch.Tensor:

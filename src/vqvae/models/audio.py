@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -73,6 +74,9 @@ class AudioVQVAEConfig(VQVAEConfig):
     # a mel decoder's own vocoder: `vqvae train` trains a Vocos for this many steps after the
     # VQ-VAE and keeps it in RUN/vocoder; 0: none (Griffin-Lim, or --vocoder VOC)
     vocoder_steps: int = 0
+    # a mel decoder's audio without a trained vocoder: this many fast Griffin-Lim iterations
+    # (16 keep what 32 kept on FSDD at half the time: BENCHMARKS.md section 9a)
+    griffin_lim_iterations: int = 16
     sample_rate: int = 8000
     speakers: tuple[str, ...] = ()  # names of the decoder's speaker ids; () = no speakers
     # weight of an auxiliary loss: the log-mel frame of each code's 64 samples predicted from
@@ -98,6 +102,9 @@ class AudioVQVAEConfig(VQVAEConfig):
     # [1 / (1 + w), 1 + w] before a ``spectrogram1d`` encoder reads them (vocal tract length
     # perturbation): the voice out of the codes; 0 is the paper's model. See docs/speech.md.
     frequency_warp: float = 0.0
+
+    # runs saved before these fields rebuild as they were
+    ABSENT: ClassVar[dict[str, Any]] = {"griffin_lim_iterations": 32}
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "speakers", tuple(self.speakers))
@@ -127,6 +134,9 @@ class AudioVQVAEConfig(VQVAEConfig):
                 f"frequency_warp stretches spectra: it needs net.kind='spectrogram1d', got "
                 f"{self.net.kind!r}"
             )
+        if isinstance(self.griffin_lim_iterations, bool) or self.griffin_lim_iterations < 1:
+            got = self.griffin_lim_iterations
+            raise ValueError(f"griffin_lim_iterations: expected a positive int, got {got!r}")
         if self.vocoder_steps < 0:
             raise ValueError(f"vocoder_steps: expected >= 0, got {self.vocoder_steps}")
         if len(set(self.speakers)) != len(self.speakers):
@@ -243,7 +253,8 @@ class AudioVQVAE(VQVAE):
         if self._vocoder is None and self.config.decoder == "mel":
             from vqvae.vocoders import GriffinLim
 
-            self.__dict__["_vocoder"] = GriffinLim(self.config.mel_settings)
+            c = self.config
+            self.__dict__["_vocoder"] = GriffinLim(c.mel_settings, c.griffin_lim_iterations)
         return self._vocoder
 
     def use_vocoder(self, vocoder) -> None:

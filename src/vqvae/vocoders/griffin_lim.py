@@ -12,7 +12,8 @@ from vqvae.spectral import MelSettings, griffin_lim, mel_to_magnitude
 
 @VOCODERS.register("griffin-lim")
 class GriffinLim:
-    """No training: phase by fast Griffin-Lim (Perraudin et al. 2013), 32 iterations."""
+    """No training: phase by fast Griffin-Lim (Perraudin et al. 2013), ``iterations`` of it
+    (a mel run makes its own with ``AudioVQVAEConfig.griffin_lim_iterations``)."""
 
     def __init__(self, settings: MelSettings, iterations: int = 32, momentum: float = 0.99):
         self.settings = settings
