@@ -164,7 +164,7 @@ class MelSettings:
 class Frames:
     """The STFT of ``n_frames`` frames in the frames-first layout (B, T', n_fft // 2 + 1),
     the one ``torch.fft`` works in along its last dimension, with the window and the
-    overlap-add envelope made once: Griffin-Lim runs both directions 33 times per call.
+    overlap-add envelope made once: Griffin-Lim runs both directions at every iteration.
 
     Frame t is the Hann window of ``n_fft`` samples centred on samples ``t hop .. (t + 1)
     hop`` of audio of ``n_frames hop`` samples (zeros beyond its ends)."""
