@@ -2,6 +2,8 @@
 
 A module is rebuilt from two files, as in diffusers: ``config.json`` (its frozen dataclass
 config, tagged with the class name) and ``model.safetensors`` (its state dict). No pickle.
+The folder's ``manifest.json`` holds the weights' size and SHA-256, checked on loading
+(``write_weights``, ``read_weights``; docs/run-folders.md).
 """
 
 from __future__ import annotations
@@ -15,7 +17,16 @@ from typing import Any, ClassVar, TypeVar
 
 import torch
 
-from vqvae._io import read_json, read_safetensors, write_json, write_safetensors
+from vqvae._io import (
+    manifest_entry,
+    read_checked,
+    read_json,
+    read_safetensors,
+    safetensors_bytes,
+    set_manifest_entry,
+    write_bytes,
+    write_json,
+)
 
 C = TypeVar("C")
 CONFIG_FILE = "config.json"
@@ -98,6 +109,22 @@ def write_config_file(path: str | os.PathLike, class_name: str, config: Any, **e
     return write_json(path, config_file_dict(class_name, config, **extra))
 
 
+def write_weights(path: str | os.PathLike, tensors: dict[str, torch.Tensor]) -> Path:
+    """Weights as safetensors, with their size and SHA-256 in the folder's manifest. The old
+    entry goes first: a process killed between the two writes leaves weights with no entry
+    (read unchecked, as a run written before manifests), never ones that fail their own."""
+    data = safetensors_bytes(tensors)
+    set_manifest_entry(path, None)
+    write_bytes(path, data)
+    set_manifest_entry(path, manifest_entry(data))
+    return Path(path)
+
+
+def read_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The tensors of a weights file, checked against its folder's manifest where listed."""
+    return read_safetensors(path, read_checked(path))
+
+
 class PretrainedMixin:
     """Mix into an ``nn.Module`` whose ``__init__`` takes one ``config`` dataclass."""
 
@@ -108,7 +135,7 @@ class PretrainedMixin:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         assert isinstance(self, torch.nn.Module)
-        write_safetensors(directory / WEIGHTS_FILE, self.state_dict())
+        write_weights(directory / WEIGHTS_FILE, self.state_dict())
         write_config_file(directory / CONFIG_FILE, type(self).__name__, self.config)
         return directory
 
@@ -131,7 +158,7 @@ class PretrainedMixin:
         if not directory.is_dir():
             raise FileNotFoundError(f"{directory}: no such folder")
         model = cls(cls.read_config(directory))
-        state = cls.migrate_state_dict(read_safetensors(directory / WEIGHTS_FILE))
+        state = cls.migrate_state_dict(read_weights(directory / WEIGHTS_FILE))
         load_state_checked(model, state, directory / WEIGHTS_FILE)
         return model.to(map_location)
 

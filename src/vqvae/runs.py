@@ -2,7 +2,8 @@
 ``checkpoints/``, ``report/`` and, once fitted, ``prior/`` and ``stack/`` (folders of the same
 layout). This module owns that layout, its one ``config.json`` reader and writer, loading a run's
 model and prior, and the safety rules: never overwrite a run without ``--force`` or
-``--resume``.
+``--resume``, and one writer at a time (``RunDir.lock``: an OS lock on ``RUN/.lock`` held by
+every command that writes into the run, docs/run-folders.md).
 
 ``config.json`` of a run is what ``from_pretrained`` reads (``class`` and ``config``) plus
 ``train`` (the training config) and how the run was made (``data``, ``preset``,
@@ -13,11 +14,16 @@ model and prior, and the safety rules: never overwrite a run without ``--force``
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from vqvae._io import atomic_write, read_json
+from vqvae._io import as_write_error, atomic_write, read_json
 from vqvae.errors import RunError
 from vqvae.models import VQVAE
 from vqvae.pretrained import (
@@ -32,6 +38,12 @@ STACK_FOLDER = "stack"  # the stacked VQ-VAE over the run's code grids (docs/sta
 STACK_FIGURE = "stacked.png"  # `vqvae stack eval`'s figure and numbers, in RUN/stack/eval/
 STACK_SUMMARY = "eval.json"
 VIDEO_FOLDER = "video"  # the video prior over the run's frame codes (docs/video.md)
+LOCK_FILE = ".lock"  # held (flock) by the one command writing the run; names it inside
+
+try:
+    import fcntl
+except ImportError:  # not POSIX (Windows): runs are not locked there
+    fcntl = None  # type: ignore[assignment]
 
 
 def refuse_overwrite(path: Path, force: bool) -> None:
@@ -113,9 +125,78 @@ class RunDir:
         """A mel run's trained vocoder, copied in by ``vqvae train --vocoder`` (optional)."""
         return self.path / "vocoder"
 
+    @property
+    def lock_file(self) -> Path:
+        return self.path / LOCK_FILE
+
     # -- life cycle ----------------------------------------------------------------------
+    def _contents(self) -> list[Path]:
+        """What the folder holds, but for the lock file of the command writing it."""
+        return [p for p in self.path.iterdir() if p.name != LOCK_FILE]
+
     def is_empty(self) -> bool:
-        return not self.path.exists() or (self.path.is_dir() and not any(self.path.iterdir()))
+        return not self.path.exists() or (self.path.is_dir() and not self._contents())
+
+    @contextmanager
+    def lock(self, command: str, create: bool = False) -> Iterator[None]:
+        """Hold the run for one writer: an exclusive ``flock`` on ``RUN/.lock``, which names
+        the holder (pid, host, command, start) so that a second writer is refused in one line
+        saying who. The OS drops the lock when its process dies, so a killed command never
+        blocks the next. ``create``: make the folder (a new run); else a missing folder is
+        left to the command to refuse. A folder this made and left empty is removed again."""
+        if fcntl is None or (not create and not self.path.is_dir()):
+            yield
+            return
+        if self.path.exists() and not self.path.is_dir():
+            raise RunError(f"{self.path}: exists and is not a folder")
+        made = not self.path.exists()
+        self.path.mkdir(parents=True, exist_ok=True)
+        fd = self._acquire(command)
+        try:
+            yield
+        finally:
+            # removed while still held: a command that opened the old file finds it gone
+            # (``_acquire`` checks) rather than locking a file nobody else will see
+            try:
+                self.lock_file.unlink(missing_ok=True)
+            finally:
+                os.close(fd)
+            if made and not any(self.path.iterdir()):
+                self.path.rmdir()
+
+    def _acquire(self, command: str) -> int:
+        while True:
+            fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _read_holder(fd)
+                os.close(fd)
+                raise RunError(
+                    f"{self.path}: another command is writing this {self.kind} ({holder}); "
+                    f"wait for it to finish, or stop it, and try again"
+                ) from None
+            except OSError as e:  # a file system without locks: go on, unguarded
+                os.close(fd)
+                from vqvae.console import say
+
+                say(f"vqvae: note: {self.lock_file} cannot be locked here ({e.strerror})")
+                return os.open(os.devnull, os.O_RDONLY)
+            try:
+                same = os.stat(self.lock_file).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)  # the holder removed it as it finished: lock the new one
+        holder = {"pid": os.getpid(), "host": socket.gethostname(), "command": command,
+                  "since": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}  # fmt: skip
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, (json.dumps(holder) + "\n").encode(), 0)
+        except OSError:  # a full disk: the lock holds all the same, unnamed
+            pass
+        return fd
 
     def check(self, *, resume: bool, force: bool) -> None:
         """Refuse what ``prepare`` would refuse, touching nothing: commands call it before
@@ -136,8 +217,9 @@ class RunDir:
         self.check(resume=resume, force=force)
         if resume:
             return
-        if not self.is_empty():
-            shutil.rmtree(self.path)
+        if self.path.is_dir():  # the lock file stays: the command replacing the run holds it
+            for p in self._contents():
+                shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
         self.path.mkdir(parents=True, exist_ok=True)
 
     @property
@@ -169,9 +251,12 @@ class RunDir:
 
     # -- metrics -------------------------------------------------------------------------
     def log(self, record: dict[str, Any]) -> None:
-        with open(self.metrics_file, "a") as f:
-            f.write(json.dumps(record) + "\n")
-            f.flush()
+        try:
+            with open(self.metrics_file, "a") as f:
+                f.write(json.dumps(record) + "\n")
+                f.flush()
+        except OSError as e:  # a line cut short is dropped on reading, and redone on --resume
+            raise as_write_error(self.metrics_file, e) from None
 
     def read_metrics(self) -> list[dict[str, Any]]:
         if not self.metrics_file.is_file():
@@ -189,6 +274,15 @@ class RunDir:
         kept = [r for r in self.read_metrics() if r.get("step", 0) <= step]
         text = "".join(json.dumps(r) + "\n" for r in kept)
         atomic_write(self.metrics_file, lambda tmp: Path(tmp).write_text(text))
+
+
+def _read_holder(fd: int) -> str:
+    """Who holds a run's lock, from what it wrote into the lock file."""
+    try:
+        info = json.loads(os.pread(fd, 4096, 0).decode() or "{}")
+        return f"pid {info['pid']} on {info['host']}, `{info['command']}`, since {info['since']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "a process that has not said which"
 
 
 def run_config(class_name: str, config: Any, train: Any, **meta: Any) -> dict[str, Any]:

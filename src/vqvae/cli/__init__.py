@@ -8,9 +8,12 @@ and a non-zero exit, never a traceback, and no command overwrites existing work 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
 from collections.abc import Callable, Sequence
 
+from vqvae.cli.common import run_lock
 from vqvae.cli.parser import build_parser
 from vqvae.errors import VQVAEError
 from vqvae.threads import choose_threads
@@ -35,10 +38,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     func: Callable[[argparse.Namespace], int] = args.func
+    _file_size_limit_is_an_error()
     try:
         # said by the training loop once work begins: a refusal before it stays one line
         args.threads = choose_threads(getattr(args, "threads", None)).apply().threads
-        return func(args)
+        with run_lock(args, sys.argv[1:] if argv is None else argv):
+            return func(args)
     except Interrupted as e:
         print(f"vqvae: {e}; continue with --resume", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -51,6 +56,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except USER_ERRORS as e:
         print(f"vqvae: error: {one_line(e)}", file=sys.stderr)
         return EXIT_USAGE
+
+
+def _file_size_limit_is_an_error() -> None:
+    """Past ``ulimit -f`` the kernel sends SIGXFSZ, which kills a process outright; ignored,
+    the write fails with EFBIG instead and is reported as a full disk is
+    (docs/run-folders.md)."""
+    if hasattr(signal, "SIGXFSZ"):
+        with contextlib.suppress(ValueError):  # not the main thread
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 
 
 __all__ = ["build_parser", "main"]

@@ -4,13 +4,14 @@ writing sampled data."""
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from vqvae._io import write_npz
+from vqvae._io import WriteError, write_npz
 from vqvae.config import PRECISIONS
 from vqvae.console import say
 from vqvae.data import (
@@ -29,6 +30,42 @@ from vqvae.errors import RunError
 from vqvae.models import AudioVQVAE
 from vqvae.registry import DATASETS
 from vqvae.runs import RunDir, load_run_model
+from vqvae.train import distributed
+from vqvae.train.checkpoint import last_good_note
+
+
+def writes_into(p: argparse.ArgumentParser, option: str, create: bool = False) -> None:
+    """Declare that a command writes into the run folder its ``option`` names: ``main``
+    holds that run's lock for the command's whole life (``create``: a new run's folder)."""
+    p.set_defaults(writes=lambda args: (getattr(args, option), create))
+
+
+@contextmanager
+def run_lock(args: argparse.Namespace, argv: Sequence[str]) -> Iterator[None]:
+    """The lock of the run a writing command names (``writes_into``), held around it; under
+    torchrun by rank 0 alone (the others write nothing). A write the disk refuses says where
+    the run would continue from."""
+    folder, create = getattr(args, "writes", lambda _: (None, False))(args)
+    if folder is None or distributed.launch_rank() != 0:
+        yield
+        return
+    run = RunDir(folder)
+    with run.lock(" ".join(["vqvae", *argv]), create=create):
+        try:
+            yield
+        except WriteError as e:
+            raise RunError(f"{e}; {_last_good(e.path, run.path)}") from None
+
+
+def _last_good(path: Path, top: Path) -> str:
+    """``last_good_note`` of the nearest folder above ``path`` (up to ``top``) that keeps
+    checkpoints: the run, or its prior, stack, video or vocoder."""
+    for folder in path.parents:
+        if (folder / "checkpoints").is_dir():
+            return last_good_note(folder / "checkpoints")
+        if folder == top or folder == folder.parent:
+            break
+    return "the run's checkpoints are untouched"
 
 
 def add_data_options(

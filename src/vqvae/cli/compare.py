@@ -6,6 +6,7 @@ import argparse
 from dataclasses import replace
 from typing import Any
 
+from vqvae.cli.common import writes_into
 from vqvae.experiments.compare import MODEL_NAMES, CompareConfig, run_compare
 from vqvae.registry import DATASETS
 
@@ -33,6 +34,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--force", action="store_true", help="replace an existing output folder")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
+    writes_into(p, "out", create=True)
 
 
 def config_from_args(args: argparse.Namespace) -> CompareConfig:

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from vqvae import report  # its attributes load matplotlib on first use
-from vqvae.cli.common import write_samples
+from vqvae.cli.common import write_samples, writes_into
 from vqvae.cli.train import machine, summarise
 from vqvae.config import TrainConfig, get_full_preset
 from vqvae.console import say
@@ -36,6 +36,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--force", action="store_true", help="replace an existing run folder")
     p.add_argument("--steps", type=int, default=None)
     p.set_defaults(func=run)
+    writes_into(p, "out", create=True)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -21,13 +21,14 @@ from vqvae.cli import (
     sample,
     stack,
     train,
+    verify,
     video,
     vocoder,
 )
 
 COMMANDS = (
     demo, train, evaluate, encode, decode, reconstruct, convert, probe, prior, sample, report,
-    compare, data, stack, video, rollout, vocoder,
+    compare, data, stack, video, rollout, vocoder, verify,
 )  # fmt: skip
 
 

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from vqvae._io import write_json
-from vqvae.cli.common import add_step_options, recorded_data, resize, step_options
+from vqvae.cli.common import add_step_options, recorded_data, resize, step_options, writes_into
 from vqvae.codefile import AudioCodes, read_audio_code_file, read_code_file
 from vqvae.console import say
 from vqvae.data import AudioDataset, ImageDataset, load_audio, load_images, split_layout
@@ -58,6 +58,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--force", action="store_true")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
+    writes_into(p, "run")
 
 
 def code_sources(args: argparse.Namespace, run: RunDir, model) -> tuple[Any, Any]:

@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from vqvae import report  # its attributes load matplotlib on first use
+from vqvae.cli.common import writes_into
 
 
 def add_parser(sub: Any) -> None:
@@ -16,6 +17,7 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("--data-root", help="where named data sets live (default: $VQVAE_DATA)")
     p.set_defaults(func=run)
+    writes_into(p, "run")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -15,6 +15,7 @@ from vqvae.cli.common import (
     load_fitting_images,
     recorded_data,
     step_options,
+    writes_into,
 )
 from vqvae.console import say
 from vqvae.data import read_all, split_layout
@@ -55,6 +56,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--force", action="store_true", help="replace an existing RUN/stack")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=train)
+    writes_into(p, "run")
 
     e = stack_sub.add_parser("eval", help="27 bits per frame: rates, layout and a figure")
     e.add_argument("run")
@@ -69,6 +71,8 @@ def add_parser(sub: Any) -> None:
     e.add_argument("--json", help="the JSON file (default: OUT/eval.json)")
     e.add_argument("--force", action="store_true", help="replace existing output")
     e.set_defaults(func=evaluate)
+    # writes into the run unless --out points elsewhere
+    e.set_defaults(writes=lambda args: (args.run if args.out is None else None, False))
 
 
 def _data_options(p: argparse.ArgumentParser) -> None:

@@ -16,6 +16,7 @@ from vqvae.cli.common import (
     layout_note,
     resize,
     step_options,
+    writes_into,
 )
 from vqvae.config import (
     TrainConfig,
@@ -74,6 +75,7 @@ def add_parser(sub: Any) -> None:
         help="speech with a mel decoder: keep this trained vocoder in the run (RUN/vocoder)",
     )
     p.set_defaults(func=run)
+    writes_into(p, "out", create=True)
 
 
 def _base_configs(

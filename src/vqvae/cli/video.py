@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from vqvae._io import write_json
-from vqvae.cli.common import add_step_options, recorded_data, step_options
+from vqvae.cli.common import add_step_options, recorded_data, step_options, writes_into
 from vqvae.config import TrainConfig, apply_overrides
 from vqvae.console import say
 from vqvae.data.episodes import Episodes, episode_split, read_episodes
@@ -63,6 +63,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--force", action="store_true")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run_train)
+    writes_into(p, "run")
     e = video_sub.add_parser("eval", help="do the actions matter? held-out NLL and rollouts")
     e.add_argument("run")
     add_episodes_option(e)
@@ -77,6 +78,7 @@ def add_parser(sub: Any) -> None:
     e.add_argument("--json", metavar="FILE", help="also write the numbers to FILE")
     e.add_argument("--force", action="store_true", help="replace an existing --json FILE")
     e.set_defaults(func=run_eval)
+    writes_into(e, "run")  # RUN/video/eval.json, which `vqvae report` shows
 
 
 def add_sampling_options(p: argparse.ArgumentParser) -> None:

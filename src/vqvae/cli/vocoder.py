@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from vqvae.cli.common import add_data_options
+from vqvae.cli.common import add_data_options, writes_into
 from vqvae.console import say
 from vqvae.data import load_audio
 from vqvae.pretrained import config_from_dict
@@ -49,6 +49,7 @@ def add_parser(sub: Any) -> None:
     t.add_argument("--force", action="store_true", help="replace an existing folder")
     t.add_argument("--no-progress", action="store_true")
     t.set_defaults(func=run_train)
+    writes_into(t, "out", create=True)
 
 
 def run_train(args: argparse.Namespace) -> int:

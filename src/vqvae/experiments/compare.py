@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from vqvae import bits
-from vqvae._io import atomic_write, write_json, write_safetensors
+from vqvae._io import atomic_write, write_json
 from vqvae.config import TrainConfig
 from vqvae.console import say
 from vqvae.data import ImageDataset, check_images, load_images, split_layout, to_model_input
@@ -31,7 +31,7 @@ from vqvae.errors import RunError
 from vqvae.inference import encode
 from vqvae.models import VQVAE, QuantizerConfig, VAEConfig, VIMCOConfig, VQVAEConfig
 from vqvae.nets import NetConfig
-from vqvae.pretrained import config_to_dict
+from vqvae.pretrained import config_to_dict, write_weights
 from vqvae.priors import PixelCNNConfig, PixelCNNPrior
 from vqvae.registry import MODELS
 from vqvae.runs import RunDir, run_config
@@ -173,7 +173,7 @@ def train_one(
         progress=progress,
         desc=f"compare {name}",
     )
-    write_safetensors(run.weights_file, model.state_dict())
+    write_weights(run.weights_file, model.state_dict())
     return model.eval()
 
 

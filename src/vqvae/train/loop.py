@@ -30,13 +30,23 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from vqvae import threads
+from vqvae._io import WriteError
 from vqvae.config import TrainConfig
 from vqvae.console import say
+from vqvae.errors import RunError
 from vqvae.runs import RunDir
 from vqvae.torch_utils import module_device
 from vqvae.train import distributed
 from vqvae.train.accumulate import micro_batches, no_sync, quantizers, step_mode
-from vqvae.train.checkpoint import clean_partial, list_checkpoints, load_checkpoint, save_checkpoint
+from vqvae.train.checkpoint import (
+    clean_partial,
+    last_good_note,
+    list_checkpoints,
+    load_checkpoint,
+    newest_good,
+    save_checkpoint,
+    set_aside,
+)
 from vqvae.train.compiled import Compiled, CompileUnavailable, compile_networks
 from vqvae.train.precision import autocast, grad_scaler
 from vqvae.train.schedule import set_lr
@@ -155,7 +165,7 @@ def fit(
     bar = tqdm(total=config.steps, initial=start, desc=desc, dynamic_ncols=True,
                disable=None if progress and world.is_main else True)  # fmt: skip
     t0 = time.perf_counter()
-    with _StopRequest() as stop, bar, _closed_at_exit(inputs):
+    with _StopRequest() as stop, bar, _closed_at_exit(inputs), _last_good_named(run):
         for index in range(start, config.steps):
             if config.scheduled:
                 set_lr(optimizer, config, index)
@@ -264,15 +274,49 @@ def _start_step(
     world = distributed.current()
     if world.is_main:
         clean_partial(run.checkpoints)
-    found = list_checkpoints(run.checkpoints) if resume else []
+    chosen = _resumable(run) if resume else None
     start = 0
-    if found:
-        start = int(load_checkpoint(found[-1], model, optimizer, scaler)["step"])
+    if chosen is not None:
+        start = int(load_checkpoint(chosen, model, optimizer, scaler)["step"])
     else:
         torch.manual_seed(config.seed)
     if resume and world.is_main:
         run.truncate_metrics(start)  # what was logged after the checkpoint is done again
     return start
+
+
+def _resumable(run: RunDir):
+    """The newest good checkpoint; newer damaged or incomplete ones are named in one line
+    and set aside (``checkpoint.newest_good``), and with none good, a one-line refusal."""
+    world = distributed.current()
+    choice = newest_good(run.checkpoints)  # every process reads the same files, and agrees
+    world.barrier()  # before rank 0 renames any
+    if not choice.damaged:
+        return choice.checkpoint
+    what = "; ".join(problem for _, problem in choice.damaged)
+    if choice.checkpoint is None:
+        raise RunError(
+            f"{run.checkpoints}: every checkpoint is damaged or incomplete ({what}); "
+            f"nothing to resume from (start afresh with --force)"
+        )
+    if world.is_main:
+        aside = ", ".join(set_aside(c).name for c, _ in choice.damaged)
+        say(
+            f"vqvae: {what}; resuming from step {choice.checkpoint.step} instead (the damaged "
+            f"one kept as {aside})"
+        )
+    world.barrier()
+    return choice.checkpoint
+
+
+@contextmanager
+def _last_good_named(run: RunDir) -> Iterator[None]:
+    """A write the disk refused during training (a log line, a figure) says where the run
+    would continue from."""
+    try:
+        yield
+    except WriteError as e:
+        raise RunError(f"{e}; {last_good_note(run.checkpoints)}") from None
 
 
 def _next_agreed(inputs: Iterator[Any], step: int) -> Any:

@@ -15,8 +15,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from vqvae._io import write_json, write_safetensors
+from vqvae._io import write_json
 from vqvae.config import TrainConfig
+from vqvae.pretrained import write_weights
 from vqvae.priors import Condition, Prior
 from vqvae.runs import RunDir, prior_kind, run_config
 from vqvae.torch_utils import eval_mode
@@ -115,7 +116,7 @@ def fit_and_save(
         progress=progress,
         desc=desc,
     )
-    write_safetensors(folder.weights_file, prior.state_dict())
+    write_weights(folder.weights_file, prior.state_dict())
 
 
 def train_prior(

@@ -17,11 +17,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from vqvae._io import write_json, write_safetensors
+from vqvae._io import write_json
 from vqvae.config import TrainConfig, apply_overrides
 from vqvae.errors import RunError
 from vqvae.inference import encode
 from vqvae.models import VQVAE, StackedVQVAE, StackedVQVAEConfig
+from vqvae.pretrained import write_weights
 from vqvae.runs import RunDir
 from vqvae.torch_utils import eval_mode
 from vqvae.train.loop import StepOutput, fit
@@ -119,7 +120,7 @@ def train_stack(
     )
     test_bits = bits_per_grid(model, test_grids.to(s.device))
     if s.world.is_main:
-        write_safetensors(folder.weights_file, model.state_dict())
+        write_weights(folder.weights_file, model.state_dict())
         codes = model.encode(test_grids.to(s.device)).cpu().numpy()
         # the fraction of each latent's K codes that the held-out grids use
         usage = [len(np.unique(c)) / model.num_codes for c in codes.T]  # (N, 3) -> 3 x (N,)

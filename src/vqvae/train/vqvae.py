@@ -20,12 +20,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from vqvae._io import write_json, write_safetensors
+from vqvae._io import write_json
 from vqvae.config import TrainConfig
 from vqvae.data import ImageDataset, read_all, read_batches, save_png_grid, to_model_input
 from vqvae.errors import RunError
 from vqvae.inference import Evaluation, reconstruct, score
 from vqvae.models import VQVAE, VQVAEConfig
+from vqvae.pretrained import write_weights
 from vqvae.runs import RunDir, resume_differences, run_config
 from vqvae.train import distributed
 from vqvae.train.loop import StepOutput, fit
@@ -97,7 +98,7 @@ def end_session(
 ) -> TrainResult:
     """Write the final weights (and evaluate a resumed run that had already finished)."""
     if s.world.is_main:
-        write_safetensors(run.weights_file, s.model.state_dict())
+        write_weights(run.weights_file, s.model.state_dict())
         if not latest and evaluate is not None:
             evaluate(steps)
     s.world.barrier()
