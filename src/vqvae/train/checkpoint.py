@@ -106,9 +106,11 @@ def save_checkpoint(
     except (OSError, WriteError) as e:
         shutil.rmtree(tmp, ignore_errors=True)
         failed = e if isinstance(e, WriteError) else as_write_error(tmp, e)
-        if isinstance(failed, WriteError):
-            raise RunError(f"{failed}; {last_good_note(folder)}") from None
-        raise
+        if not isinstance(failed, WriteError):
+            raise
+        if failed.path.is_relative_to(tmp):  # named as the checkpoint it was to become
+            failed = WriteError(final / failed.path.relative_to(tmp), OSError(failed.errno, ""))
+        raise RunError(f"{failed}; {last_good_note(folder)}") from None
     for old in list_checkpoints(folder)[:-KEEP]:
         shutil.rmtree(old.path, ignore_errors=True)
     return Checkpoint(final, step)
