@@ -99,6 +99,22 @@ def decided_codes(z_e, codebook, tie_rtol: float = 1e-4):
     return decided.reshape(z_e.shape[0], *z_e.shape[2:])
 
 
+def run_weights(run) -> dict:
+    """A run folder's final weights, as tensors."""
+    from safetensors.torch import load_file
+
+    return load_file(str(run / "model.safetensors"))
+
+
+def assert_same_weights(a: dict, b: dict) -> None:
+    """The same tensors under the same names, bit for bit."""
+    import torch
+
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), f"{k} differs"
+
+
 def error_line(err: str) -> str:
     """The one line a refused command printed on stderr (``vqvae: error: ...``), with no
     traceback."""

@@ -23,9 +23,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
-from conftest import TINY, error_line
+from conftest import TINY, assert_same_weights, error_line, run_weights
 from vqvae.cli import main
 from vqvae.cli.common import run_lock
 from vqvae.runs import RunDir
@@ -43,16 +42,6 @@ def _train(out: Path, steps: int, *extra: str, every: int = 10) -> list[str]:
         "--batch-size", "32", "--checkpoint-every", str(every), "--set", "log_every=10",
         "--no-progress", "--no-report", *extra,
     ]  # fmt: skip
-
-
-def _weights(run: Path) -> dict[str, torch.Tensor]:
-    return load_file(str(run / "model.safetensors"))
-
-
-def _assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
-    assert a.keys() == b.keys()
-    for k in a:
-        assert torch.equal(a[k], b[k]), f"{k} differs"
 
 
 def _snapshot(folder: Path) -> dict[str, bytes]:
@@ -73,7 +62,7 @@ def reference(tmp_path_factory) -> dict[str, torch.Tensor]:
     """The weights of a 30-step run never stopped, trained in this process."""
     run = tmp_path_factory.mktemp("reference") / "run"
     assert main(_train(run, 30)) == 0
-    return _weights(run)
+    return run_weights(run)
 
 
 @pytest.fixture
@@ -234,7 +223,7 @@ def test_a_damaged_newest_checkpoint_is_named_and_passed_over_exactly(
     assert len(err) == 1, err
     assert SAID[damage] in err[0] and "resuming from step 10 instead" in err[0], err
     assert "damaged-step-0000020" in err[0]
-    _assert_same_weights(reference, _weights(trained))
+    assert_same_weights(reference, run_weights(trained))
     assert _train_steps(trained) == [10, 20, 30]
     assert [c.step for c in list_checkpoints(trained / "checkpoints")] == [20, 30]
     assert main(["verify", str(trained)]) == 0  # the damaged one was set aside
@@ -335,7 +324,7 @@ def test_a_refused_checkpoint_write_is_one_line_and_resume_is_exact(
     assert [c.step for c in list_checkpoints(run / "checkpoints")] == [10]
     monkeypatch.undo()  # the user frees space
     assert main(_train(run, 30, "--resume")) == 0
-    _assert_same_weights(reference, _weights(run))
+    assert_same_weights(reference, run_weights(run))
     assert _train_steps(run) == [10, 20, 30]
 
 
@@ -351,7 +340,7 @@ def test_a_refused_final_weights_write_names_the_last_checkpoint(
     assert _leftovers(run) == [] and not (run / "model.safetensors").exists()
     monkeypatch.undo()
     assert main(_train(run, 30, "--resume")) == 0
-    _assert_same_weights(reference, _weights(run))
+    assert_same_weights(reference, run_weights(run))
 
 
 def _child(argv: list[str], file_size_limit: int | None = None) -> subprocess.CompletedProcess:
@@ -383,5 +372,5 @@ def test_past_the_file_size_limit_a_run_stops_in_one_line_and_resumes_exactly(tm
     assert _leftovers(run) == [] and not (run / ".lock").exists()
     done = _child(_train(run, 30, "--resume"))
     assert done.returncode == 0, done.stderr
-    _assert_same_weights(_weights(straight), _weights(run))
+    assert_same_weights(run_weights(straight), run_weights(run))
     assert _train_steps(run) == [10, 20, 30]

@@ -21,7 +21,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import TINY, error_line
+from conftest import TINY, assert_same_weights, error_line, run_weights
 from vqvae.cli import main
 from vqvae.models import VQVAE
 from vqvae.train.checkpoint import list_checkpoints, load_checkpoint
@@ -35,16 +35,6 @@ def _train_args(out: Path, steps: int = 20, every: int = 10, *extra: str) -> lis
         "--steps", str(steps), "--batch-size", "32", "--checkpoint-every", str(every),
         "--no-progress", "--no-report", *extra,
     ]  # fmt: skip
-
-
-def _weights(run: Path) -> dict[str, torch.Tensor]:
-    return load_file(str(run / "model.safetensors"))
-
-
-def _assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
-    assert a.keys() == b.keys()
-    for k in a:
-        assert torch.equal(a[k], b[k]), f"{k} differs"
 
 
 def _snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
@@ -98,10 +88,10 @@ def test_train_writes_a_complete_run_folder(tmp_path, capsys):
 
     model = VQVAE.from_pretrained(run)
     assert model.num_codes == 16 and model.config.input_size == (8, 8)
-    _assert_same_weights(model.state_dict(), _weights(run))
+    assert_same_weights(model.state_dict(), run_weights(run))
     # the last checkpoint holds the final weights
-    _assert_same_weights(load_file(str(run / "checkpoints/step-0000020/model.safetensors")),
-                         _weights(run))  # fmt: skip
+    assert_same_weights(load_file(str(run / "checkpoints/step-0000020/model.safetensors")),
+                         run_weights(run))  # fmt: skip
 
 
 def test_resume_with_more_steps_equals_one_longer_run(tmp_path, capsys):
@@ -111,7 +101,7 @@ def test_resume_with_more_steps_equals_one_longer_run(tmp_path, capsys):
     assert main(_train_args(short, 20, 10)) == 0
     assert main(_train_args(short, 30, 10, "--resume")) == 0
     capsys.readouterr()
-    _assert_same_weights(_weights(long), _weights(short))
+    assert_same_weights(run_weights(long), run_weights(short))
     steps = [json.loads(x)["step"] for x in (short / "metrics.jsonl").read_text().splitlines()]
     assert steps == sorted(steps) and steps[-1] == 30  # no duplicated records
 
@@ -119,10 +109,10 @@ def test_resume_with_more_steps_equals_one_longer_run(tmp_path, capsys):
 def test_resuming_a_finished_run_changes_nothing_in_the_weights(tmp_path, capsys):
     run = tmp_path / "run"
     assert main(_train_args(run)) == 0
-    before = _weights(run)
+    before = run_weights(run)
     assert main(_train_args(run, 20, 10, "--resume")) == 0
     capsys.readouterr()
-    _assert_same_weights(before, _weights(run))
+    assert_same_weights(before, run_weights(run))
 
 
 # -- refusals ------------------------------------------------------------------------------------
@@ -277,7 +267,7 @@ def reference(tmp_path_factory) -> dict[str, torch.Tensor]:
     cwd = tmp_path_factory.mktemp("reference")
     done = _run(_cli(cwd / "run"), cwd)
     assert done.returncode == 0, done.stderr
-    return _weights(cwd / "run")
+    return run_weights(cwd / "run")
 
 
 def _checkpoint_at_least(run: Path, step: int):
@@ -322,7 +312,7 @@ def test_sigkill_at_several_moments_then_resume_is_bit_identical(tmp_path, refer
 
     done = _run(_cli(run, "--resume"), tmp_path)
     assert done.returncode == 0, done.stderr
-    _assert_same_weights(reference, _weights(run))
+    assert_same_weights(reference, run_weights(run))
     assert not any((run / "checkpoints").glob(".tmp-step-*"))
     assert [c.step for c in list_checkpoints(run / "checkpoints")] == [STEPS - EVERY, STEPS]
     records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
@@ -350,7 +340,7 @@ def test_ctrl_c_saves_exits_130_and_resumes_bit_identical(tmp_path, reference):
 
     done = _run(_cli(run, "--resume"), tmp_path)
     assert done.returncode == 0, done.stderr
-    _assert_same_weights(reference, _weights(run))
+    assert_same_weights(reference, run_weights(run))
 
 
 def test_a_folder_read_by_a_worker_trains_and_resumes_as_the_array_does(
@@ -376,7 +366,7 @@ def test_a_folder_read_by_a_worker_trains_and_resumes_as_the_array_does(
     done = _run(cli("--resume"), tmp_path)
     assert done.returncode == 0, done.stderr
     assert json.loads((run / "config.json").read_text())["data"] == str(digits_folder)
-    _assert_same_weights(reference, _weights(run))
+    assert_same_weights(reference, run_weights(run))
 
 
 # -- real data -----------------------------------------------------------------------------------

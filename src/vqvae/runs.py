@@ -150,8 +150,11 @@ class RunDir:
         if self.path.exists() and not self.path.is_dir():
             raise RunError(f"{self.path}: exists and is not a folder")
         made = not self.path.exists()
-        self.path.mkdir(parents=True, exist_ok=True)
-        fd = self._acquire(command)
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            fd = self._acquire(command)
+        except OSError as e:  # a read-only or foreign folder: one line naming the file
+            raise as_write_error(self.lock_file, e) from None
         try:
             yield
         finally:
