@@ -90,7 +90,9 @@ def main() -> None:
         size = sum(f.stat().st_size for f in step.iterdir()) / 1e6
         med = {v: [statistics.median(t[i] for t in times[v]) for i in (0, 1)] for v in VARIANTS}
         ratio = [
-            statistics.median(s[i] / n[i] for s, n in zip(times["sha256"], times["none"]))
+            statistics.median(
+                s[i] / n[i] for s, n in zip(times["sha256"], times["none"], strict=True)
+            )
             for i in (0, 1)
         ]
         print(

@@ -229,6 +229,24 @@ def test_a_damaged_newest_checkpoint_is_named_and_passed_over_exactly(
     assert main(["verify", str(trained)]) == 0  # the damaged one was set aside
 
 
+def test_load_checkpoint_refuses_a_damaged_checkpoint_before_restoring_anything(trained):
+    from vqvae.models import VQVAE
+    from vqvae.train.checkpoint import load_checkpoint
+
+    newest = list_checkpoints(trained / "checkpoints")[-1]
+    _flip_byte(newest.path / "state.pt", -200)
+    model = VQVAE(VQVAE.read_config(trained))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(ValueError, match=r"state\.pt: its sha256 differs"):
+        load_checkpoint(newest, model, torch.optim.Adam(model.parameters()))
+    assert_same_weights(before, model.state_dict())
+
+
+def test_verify_of_a_missing_folder_is_one_line(tmp_path, capsys):
+    assert main(["verify", str(tmp_path / "nothing")]) == 2
+    assert "no such run folder" in error_line(capsys.readouterr().err)
+
+
 def test_with_every_checkpoint_damaged_resume_refuses_in_one_line(trained, capsys):
     for checkpoint in list_checkpoints(trained / "checkpoints"):
         _flip_byte(checkpoint.path / "state.pt", -200)
@@ -256,8 +274,11 @@ def test_damaged_prior_weights_are_refused_on_load_and_reported_by_verify(traine
     prior = ["prior", "train", str(trained), "--steps", "2", "--batch-size", "16"]
     assert main([*prior, "--no-progress"]) == 0
     assert (trained / "prior" / "manifest.json").is_file()
-    _flip_byte(trained / "prior" / "model.safetensors")
     capsys.readouterr()
+    assert main(["verify", str(trained)]) == 0
+    said = capsys.readouterr().out.strip().splitlines()
+    assert said == [f"{trained}: all is well (2 weight file(s) and 3 checkpoint(s) checked)"]
+    _flip_byte(trained / "prior" / "model.safetensors")
     assert main(["sample", str(trained), "--n", "2", "--out", str(trained.parent / "s")]) != 0
     line = error_line(capsys.readouterr().err)
     assert "prior/model.safetensors: its sha256 differs" in line, line

@@ -140,6 +140,8 @@ def checkpoint_problems(checkpoint: Checkpoint, since: int | None) -> list[str]:
     manifest is checked against it; one without is incomplete, unless it is older than
     manifests (``since``: ``manifests_since``), when its files are read as before."""
     path = checkpoint.path
+    if not path.is_dir():  # pruned by the run's writer while being looked at
+        return []
     try:
         files = read_manifest(path)
     except ValueError as e:
@@ -214,8 +216,16 @@ def load_checkpoint(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler | None = None,
+    *,
+    checked: bool = False,
 ) -> dict[str, Any]:
-    """Restore model, optimizer, loss scaler and RNG state in place; return the state dict."""
+    """Restore model, optimizer, loss scaler and RNG state in place; return the state dict.
+    A damaged or incomplete checkpoint is refused in one line before anything is restored
+    (``checked``: ``newest_good`` has just checked it)."""
+    if not checked:
+        problems = checkpoint_problems(checkpoint, manifests_since(checkpoint.path.parent))
+        if problems:
+            raise RunError(problems[0])
     weights = read_safetensors(checkpoint.path / FILES[0])
     migrate = getattr(model, "migrate_state_dict", None)  # weights named by an older release
     if migrate is not None:

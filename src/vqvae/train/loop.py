@@ -277,7 +277,7 @@ def _start_step(
     chosen = _resumable(run) if resume else None
     start = 0
     if chosen is not None:
-        start = int(load_checkpoint(chosen, model, optimizer, scaler)["step"])
+        start = int(load_checkpoint(chosen, model, optimizer, scaler, checked=True)["step"])
     else:
         torch.manual_seed(config.seed)
     if resume and world.is_main:
