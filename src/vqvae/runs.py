@@ -222,7 +222,10 @@ class RunDir:
             return
         if self.path.is_dir():  # the lock file stays: the command replacing the run holds it
             for p in self._contents():
-                shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+                if p.is_dir() and not p.is_symlink():
+                    shutil.rmtree(p)
+                else:
+                    p.unlink()
         self.path.mkdir(parents=True, exist_ok=True)
 
     @property
