@@ -170,6 +170,37 @@ def test_a_refused_new_run_leaves_no_folder_behind(tmp_path, capsys):
     assert not run.exists()
 
 
+WRITERS = {  # argv -> the folder whose lock it takes, and whether it may create it
+    "train --data d --out R": ("R", True),
+    "demo --out R": ("R", True),
+    "prior train R": ("R", False),
+    "stack train R": ("R", False),
+    "stack eval R": ("R", False),
+    "video train R": ("R", False),
+    "video eval R": ("R", False),
+    "vocoder train --data d --out V": ("V", True),
+    "compare --data d --out C": ("C", True),
+    "report R": ("R", False),
+}
+READERS = [
+    "eval R --data d", "encode R --data d --out x.npz", "decode R x.npz --out o",
+    "reconstruct R --data d --out o", "sample R --out o", "probe R", "verify R",
+    "stack eval R --out elsewhere", "rollout R --episode 0 --out o",
+]  # fmt: skip
+
+
+def test_every_command_that_writes_a_run_takes_its_lock_and_readers_take_none():
+    from vqvae.cli.parser import build_parser
+
+    parser = build_parser()
+    for argv, wanted in WRITERS.items():
+        args = parser.parse_args(argv.split())
+        assert args.writes(args) == wanted, argv
+    for argv in READERS:
+        args = parser.parse_args(argv.split())
+        assert getattr(args, "writes", lambda a: (None, False))(args)[0] is None, argv
+
+
 def test_under_torchrun_only_rank_0_locks(trained, monkeypatch):
     import argparse
 
