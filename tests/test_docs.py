@@ -8,6 +8,7 @@ import argparse
 import os
 import posixpath
 import re
+import shlex
 import subprocess
 import sys
 from html.parser import HTMLParser
@@ -174,3 +175,31 @@ def test_links_are_mapped_from_the_repository_layout_to_the_site():
     assert docs_hooks.rewrite_links(page, "getting-started/speech.md") == (
         "[a](../benchmarks.md#y) [b](../speech.md) [c](https://x.org/a.md) [d](../../Makefile)"
     )
+
+
+def _command_lines(text: str) -> list[str]:
+    """The `vqvae ...` lines of a page's shell blocks, environment variables and comments off."""
+    blocks = re.findall(r"```(?!python)[a-z]*\n(.*?)```", text, flags=re.S)
+    lines = [line.split("#")[0].strip() for block in blocks for line in block.splitlines()]
+    lines = [re.sub(r"^(\w+=\S+\s+)+", "", line) for line in lines]
+    return [line for line in lines if line.startswith("vqvae ")]
+
+
+@pytest.mark.parametrize(
+    "page",
+    [
+        "README.md",
+        "docs/getting-started/images.md",
+        "docs/getting-started/speech.md",
+        "docs/getting-started/maze.md",
+    ],
+)
+def test_the_commands_of_the_readme_and_the_getting_started_pages_parse(page):
+    lines = _command_lines((ROOT / page).read_text(encoding="utf-8"))
+    assert len(lines) >= 3, f"{page}: {lines}"
+    parser = build_parser()
+    for line in lines:
+        try:
+            parser.parse_args(shlex.split(line)[1:])
+        except SystemExit:
+            pytest.fail(f"{page}: `{line}` does not parse")
