@@ -47,7 +47,7 @@ SECTIONS = {
 }
 
 # [text](target) and ![alt](target): the target without a title
-LINK = re.compile(r"(\]\()([^)\s]+)(\))")
+LINK = re.compile(r"(!?)\[([^\]]*)\]\(([^)\s]+)\)")
 
 
 def on_files(files: Files, config) -> Files:
@@ -83,20 +83,25 @@ def site_path_of(repo_path: str) -> str | None:
 def rewrite_links(markdown: str, site_path: str) -> str:
     """Relative links as the repository lays files out -> relative links between site pages.
 
-    A link to a file the site does not hold is left as written, so the strict build names it.
+    A link to a file of the repository that the site does not hold (a script, a source file)
+    becomes its text and the file's path, since the site cannot open it; a link to a file that
+    does not exist is left as written, so that the strict build names it.
     """
     page_dir = posixpath.dirname(repo_path_of(site_path))
 
     def one(match: re.Match) -> str:
-        target = match.group(2)
+        bang, text, target = match.groups()
         path, hash_, anchor = target.partition("#")
         if not path or re.match(r"^[a-z][a-z0-9+.-]*:", path):  # "#anchor", http:, mailto:
             return match.group(0)
-        site_target = site_path_of(posixpath.normpath(posixpath.join(page_dir, path)))
+        repo_target = posixpath.normpath(posixpath.join(page_dir, path))
+        site_target = site_path_of(repo_target)
         if site_target is None:
-            return match.group(0)
+            if bang or not (ROOT / repo_target).is_file():
+                return match.group(0)
+            return text if repo_target in text else f"{text} (`{repo_target}`)"
         relative = posixpath.relpath(site_target, posixpath.dirname(site_path) or ".")
-        return f"{match.group(1)}{relative}{hash_}{anchor}{match.group(3)}"
+        return f"{bang}[{text}]({relative}{hash_}{anchor})"
 
     return LINK.sub(one, markdown)
 

@@ -169,11 +169,14 @@ def test_links_are_mapped_from_the_repository_layout_to_the_site():
     assert docs_hooks.rewrite_links(readme, "index.md") == (
         "[a](speech.md#x) ![b](mnist-samples.png) [c](benchmarks.md#y) [d](#z)"
     )
-    page = (
-        "[a](../../BENCHMARKS.md#y) [b](../speech.md) [c](https://x.org/a.md) [d](../../Makefile)"
-    )
+    page = "[a](../../BENCHMARKS.md#y) [b](../speech.md) [c](https://x.org/a.md) [d](../none.md)"
     assert docs_hooks.rewrite_links(page, "getting-started/speech.md") == (
-        "[a](../benchmarks.md#y) [b](../speech.md) [c](https://x.org/a.md) [d](../../Makefile)"
+        "[a](../benchmarks.md#y) [b](../speech.md) [c](https://x.org/a.md) [d](../none.md)"
+    )
+    # a file of the repository outside the site: its path, since the site cannot open it
+    page = "[the set-up](../Makefile) and [benchmarks/data.py](../benchmarks/data.py)"
+    assert docs_hooks.rewrite_links(page, "training.md") == (
+        "the set-up (`Makefile`) and benchmarks/data.py"
     )
 
 
