@@ -63,6 +63,13 @@ def on_page_markdown(markdown: str, page, config, files) -> str:
     return rewrite_links(markdown, page.file.src_uri)
 
 
+def on_page_content(html: str, page, config, files) -> str:
+    # the source beside an equation is the point of showing it (concepts.md): open, not folded
+    return html.replace(
+        '<details class="mkdocstrings-source">', '<details class="mkdocstrings-source" open>'
+    )
+
+
 def repo_path_of(site_path: str) -> str:
     """Where a page of the site lives in the repository."""
     for repo_path, page in ROOT_PAGES.items():
