@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint docs bench clean
 
 $(BIN)/vqvae: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -22,9 +22,15 @@ test: $(BIN)/vqvae
 lint: $(BIN)/vqvae
 	$(BIN)/ruff check .
 
+# the documentation site, offline, into site/ (open site/index.html); --strict: a broken link or
+# a docstring reference that no longer exists fails the build
+docs: $(BIN)/vqvae
+	$(BIN)/pip install -q -c constraints.txt -e ".[docs]"
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 bench: $(BIN)/vqvae
 	$(BIN)/pip install -c constraints.txt -e ".[bench]"
 	$(BIN)/python benchmarks/quantizer.py
 
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) runs site

@@ -150,3 +150,30 @@ def test_registry_refuses_a_second_object_under_one_name() -> None:
     with pytest.raises(ValueError, match="thing 'a' is registered already"):
         reg.register("a", 2)
     assert list(reg) == ["a"] and "a" in reg and reg.entry("a").obj == 1
+
+
+def test_a_retired_kind_is_refused_with_its_reason_and_is_no_longer_listed() -> None:
+    reg: Registry[object] = Registry("thing")
+    reg.register("a", 1)
+    reg.register("b", 2)
+    reg.retire("a", "it measured no gain; commit abc1234 has it")
+    assert list(reg) == ["b"] and "a" not in reg
+    with pytest.raises(ValueError, match=r"^thing 'a' was removed: it measured no gain; commit"):
+        reg.get("a")
+    with pytest.raises(ValueError, match=r"^unknown thing 'c'; expected one of \['b'\]"):
+        reg.get("c")
+    reg.register("a", 3)  # a kind may come back under its old name
+    assert reg.get("a") == 3
+
+
+def test_the_removed_net_kind_is_refused_by_the_config_and_the_command_line(
+    tmp_path, capsys
+) -> None:
+    with pytest.raises(ValueError, match="network kind 'conv1d-norm' was removed"):
+        NetConfig(kind="conv1d-norm")
+    out = tmp_path / "run"
+    assert (
+        main(["train", "--data", "digits", "--set", "net.kind=conv1d-norm", "--out", str(out)]) == 2
+    )
+    assert "'conv1d-norm' was removed" in capsys.readouterr().err
+    assert not out.exists()

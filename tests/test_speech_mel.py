@@ -22,7 +22,7 @@ from vqvae.models import AudioVQVAE, AudioVQVAEConfig
 from vqvae.nets import NetConfig
 from vqvae.nets.mel_decoder import MelDecoderConfig
 from vqvae.quantizers import QuantizerConfig
-from vqvae.registry import SPEECH_DECODERS, VOCODERS
+from vqvae.registry import NETS, SPEECH_DECODERS, VOCODERS
 from vqvae.runs import RunDir, load_run_model
 from vqvae.spectral import (
     MelSettings,
@@ -432,20 +432,20 @@ def test_train_with_vocoder_steps_keeps_its_own_vocoder(speech_folder, tmp_path)
     assert isinstance(load_run_model(RunDir(out)).vocoder, Vocos)  # found without --vocoder
 
 
-def test_normalised_encoder_codes_do_not_depend_on_the_batch():
-    """conv1d-norm uses running statistics at evaluation: an utterance's codes are its own,
-    whatever else (and however much silence) shares its batch."""
-    torch.manual_seed(0)
-    config = tiny_mel_config()
-    model = AudioVQVAE(replace(config, net=replace(config.net, kind="conv1d-norm")))
-    x = chirp(512)[None] * 0.5  # (1, 1, 512)
-    model(torch.cat([x, -x]), torch.tensor([0, 1]))  # one training step's statistics
-    model.eval()
-    other = torch.nn.functional.pad(chirp(256, seed=1)[None] * 0.2, (0, 256))
-    together = model.encode(torch.cat([x, other]))
-    assert torch.equal(model.encode(x)[0], together[0])
-    z = model.encoder(torch.cat([x, -x, other]))  # (3, D, T')
-    assert z.shape == (3, 8, 8)
+def test_a_run_of_the_removed_conv1d_norm_fails_in_one_line(tmp_path, capsys):
+    """``conv1d-norm`` left the registry (it measured no gain, docs/speech.md): a run that
+    names it is refused in one line that says so, and is left as it was."""
+    run = tmp_path / "run"
+    shutil.copytree(Path(__file__).parent / "fixtures" / "speech-wavenet" / "run", run)
+    config = json.loads((run / "config.json").read_text())
+    config["config"]["net"]["kind"] = "conv1d-norm"
+    (run / "config.json").write_text(json.dumps(config))
+    before = sorted((p.name, p.read_bytes()) for p in run.iterdir())
+    assert main(["eval", str(run), "--data", str(tmp_path / "none")]) == 2
+    err = error_line(capsys.readouterr().err)
+    assert "network kind 'conv1d-norm' was removed" in err and "87ef430" in err
+    assert sorted((p.name, p.read_bytes()) for p in run.iterdir()) == before
+    assert "conv1d-norm" not in NETS.names()
 
 
 def test_instance_normalised_encoder_takes_each_utterances_mean_scale_and_level_out():

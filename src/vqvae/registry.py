@@ -34,6 +34,7 @@ class Registry(Generic[T]):
     def __init__(self, kind: str) -> None:
         self.kind = kind  # for messages: "quantizer kind", "preset", ...
         self._entries: dict[str, Entry[T]] = {}
+        self._retired: dict[str, str] = {}  # name -> why it left, and where it can be found
 
     def register(self, name: str, obj: T | None = None, *, about: str = "") -> Any:
         """``register("name", obj)``, or ``@register("name")`` as a decorator. A name is
@@ -43,6 +44,7 @@ class Registry(Generic[T]):
             if name in self._entries and self._entries[name].obj is not target:
                 raise ValueError(f"{self.kind} {name!r} is registered already")
             self._entries[name] = Entry(name, target, about or _first_line(target))
+            self._retired.pop(name, None)
             return target
 
         return add if obj is None else add(obj)
@@ -50,10 +52,18 @@ class Registry(Generic[T]):
     def unregister(self, name: str) -> None:
         self._entries.pop(name, None)
 
+    def retire(self, name: str, why: str) -> None:
+        """A kind that left the registry (docs/extending.md, "Removing a kind"): a config or a
+        run that names it fails with ``why`` in one line rather than a list of the others."""
+        self._entries.pop(name, None)
+        self._retired[name] = why
+
     def get(self, name: str) -> T:
         return self.entry(name).obj
 
     def entry(self, name: str) -> Entry[T]:
+        if name in self._retired:
+            raise ValueError(f"{self.kind} {name!r} was removed: {self._retired[name]}")
         if name not in self._entries:
             raise ValueError(f"unknown {self.kind} {name!r}; expected one of {self.names()}")
         return self._entries[name]

@@ -8,17 +8,31 @@ Measured on FSDD with the ``mel`` decoder at 800 steps, beside the plain ``conv1
 voice leaves the codes), conversions keep more of the digit and sound more like their
 target, reconstructions keep more digits; the digit probe on a bag of codes falls. The
 statistics are over every position of an utterance, so its codes depend on the silence that
-pads it (unlike ``conv1d-norm``'s batch statistics, which do not).
+pads it.
 """
 
 from __future__ import annotations
 
 from torch import nn
 
-from vqvae.nets.conv1d_norm import register_normalised
+from vqvae.nets.config import NetConfig
+from vqvae.nets.conv import Encoder, register_with_paper_decoder
 
-register_normalised(
+
+class NormalisedEncoder(nn.Module):
+    """(B, C, T) -> (B, D, T / 2^n): ``Encoder``, then InstanceNorm1d without affine."""
+
+    def __init__(self, in_channels: int, out_channels: int, config: NetConfig) -> None:
+        super().__init__()
+        self.encoder = Encoder(in_channels, out_channels, config, dims=1)
+        self.norm = nn.InstanceNorm1d(out_channels, affine=False)
+
+    def forward(self, x):
+        return self.norm(self.encoder(x))
+
+
+register_with_paper_decoder(
     "conv1d-inorm",
-    nn.InstanceNorm1d,
+    NormalisedEncoder,
     "conv1d with z_e normalised per utterance and channel (instance norm): voice out of codes",
 )
