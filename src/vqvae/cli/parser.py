@@ -19,6 +19,7 @@ from vqvae.cli import (
     report,
     rollout,
     sample,
+    serve,
     stack,
     train,
     video,
@@ -27,7 +28,7 @@ from vqvae.cli import (
 
 COMMANDS = (
     demo, train, evaluate, encode, decode, reconstruct, convert, probe, prior, sample, report,
-    compare, data, stack, video, rollout, vocoder,
+    compare, data, stack, video, rollout, vocoder, serve,
 )  # fmt: skip
 
 

@@ -128,9 +128,28 @@ def sample(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Stage 3 of the paper: draw ``n`` code grids from the prior (given ``cond``) and
     decode them -> uint8 data (N, *S, C) and codes (N, *shape)."""
-    generator = torch.Generator().manual_seed(seed)
-    codes = prior.sample(n, cond, temperature=temperature, top_k=top_k, generator=generator)
+    codes = sample_codes(prior, n, cond, temperature=temperature, top_k=top_k, seed=seed)
     return decode(model, codes), codes.cpu().numpy()
+
+
+@torch.inference_mode()
+def sample_codes(
+    prior: Any,
+    n: int,
+    cond: Condition | torch.Tensor | int | None = None,
+    *,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    seed: int = 0,
+    **options: Any,
+) -> torch.Tensor:
+    """``n`` code grids (N, *shape) drawn from the prior given ``cond``, from a generator
+    seeded by ``seed``; ``options`` go to the prior's own ``sample`` (e.g. a sampler's
+    number of steps)."""
+    generator = torch.Generator().manual_seed(seed)
+    return prior.sample(
+        n, cond, temperature=temperature, top_k=top_k, generator=generator, **options
+    )
 
 
 def score(model: Any, originals: np.ndarray, codes: np.ndarray, recons: np.ndarray) -> Evaluation:
