@@ -84,10 +84,6 @@ def _validation_line(e: RequestValidationError) -> str:
     return _line(f"{where}: {first.get('msg', 'invalid')}" if where else first.get("msg", ""))
 
 
-class _TooLarge(Exception):
-    pass
-
-
 class BodyLimit:
     """ASGI middleware: a request body over ``limit`` bytes gets 413, by its Content-Length
     before any of it is read, or as soon as a body without one passes the limit."""
@@ -103,27 +99,30 @@ class BodyLimit:
         if length is not None and length.isdigit() and int(length) > self.limit:
             await self._refuse(send)
             return
-        received, started = 0, False
+        if length is None:  # a body without a length (chunked): read it, up to the limit
+            body = bytearray()
+            while True:
+                message = await receive()
+                if message["type"] != "http.request":
+                    break
+                body += message.get("body", b"")
+                if len(body) > self.limit:
+                    await self._refuse(send)
+                    return
+                if not message.get("more_body", False):
+                    break
+            replayed = False
 
-        async def limited() -> dict:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.limit:
-                    raise _TooLarge
-            return message
+            async def replay() -> dict:
+                nonlocal replayed
+                if replayed:
+                    return await receive()
+                replayed = True
+                return {"type": "http.request", "body": bytes(body), "more_body": False}
 
-        async def tracked(message: dict) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, limited, tracked)
-        except _TooLarge:
-            if not started:
-                await self._refuse(send)
+            await self.app(scope, replay, send)
+            return
+        await self.app(scope, receive, send)
 
     async def _refuse(self, send: Any) -> None:
         mb = self.limit / 2**20
@@ -170,7 +169,7 @@ def create_app(runs: list[ServedRun], limits: Limits | None = None) -> FastAPI:
 
     @app.exception_handler(Exception)
     def bug(request: Request, e: Exception) -> JSONResponse:
-        log.exception("error in %s %s", request.method, request.url.path)
+        log.error("error in %s %s", request.method, request.url.path, exc_info=e)
         return _error(500, f"internal error: {_line(str(e)) or type(e).__name__}")
 
     def pick(
