@@ -117,18 +117,12 @@ def _concat(parts: list[np.ndarray], empty_shape: tuple[int, ...], dtype: Any) -
 
 @torch.inference_mode()
 def sample(
-    model: Any,
-    prior: Any,
-    n: int,
-    cond: Condition | torch.Tensor | int | None = None,
-    *,
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    seed: int = 0,
+    model: Any, prior: Any, n: int, cond: Condition | torch.Tensor | int | None = None, **draw: Any
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Stage 3 of the paper: draw ``n`` code grids from the prior (given ``cond``) and
-    decode them -> uint8 data (N, *S, C) and codes (N, *shape)."""
-    codes = sample_codes(prior, n, cond, temperature=temperature, top_k=top_k, seed=seed)
+    """Stage 3 of the paper: draw ``n`` code grids from the prior (given ``cond``; ``draw``:
+    ``sample_codes``' temperature, top_k, seed) and decode them -> uint8 data (N, *S, C)
+    and codes (N, *shape)."""
+    codes = sample_codes(prior, n, cond, **draw)
     return decode(model, codes), codes.cpu().numpy()
 
 
