@@ -4,6 +4,7 @@ to the app served by uvicorn on 127.0.0.1, the median in milliseconds (docs/serv
     OMP_NUM_THREADS=1 python benchmarks/serve_latency.py --image RUN --speech RUN --maze RUN \
         [--repeats 20] [--threads 1]
 
+- ``/api/info``: the round trip of a request that does no work, beside the rest;
 - ``/api/decode`` of one grid of the image run (an MNIST run: a 7x7 grid -> 28x28);
 - ``/api/decode`` of one clip of the speech run (one second of codes, with its decoder:
   the mel decoder and its vocoder or Griffin-Lim);
@@ -21,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
 import threading
 import time
@@ -33,11 +33,11 @@ import torch
 import uvicorn
 
 from vqvae.serve import ServedRun, create_app
+from vqvae.serve.app import listen
 
 
 def serve(runs: list[ServedRun]) -> tuple[uvicorn.Server, str]:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
+    sock = listen()
     server = uvicorn.Server(uvicorn.Config(create_app(runs), log_level="warning"))
     threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True).start()
     while not server.started:
@@ -78,6 +78,9 @@ def main() -> None:
 
         def post(path, run, body):
             return ok(http.post(path, params={"run": run.name}, json=body))
+
+        ms = median_ms(lambda: ok(http.get("/api/info")), args.repeats)
+        rows.append(("/api/info (the HTTP round trip alone)", ms, ""))
 
         grid = rng.integers(0, image.num_codes, image.model.code_shape).tolist()
         ms = median_ms(lambda: post("/api/decode", image, {"codes": grid}), args.repeats)

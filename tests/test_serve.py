@@ -30,6 +30,7 @@ from conftest import RATE, TINY, TINY_MEL, error_line, tone, train_speech  # noq
 from vqvae.cli import main  # noqa: E402
 from vqvae.data import read_audio, write_wav  # noqa: E402
 from vqvae.serve import Limits, ServedRun, create_app  # noqa: E402
+from vqvae.serve.app import listen  # noqa: E402
 from vqvae.serve.served import CONTEXT_FRAMES  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -411,8 +412,7 @@ def live_server(*runs: Path) -> Iterator[str]:
     import uvicorn
 
     app = create_app([ServedRun(r) for r in runs])
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
+    sock = listen()
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
@@ -476,6 +476,8 @@ def test_serve_binds_127_0_0_1_and_warns_in_one_line_otherwise(image_run, monkey
     monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets: bound.append(sockets[0]))
     assert main(["serve", str(image_run), "--port", "0"]) == 0
     assert bound[-1].getsockname()[0] == "127.0.0.1"
+    # no response waits for a delayed ACK: accepted connections inherit TCP_NODELAY
+    assert bound[-1].getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
     err = capsys.readouterr().err
     assert "warning" not in err and "127.0.0.1" in err
     assert main(["serve", str(image_run), "--port", "0", "--host", "0.0.0.0"]) == 0

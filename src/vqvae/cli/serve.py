@@ -4,7 +4,6 @@ convert and play the maze (docs/serve.md). Binds 127.0.0.1 unless ``--host`` say
 from __future__ import annotations
 
 import argparse
-import socket
 import threading
 import webbrowser
 from typing import Any
@@ -34,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         import uvicorn
 
-        from vqvae.serve.app import create_app
+        from vqvae.serve.app import create_app, listen
     except ImportError as e:
         raise RunError(
             f"vqvae serve needs the serve extra: pip install 'vqvae[serve]' ({e})"
@@ -48,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     limits = Limits(upload_bytes=int(args.max_upload_mb * 2**20))
     runs = [ServedRun(path, data_root=args.data_root, limits=limits) for path in args.runs]
     app = create_app(runs, limits)
-    listener = _bind(args.host, args.port)
+    listener = listen(args.host, args.port)
     port = listener.getsockname()[1]
     if args.host not in LOCAL_HOSTS:
         say(f"vqvae serve: warning: listening on {args.host}: anyone who can reach this "
@@ -62,20 +61,3 @@ def run(args: argparse.Namespace) -> int:
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
     server.run(sockets=[listener])
     return 0
-
-
-def _bind(host: str, port: int) -> socket.socket:
-    """The listening socket, bound here so that a port in use is one line, not a log."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as e:
-        sock.close()
-        raise RunError(
-            f"cannot listen on {host}:{port} ({e.strerror}); pick another --port"
-        ) from None
-    sock.listen(128)
-    sock.set_inheritable(True)
-    return sock

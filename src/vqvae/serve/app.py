@@ -13,6 +13,7 @@ nothing mutable between them).
 # ``Run`` alias is local to create_app
 import json
 import logging
+import socket
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -23,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 
 from vqvae import __version__
-from vqvae.errors import VQVAEError
+from vqvae.errors import RunError, VQVAEError
 from vqvae.serve.errors import BAD_INPUT, NOT_FOUND, TOO_LARGE, Refused
 from vqvae.serve.served import Limits, ServedRun
 
@@ -279,3 +280,24 @@ def create_app(runs: list[ServedRun], limits: Limits | None = None) -> FastAPI:
 
     app.add_middleware(BodyLimit, limit=limits.upload_bytes)
     return app
+
+
+def listen(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
+    """A listening socket for uvicorn (``sockets=[...]``), bound here so that a port in use
+    is one line, not a log. TCP_NODELAY, which accepted connections inherit: without it a
+    response's body waits for the ACK of its headers, 40 ms on a kept-alive connection
+    (measured: /api/info took 44 ms instead of 1)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        raise RunError(
+            f"cannot listen on {host}:{port} ({e.strerror}); pick another --port"
+        ) from None
+    sock.listen(128)
+    sock.set_inheritable(True)
+    return sock

@@ -381,6 +381,7 @@ function clip(box, title, blob) {
   h.textContent = title;
   const audio = document.createElement("audio");
   audio.controls = true;
+  audio.preload = "metadata";
   audio.src = URL.createObjectURL(blob);
   const img = document.createElement("img");
   img.alt = `log-mel spectrogram: ${title}`;
