@@ -202,6 +202,22 @@ def test_speech_encode_and_decode_equal_the_commands(speech, speech_run, tmp_pat
     assert other.status_code == 200 and other.content != r.content
 
 
+def test_speech_sample_says_a_digit_cut_at_its_silence(speech_run, tmp_path):
+    run = tmp_path / "speech-prior"
+    shutil.copytree(speech_run, run)
+    argv = ["prior", "train", str(run), "--class-conditional", "--steps", "2"]
+    assert main([*argv, "--batch-size", "4", "--no-progress"]) == 0
+    app = client(run)
+    assert app.get("/api/info").json()["prior"] == "transformer"
+    body = {"n": 3, "label": 2, "speaker": "bob", "seed": 1}
+    codes = app.post("/api/sample", json=body).json()["codes"]
+    assert len(codes) == 3 and all(len(c) >= 1 and max(c) < 16 for c in codes)
+    assert app.post("/api/sample", json=body).json()["codes"] == codes
+    assert "amy, bob" in refused(app.post("/api/sample", json={"n": 1, "label": 2}), 422)
+    wav = app.post("/api/decode", json={"codes": codes[0], "speaker": "bob"})
+    assert wav.status_code == 200 and wav.content[:4] == b"RIFF"
+
+
 def test_speech_spectrogram_and_codebook(speech, speech_run):
     from vqvae.runs import RunDir, load_run_model
 
@@ -367,6 +383,7 @@ BATTERY = {
     "unknown speaker": ("speech", "post", "/api/decode",
                         {"json": {"codes": [1, 2], "speaker": "zed"}}, 422, "amy, bob"),
     "no speaker": ("speech", "post", "/api/decode", {"json": {"codes": [1, 2]}}, 422, "amy"),
+    "a decompression bomb": ("images", "post", "/api/encode", "bomb", 413, "pixels"),
     "unknown run": ("images", "get", "/api/info", {"params": {"run": "nope"}}, 404, "nope"),
     "unknown example": ("images", "get", "/api/examples/99999", {}, 404, "example"),
     "a path with ..": ("images", "get", "/static/../../pyproject.toml", {}, 404, "not found"),
@@ -380,6 +397,10 @@ def test_bad_input_is_one_line_and_the_server_goes_on(case, images, speech, imag
     app = {"images": images, "speech": speech}[which]
     if kwargs == "truncated":
         kwargs = {"files": {"file": ("0.png", _truncated_png(image_folder), "image/png")}}
+    elif kwargs == "bomb":  # 20 million pixels in a few kB
+        bomb = io.BytesIO()
+        Image.new("L", (5000, 4000)).save(bomb, format="PNG")
+        kwargs = {"files": {"file": ("bomb.png", bomb.getvalue(), "image/png")}}
     elif kwargs == "colour":
         colour = io.BytesIO()
         Image.new("RGB", (8, 8), (200, 10, 10)).save(colour, format="PNG")
