@@ -147,6 +147,20 @@ def test_info_says_what_each_run_is(images, speech, maze, prior_run):
     assert "/api/rollout" in images.get("/openapi.json").json()["paths"]
 
 
+def test_examples_are_the_test_split_or_a_note_when_it_cannot_be_read(images, image_run, tmp_path):
+    found = images.get("/api/examples").json()
+    assert found["count"] == 359 and found["note"] is None  # the digits' test split
+    assert pixels(images.get("/api/examples/2").content).shape == (8, 8)
+    moved = tmp_path / "moved"
+    shutil.copytree(image_run, moved)
+    saved = json.loads((moved / "config.json").read_text())
+    (moved / "config.json").write_text(json.dumps(saved | {"data": str(tmp_path / "gone")}))
+    app = client(moved)
+    found = app.get("/api/examples").json()
+    assert found["count"] == 0 and "cannot be read here" in found["note"]
+    assert "cannot be read here" in refused(app.get("/api/examples/0"), 404)
+
+
 # -- the same codes, pixels and samples as the command line ----------------------------------------
 def test_encode_and_decode_equal_the_commands(images, image_run, image_folder, tmp_path):
     codes_file = tmp_path / "codes.npz"

@@ -434,6 +434,8 @@ class ServedRun:
             return self._examples
 
     def _read_test_data(self) -> tuple[Any, str | None]:
+        """Never downloads (the server makes no request to the network) and reads an image
+        folder in this process (no worker processes for one image at a time)."""
         spec = self.saved.get("data")
         if not spec:
             return None, "the run records no data spec"
@@ -442,10 +444,15 @@ class ServedRun:
                 return split(load_episodes(str(spec), self.model), "test"), None
             if self.audio:
                 rate = self.model.config.sample_rate
-                return load_audio(str(spec), "test", self.data_root, sample_rate=rate), None
+                found = load_audio(
+                    str(spec), "test", self.data_root, download=False, sample_rate=rate
+                )
+                return found, None
             resize = self.saved.get("resize")
             size = (int(resize[0]), int(resize[1])) if resize else None
-            return load_images(str(spec), "test", self.data_root, resize=size, lazy=True), None
+            found = load_images(str(spec), "test", self.data_root, download=False,
+                                resize=size, lazy=True, workers=0)  # fmt: skip
+            return found, None
         except (VQVAEError, OSError, ValueError) as e:
             return None, f"the run's data {spec} cannot be read here ({_first_line(e)})"
 
