@@ -112,7 +112,7 @@ async function imageView() {
   $("clear-mask").onclick = () => { image.mask = blank(false); drawGrid(); };
   $("reset-codes").onclick = async () => {
     if (!image.first) return;
-    image.codes = image.first.map((row) => row.slice());
+    image.codes = JSON.parse(JSON.stringify(image.first));
     await decodeImage();
   };
   setUpGrid();
@@ -132,6 +132,10 @@ async function imageView() {
   }
 }
 
+// residual runs hold (Q, h, w) codes: the page shows and edits the first level's grid
+const levels = () => INFO.shape.length > 2;
+const grid = (codes) => (levels() ? codes[0] : codes);
+
 function blank(value) {
   const [h, w] = INFO.shape.slice(-2);
   return Array.from({ length: h }, () => Array(w).fill(value));
@@ -142,12 +146,14 @@ async function loadImage(blob, name) {
     showError(null);
     const { codes } = await api("/api/encode", { form: fileForm(blob, name) });
     image.codes = codes;
-    image.first = codes.map((row) => row.slice());
+    image.first = JSON.parse(JSON.stringify(codes));
     image.mask = blank(false);
     image.cell = null;
     $("candidates").innerHTML = "";
     $("cell-info").textContent = "Click a cell of the grid.";
-    $("grid-shape").textContent = `${codes.length}x${codes[0].length} codes of ${INFO.num_codes}`;
+    const [h, w] = INFO.shape.slice(-2);
+    const q = levels() ? ` (level 1 of ${INFO.shape[0]})` : "";
+    $("grid-shape").textContent = `${h}x${w} codes of ${INFO.num_codes}${q}`;
     await setImage($("original"), blob);
     await decodeImage();
   } catch (e) {
@@ -158,7 +164,8 @@ async function loadImage(blob, name) {
 async function decodeImage() {
   const blob = await api("/api/decode", { json: { codes: image.codes }, as: "blob" });
   await setImage($("recon"), blob);
-  const edits = image.codes.flat().filter((c, i) => c !== image.first.flat()[i]).length;
+  const before = image.first.flat(2);
+  const edits = image.codes.flat(2).filter((c, i) => c !== before[i]).length;
   $("edits").textContent = edits ? `${edits} code(s) changed` : "";
   drawGrid();
 }
@@ -207,16 +214,16 @@ function drawGrid() {
   const ctx = canvas.getContext("2d");
   ctx.clearRect(0, 0, canvas.width, canvas.height);
   if (!image.codes) return;
-  const [h, w] = [image.codes.length, image.codes[0].length];
+  const codes = grid(image.codes), first = grid(image.first);
+  const [h, w] = [codes.length, codes[0].length];
   const ch = canvas.height / h, cw = canvas.width / w;
-  const first = image.first;
   for (let r = 0; r < h; r++) {
     for (let c = 0; c < w; c++) {
       if (image.mask[r][c]) {
         ctx.fillStyle = "rgba(230, 60, 60, 0.45)";
         ctx.fillRect(c * cw, r * ch, cw, ch);
       }
-      if (image.codes[r][c] !== first[r][c]) {
+      if (codes[r][c] !== first[r][c]) {
         ctx.strokeStyle = "#ffd23f";
         ctx.lineWidth = 4;
         ctx.strokeRect(c * cw + 2, r * ch + 2, cw - 4, ch - 4);
@@ -224,7 +231,7 @@ function drawGrid() {
       if (h <= 16) {
         ctx.fillStyle = "rgba(255, 255, 255, 0.85)";
         ctx.font = `${Math.max(9, Math.min(22, cw / 3))}px system-ui`;
-        ctx.fillText(String(image.codes[r][c]), c * cw + 3, r * ch + Math.max(11, cw / 3));
+        ctx.fillText(String(codes[r][c]), c * cw + 3, r * ch + Math.max(11, cw / 3));
       }
     }
   }
@@ -256,7 +263,7 @@ function codeTile(k) {
 async function pickCell(row, col) {
   image.cell = [row, col];
   drawGrid();
-  const own = image.codes[row][col];
+  const own = grid(image.codes)[row][col];
   $("cell-info").textContent = `Cell (${row}, ${col}) holds code ${own}. The codes nearest to it in the codebook, each decoded alone; pick one:`;
   const { codes } = await api("/api/neighbours", { query: { code: own, n: 16 } });
   const box = $("candidates");
@@ -268,7 +275,7 @@ async function pickCell(row, col) {
     if (k === own) b.classList.add("current");
     b.appendChild(codeTile(k));
     b.onclick = async () => {
-      image.codes[row][col] = k;
+      grid(image.codes)[row][col] = k;
       box.querySelectorAll("button").forEach((x) => x.classList.toggle("current", x === b));
       $("cell-info").textContent = `Cell (${row}, ${col}) now holds code ${k}.`;
       try { await decodeImage(); } catch (e) { showError(e); }
@@ -279,13 +286,15 @@ async function pickCell(row, col) {
 
 async function redraw() {
   if (!image.codes) return;
-  const mask = image.mask.map((row) => row.map((m) => (m ? 1 : 0)));
-  if (!mask.flat().some((m) => m)) {
+  const cells = image.mask.map((row) => row.map((m) => (m ? 1 : 0)));
+  if (!cells.flat().some((m) => m)) {
     status("inpaint-status", "Mark some cells first.");
     return;
   }
   try {
     const label = $("sample-label").value;
+    // every level of a marked cell is redrawn
+    const mask = levels() ? Array.from({ length: INFO.shape[0] }, () => cells) : cells;
     const body = { codes: image.codes, mask, seed: Date.now() % 100000 };
     if (label !== "" && label !== "*") body.label = Number(label);
     const { codes } = await api("/api/inpaint", { json: body });
