@@ -522,9 +522,13 @@ def test_serve_binds_127_0_0_1_and_warns_in_one_line_otherwise(image_run, monkey
         sock.close()
 
 
-def test_serve_refuses_in_one_line(image_run, tmp_path, capsys):
+def test_serve_refuses_in_one_line(image_run, maze_run, tmp_path, capsys):
     assert main(["serve", str(tmp_path / "missing")]) != 0
     assert "no such run" in error_line(capsys.readouterr().err)
+    assert main(["serve", str(image_run), str(image_run)]) != 0
+    assert "share a folder name" in error_line(capsys.readouterr().err)
+    assert main(["serve", str(maze_run / "video")]) != 0  # a video prior is not a run
+    assert "VideoPrior" in error_line(capsys.readouterr().err)
     busy = socket.socket()
     busy.bind(("127.0.0.1", 0))
     busy.listen()
