@@ -56,6 +56,8 @@ def run(args: argparse.Namespace) -> int:
     url = f"http://{shown}:{port}/"
     names = ", ".join(f"{r.name} ({r.modality})" for r in runs)
     say(f"vqvae serve: {names} at {url} (Ctrl-C stops)")
+    for served in runs:  # the codebook of K = 4,096 codes takes seconds: drawn meanwhile
+        threading.Thread(target=served.warm, daemon=True).start()
     if args.open:
         threading.Timer(1.0, webbrowser.open, [url]).start()
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))

@@ -4,17 +4,17 @@ data for the page's examples, and the work each API request asks of them (docs/s
 Every piece of work goes through ``vqvae.inference`` (encode, decode, sampling, speech
 generation, rollouts) under ``torch.inference_mode``, with a generator of its own seeded by
 the request: requests share the loaded networks read-only and nothing else, so any number
-run at once. The only state that changes after loading is the lazily read test data, filled
-once under a lock.
+run at once. The only state that changes after loading is the lazily read test data and the
+codebook's picture, each filled once under a lock.
 """
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import math
 import threading
 from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +97,8 @@ class ServedRun:
         self.modality = "audio" if self.audio else "frames" if has_video else "image"
         self._lock = threading.Lock()
         self._examples: Any = None
+        self._codebook_lock = threading.Lock()
+        self._codebook: bytes | None = None
 
     # -- what the run is ------------------------------------------------------------------
     @property
@@ -346,8 +348,22 @@ class ServedRun:
     def codebook_columns(self) -> int:
         return math.ceil(math.sqrt(self.num_codes))
 
-    @cached_property
+    @property
     def codebook_png(self) -> bytes:
+        """``draw_codebook``'s picture, drawn once (under a lock: the page asks for it twice
+        at once, and K = 4,096 codes take a while to decode)."""
+        with self._codebook_lock:
+            if self._codebook is None:
+                self._codebook = self.draw_codebook()
+            return self._codebook
+
+    def warm(self) -> None:
+        """Draw what the page asks for first and is slow to make (the codebook's picture),
+        before it asks; nothing if the run has none."""
+        with contextlib.suppress(Refused):
+            _ = self.codebook_png
+
+    def draw_codebook(self) -> bytes:
         """Images: every code decoded alone (a grid filled with it), in rows of
         ``codebook_columns``, one pixel apart. Speech: each code's log-mel frame as the mel
         decoder makes it (the mean over 8 frames of the code repeated, the first speaker), a
