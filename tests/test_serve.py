@@ -309,6 +309,7 @@ class _RedrawingPrior:
         self.calls = []
 
     def sample(self, n, cond=None, temperature=1.0, top_k=None, generator=None, steps=8):
+        self.steps = steps
         return torch.zeros(n, 4, 4, dtype=torch.long)
 
     def inpaint(self, codes, mask, cond, generator=None):
@@ -331,6 +332,9 @@ def test_inpaint_keeps_every_unmasked_code_with_a_prior_that_can(image_run):
     assert codes.shape == (1, 4, 4) and torch.equal(redraw[0], torch.from_numpy(mask == 1))
     info = app.get("/api/info").json()
     assert info["can_inpaint"] is True and info["steps"] is True
+    # a prior whose sample takes a number of steps gets the one asked for
+    r = app.post("/api/sample", json={"n": 2, "steps": 5})
+    assert r.status_code == 200 and served.prior.steps == 5
     bad = app.post("/api/inpaint", json={"codes": grid.tolist(), "mask": [[2] * 4] * 4})
     assert "mask" in refused(bad, 422)
 
