@@ -19,6 +19,7 @@ from vqvae.cli import (
     report,
     rollout,
     sample,
+    serve,
     stack,
     train,
     verify,
@@ -28,7 +29,7 @@ from vqvae.cli import (
 
 COMMANDS = (
     demo, train, evaluate, encode, decode, reconstruct, convert, probe, prior, sample, report,
-    compare, data, stack, video, rollout, vocoder, verify,
+    compare, data, stack, video, rollout, vocoder, verify, serve,
 )  # fmt: skip
 
 

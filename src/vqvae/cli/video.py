@@ -15,7 +15,7 @@ from vqvae._io import write_json
 from vqvae.cli.common import add_step_options, recorded_data, step_options, writes_into
 from vqvae.config import TrainConfig, apply_overrides
 from vqvae.console import say
-from vqvae.data.episodes import Episodes, episode_split, read_episodes
+from vqvae.data.episodes import Episodes
 from vqvae.errors import DataError, RunError
 from vqvae.inference.video import (
     CONDITIONS,
@@ -23,7 +23,9 @@ from vqvae.inference.video import (
     Sampling,
     encode_episodes,
     evaluate_video,
+    load_episodes,
     load_video_prior,
+    split,
 )
 from vqvae.models import VQVAE
 from vqvae.pretrained import config_from_dict
@@ -102,35 +104,6 @@ def add_episodes_option(p: argparse.ArgumentParser) -> None:
 def image_model(run: RunDir) -> VQVAE:
     """The run's image VQ-VAE that encodes the frames (``runs.load_frame_model``)."""
     return load_frame_model(run, "the video prior")
-
-
-def load_episodes(spec: str, model: VQVAE) -> Episodes:
-    """An episodes file whose frames the model takes, or a one-line DataError."""
-    path = Path(spec).expanduser()
-    if path.suffix.lower() != ".npz" or not path.is_file():
-        raise DataError(
-            f"{spec}: not an episodes file (expected an .npz of frames and actions, as "
-            f"`vqvae data maze` writes)"
-        )
-    episodes = read_episodes(path)
-    want = (*model.config.input_size, model.config.in_channels)
-    got = (*episodes.frame_size, 3)
-    if got != want:
-        raise DataError(
-            f"{spec}: frames are {got[0]}x{got[1]} with {got[2]} channels; the run's model "
-            f"takes {want[0]}x{want[1]} with {want[2]}"
-        )
-    return episodes
-
-
-def split(episodes: Episodes, name: str) -> Episodes:
-    """The ``train`` or ``test`` episodes, or a one-line DataError when there are none."""
-    if not len(episode_split(episodes.num_episodes, name)):
-        raise DataError(
-            f"{episodes.name}: its {episodes.num_episodes} episode(s) leave none for the "
-            f"{name} split; record more episodes"
-        )
-    return episodes.split(name)
 
 
 def _configs(

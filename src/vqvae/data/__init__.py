@@ -5,7 +5,16 @@ demand (``LazyImages``, batches from ``read_batches``), with the conversions to 
 
 from vqvae.errors import DataError
 
-from .audio import AudioDataset, load_audio_folder, pad_to_hop, read_audio, resample, write_wav
+from .audio import (
+    AudioDataset,
+    audio_rate,
+    load_audio_folder,
+    pad_to_hop,
+    read_audio,
+    resample,
+    wav_bytes,
+    write_wav,
+)
 from .base import ImageDataset
 from .datasets import (
     check_images,
@@ -19,10 +28,22 @@ from .datasets import (
 from .lazy import LazyImages
 from .loader import default_workers, read_all, read_batches
 from .splits import SplitLayout
-from .transforms import resize_images, save_png_grid, save_pngs, to_model_input, to_uint8_images
+from .transforms import (
+    png_bytes,
+    resize_images,
+    save_png_grid,
+    save_pngs,
+    tile,
+    to_model_input,
+    to_uint8_images,
+)
 
 __all__ = [
     "AudioDataset",
+    "audio_rate",
+    "png_bytes",
+    "tile",
+    "wav_bytes",
     "DataError",
     "ImageDataset",
     "LazyImages",

@@ -13,6 +13,7 @@ docs/design-notes.md, "Audio data".
 
 from __future__ import annotations
 
+import io
 import math
 import re
 from collections import Counter
@@ -313,8 +314,16 @@ def pad_to_hop(x: np.ndarray, hop: int, length: int | None = None) -> np.ndarray
 
 def write_wav(path: str | Path, waveform: np.ndarray, sample_rate: int) -> Path:
     """A float waveform (T,) in [-1, 1] as a 16-bit PCM WAV file, written atomically."""
+    return atomic_write(path, lambda tmp: _write_pcm16(tmp, waveform, sample_rate))
+
+
+def wav_bytes(waveform: np.ndarray, sample_rate: int) -> bytes:
+    """The bytes ``write_wav`` would write for ``waveform``: a 16-bit PCM WAV in memory."""
+    buffer = io.BytesIO()
+    _write_pcm16(buffer, waveform, sample_rate)
+    return buffer.getvalue()
+
+
+def _write_pcm16(target, waveform: np.ndarray, sample_rate: int) -> None:
     x = np.clip(np.asarray(waveform, dtype=np.float32), -1.0, 1.0)
-    sf = _soundfile()
-    return atomic_write(
-        path, lambda tmp: sf.write(tmp, x, int(sample_rate), subtype="PCM_16", format="WAV")
-    )
+    _soundfile().write(target, x, int(sample_rate), subtype="PCM_16", format="WAV")

@@ -8,6 +8,7 @@ models see channels first (N, C, H, W).
 
 from __future__ import annotations
 
+import io
 import math
 import os
 from pathlib import Path
@@ -75,6 +76,13 @@ def _to_pil(img: np.ndarray) -> Image.Image:
 
 def _save_png(img: Image.Image, path: str | os.PathLike) -> Path:
     return atomic_write(path, lambda tmp: img.save(tmp, format="PNG"))
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    """One uint8 (H, W, C) image as the PNG bytes ``save_pngs`` writes for it."""
+    buffer = io.BytesIO()
+    _to_pil(image).save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def tile(images: np.ndarray, ncol: int, pad: int = 1, pad_value: int = 255) -> np.ndarray:

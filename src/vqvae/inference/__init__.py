@@ -13,6 +13,7 @@ from vqvae.inference.images import (
     evaluate,
     reconstruct,
     sample,
+    sample_codes,
     score,
 )
 
@@ -26,5 +27,6 @@ __all__ = [
     "evaluate",
     "reconstruct",
     "sample",
+    "sample_codes",
     "score",
 ]

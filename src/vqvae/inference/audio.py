@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from vqvae import metrics
 from vqvae.codefile import AudioCodes
 from vqvae.data.audio import AudioDataset, pad_to_hop
+from vqvae.inference.images import sample_codes
 from vqvae.mulaw import mulaw_encode
 from vqvae.priors import Condition
 from vqvae.spectral import log_mel_frames
@@ -238,19 +239,26 @@ class SpeechSamples:
 
 @torch.inference_mode()
 def sample_speech(
-    model,
-    prior,
-    n: int,
-    label: int | None = None,
-    speaker: str | None = None,
-    *,
-    seed: int = 0,
-    temperature: float = 1.0,
-    top_k: int | None = None,
+    model, prior, n: int, label: int | None = None, speaker: str | None = None, **draw
 ) -> SpeechSamples:
     """Stage 3 for speech: ``n`` code sequences from the prior (given the label and, for a
-    prior conditioned on speakers, the speaker), cut at their trailing silence and spoken by
-    the WaveNet with ``speaker``."""
+    prior conditioned on speakers, the speaker; ``draw``: ``sample_codes``' temperature,
+    top_k, seed), cut at their trailing silence and spoken by the WaveNet with ``speaker``
+    (its sampling seeded by the same seed)."""
+    codes, lengths = sample_speech_codes(model, prior, n, label, speaker, **draw)
+    spk = None if speaker is None else int(model.speaker_ids(speaker, 1)[0])
+    speakers = None if spk is None else np.full(n, spk, dtype=np.int64)
+    waves = generate_audio(model, codes, lengths, speakers, seed=draw.get("seed", 0))
+    return SpeechSamples(codes, lengths, waves)
+
+
+@torch.inference_mode()
+def sample_speech_codes(
+    model, prior, n: int, label: int | None = None, speaker: str | None = None, **draw
+) -> tuple[np.ndarray, np.ndarray]:
+    """``sample_speech``'s draw without the audio: codes (N, T') from the prior given the
+    label and the speaker (``draw``: ``sample_codes``' keywords), and each sequence's length
+    up to its trailing silence (N,)."""
     c = prior.config
     if model.speakers and speaker is None:
         raise ValueError(f"a speaker is needed: one of {', '.join(model.speakers)}")
@@ -259,11 +267,6 @@ def sample_speech(
     vector = None
     if c.cond_dim:
         vector = F.one_hot(torch.full((n,), spk, dtype=torch.long), c.cond_dim).float()
-    generator = torch.Generator().manual_seed(seed)
     cond = Condition(labels=labels, vector=vector)
-    codes = prior.sample(n, cond, temperature=temperature, top_k=top_k, generator=generator)
-    codes = codes.cpu().numpy()
-    lengths = speech_lengths(codes, silence_codes(model))
-    speakers = None if spk is None else np.full(n, spk, dtype=np.int64)
-    waves = generate_audio(model, codes, lengths, speakers, seed=seed)
-    return SpeechSamples(codes, lengths, waves)
+    codes = sample_codes(prior, n, cond, **draw).cpu().numpy()
+    return codes, speech_lengths(codes, silence_codes(model))

@@ -117,7 +117,17 @@ def _concat(parts: list[np.ndarray], empty_shape: tuple[int, ...], dtype: Any) -
 
 @torch.inference_mode()
 def sample(
-    model: Any,
+    model: Any, prior: Any, n: int, cond: Condition | torch.Tensor | int | None = None, **draw: Any
+) -> tuple[np.ndarray, np.ndarray]:
+    """Stage 3 of the paper: draw ``n`` code grids from the prior (given ``cond``; ``draw``:
+    ``sample_codes``' temperature, top_k, seed) and decode them -> uint8 data (N, *S, C)
+    and codes (N, *shape)."""
+    codes = sample_codes(prior, n, cond, **draw)
+    return decode(model, codes), codes.cpu().numpy()
+
+
+@torch.inference_mode()
+def sample_codes(
     prior: Any,
     n: int,
     cond: Condition | torch.Tensor | int | None = None,
@@ -125,12 +135,15 @@ def sample(
     temperature: float = 1.0,
     top_k: int | None = None,
     seed: int = 0,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Stage 3 of the paper: draw ``n`` code grids from the prior (given ``cond``) and
-    decode them -> uint8 data (N, *S, C) and codes (N, *shape)."""
+    **options: Any,
+) -> torch.Tensor:
+    """``n`` code grids (N, *shape) drawn from the prior given ``cond``, from a generator
+    seeded by ``seed``; ``options`` go to the prior's own ``sample`` (e.g. a sampler's
+    number of steps)."""
     generator = torch.Generator().manual_seed(seed)
-    codes = prior.sample(n, cond, temperature=temperature, top_k=top_k, generator=generator)
-    return decode(model, codes), codes.cpu().numpy()
+    return prior.sample(
+        n, cond, temperature=temperature, top_k=top_k, generator=generator, **options
+    )
 
 
 def score(model: Any, originals: np.ndarray, codes: np.ndarray, recons: np.ndarray) -> Evaluation:

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from vqvae import metrics
-from vqvae.data.episodes import Episodes
+from vqvae.data.episodes import Episodes, episode_split, read_episodes
 from vqvae.errors import DataError, RunError
 from vqvae.inference import batches, decode, encode
 from vqvae.priors.video import VideoPrior
@@ -31,6 +32,35 @@ def load_video_prior(run: RunDir) -> VideoPrior:
             f"{run.path}: no trained video prior; run `vqvae video train {run.path}` first"
         )
     return VideoPrior.from_pretrained(folder.path).eval()
+
+
+def load_episodes(spec: str, model) -> Episodes:
+    """An episodes file whose frames the model takes, or a one-line DataError."""
+    path = Path(spec).expanduser()
+    if path.suffix.lower() != ".npz" or not path.is_file():
+        raise DataError(
+            f"{spec}: not an episodes file (expected an .npz of frames and actions, as "
+            f"`vqvae data maze` writes)"
+        )
+    episodes = read_episodes(path)
+    want = (*model.config.input_size, model.config.in_channels)
+    got = (*episodes.frame_size, 3)
+    if got != want:
+        raise DataError(
+            f"{spec}: frames are {got[0]}x{got[1]} with {got[2]} channels; the run's model "
+            f"takes {want[0]}x{want[1]} with {want[2]}"
+        )
+    return episodes
+
+
+def split(episodes: Episodes, name: str) -> Episodes:
+    """The ``train`` or ``test`` episodes, or a one-line DataError when there are none."""
+    if not len(episode_split(episodes.num_episodes, name)):
+        raise DataError(
+            f"{episodes.name}: its {episodes.num_episodes} episode(s) leave none for the "
+            f"{name} split; record more episodes"
+        )
+    return episodes.split(name)
 
 
 @dataclass(frozen=True)
