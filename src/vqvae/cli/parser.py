@@ -12,6 +12,7 @@ from vqvae.cli import (
     demo,
     encode,
     evaluate,
+    export,
     listing,
     prior,
     probe,
@@ -27,7 +28,7 @@ from vqvae.cli import (
 
 COMMANDS = (
     demo, train, evaluate, encode, decode, reconstruct, convert, probe, prior, sample, report,
-    compare, data, stack, video, rollout, vocoder,
+    compare, data, stack, video, rollout, vocoder, export,
 )  # fmt: skip
 
 

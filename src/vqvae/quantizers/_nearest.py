@@ -68,3 +68,22 @@ def nearest_code(
                     index = torch.where(closer, i + first, index)
             codes[start : start + rows] = index
         return codes
+
+
+def decided_rows(z: torch.Tensor, codebook: torch.Tensor, tie_rtol: float = 1e-4) -> torch.Tensor:
+    """(N,) bool: rows of ``z`` (N, D) whose nearest code in ``codebook`` (K, D) beats the
+    second nearest by more than ``tie_rtol`` of the second's squared distance (in float64), so
+    that no other kernel's rounding (another CPU's, ONNX Runtime's) can reorder them: where
+    codes computed by two implementations must agree (tests/test_compat.py, docs/export.md)."""
+    with torch.no_grad():
+        d = torch.cdist(z.double(), codebook.double()) ** 2  # (N, K)
+    if d.shape[1] < 2:
+        return torch.ones(d.shape[0], dtype=torch.bool, device=d.device)
+    two = d.topk(2, dim=-1, largest=False).values  # (N, 2)
+    return two[:, 1] - two[:, 0] > tie_rtol * two[:, 1].clamp_min(1e-12)
+
+
+def decided_codes(z_e: torch.Tensor, codebook: torch.Tensor, tie_rtol: float = 1e-4):
+    """(B, *S) bool: ``decided_rows`` of the vectors of ``z_e`` (B, D, *S)."""
+    flat = z_e.movedim(1, -1).reshape(-1, z_e.shape[1])  # (B, D, *S) -> (N, D)
+    return decided_rows(flat, codebook, tie_rtol).reshape(z_e.shape[0], *z_e.shape[2:])
