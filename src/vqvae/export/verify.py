@@ -20,7 +20,8 @@ def session(path: str | Path, threads: int = 1) -> Any:
     try:
         import onnxruntime as ort
     except ImportError:
-        raise VQVAEError("running ONNX files needs onnxruntime: pip install 'vqvae[export]'")
+        msg = "running ONNX files needs onnxruntime: pip install 'vqvae[export]'"
+        raise VQVAEError(msg) from None
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
