@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -200,3 +201,19 @@ def test_bad_input_is_one_line_and_nothing_is_overwritten(tmp_path, capsys):
     assert main(["export", str(tmp_path / "nowhere"), "--out", str(out)]) != 0
     assert "already exists" in one_error_line(capsys)
     assert (out / "keep.txt").read_text() == "mine"
+
+
+def test_without_the_export_extra_the_command_says_what_to_install(monkeypatch, tmp_path, capsys):
+    monkeypatch.setitem(sys.modules, "onnxscript", None)  # as if not installed: ImportError
+    assert main(["export", str(tmp_path), "--out", str(tmp_path / "o")]) != 0
+    assert "pip install 'vqvae[export]'" in one_error_line(capsys)
+
+
+def test_a_model_without_codes_is_refused_in_one_line(tmp_path, capsys):
+    from vqvae.models import VAE
+    from vqvae.models.config import VAEConfig
+
+    VAE(VAEConfig()).save_pretrained(tmp_path / "vae")
+    assert main(["export", str(tmp_path / "vae"), "--out", str(tmp_path / "o")]) != 0
+    assert "a VAE run cannot be exported" in one_error_line(capsys)
+    assert not (tmp_path / "o").exists()

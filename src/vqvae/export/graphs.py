@@ -31,12 +31,7 @@ class ImageEncoder(nn.Module):
         return self.search(self.encoder(to_model_input(data)))  # (N, *S, C) -> (N, *codes)
 
 
-class AudioEncoder(nn.Module):
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.encoder = model.encoder
-        self.search = CodeSearch(model.quantizer)
-
+class AudioEncoder(ImageEncoder):
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         return self.search(self.encoder(audio.unsqueeze(1)))  # (N, T) -> (N, 1, T) -> (N, T')
 
