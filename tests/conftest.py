@@ -84,6 +84,21 @@ TINY = [
 ]  # fmt: skip
 
 
+def decided_codes(z_e, codebook, tie_rtol: float = 1e-4):
+    """(B, *S) bool: where the nearest code to ``z_e`` (B, D, *S) beats the second nearest in
+    ``codebook`` (K, D) by more than ``tie_rtol`` of the distance, so that no CPU's rounding
+    can reorder them: where codes recorded on one machine must match on any other."""
+    import torch
+
+    with torch.no_grad():
+        flat = z_e.movedim(1, -1).reshape(-1, z_e.shape[1])  # (B, D, *S) -> (N, D)
+        d = torch.cdist(flat.double(), codebook.double()) ** 2  # (N, K)
+    two = d.topk(2, dim=-1, largest=False).values  # (N, 2)
+    margin = two[:, 1] - two[:, 0]
+    decided = margin > tie_rtol * two[:, 1].clamp_min(1e-12)
+    return decided.reshape(z_e.shape[0], *z_e.shape[2:])
+
+
 def error_line(err: str) -> str:
     """The one line a refused command printed on stderr (``vqvae: error: ...``), with no
     traceback."""

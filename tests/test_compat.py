@@ -24,13 +24,13 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import decided_codes
 from vqvae import VQVAE
 from vqvae._io import read_safetensors
 from vqvae.cli import main
 from vqvae.data import load_dataset
 from vqvae.data.transforms import to_model_input
 from vqvae.inference import decode, reconstruct
-from vqvae.quantizers._nearest import decided_codes
 from vqvae.runs import RunDir, load_prior, load_run_model
 
 FIXTURES = Path(__file__).parent / "fixtures" / "v0.1"

@@ -1,8 +1,8 @@
 """``vqvae export RUN --format onnx``: the files pass ``onnx.checker``, run in ONNX Runtime
 with any batch (and any length for speech), and compute what PyTorch computes: codes equal
 ``vqvae encode``'s wherever the nearest and second-nearest codes are further apart than
-``TIE_RTOL`` of the distance (the rule of tests/test_compat.py, for every quantizer kind),
-decoder outputs within ``ATOL`` of ``decode_codes``/``decode_mel`` (docs/export.md)."""
+``TIE_RTOL`` of the numbers the search computes (``CodeSearch.decided``, for every quantizer
+kind), decoder outputs within ``ATOL`` of ``decode_codes``/``decode_mel`` (docs/export.md)."""
 
 from __future__ import annotations
 

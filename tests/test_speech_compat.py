@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from vqvae.quantizers._nearest import decided_codes
+from conftest import decided_codes
 from vqvae.runs import RunDir, load_run_model
 
 FIXTURE = Path(__file__).parent / "fixtures" / "speech-wavenet"

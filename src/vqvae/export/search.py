@@ -37,7 +37,7 @@ from vqvae.quantizers import (
 )
 from vqvae.quantizers._nearest import decided_rows
 
-TIE_RTOL = 1e-4  # as tests/test_compat.py: far above float32 rounding of a distance
+TIE_RTOL = 1e-4  # as tests/test_compat.py: far above float32 rounding of the search's terms
 
 
 class NearestSearch(nn.Module):
