@@ -5,7 +5,8 @@ the run's own scaling inside (docs/export.md).
   ``vqvae.data.transforms.to_model_input`` (u / 127.5 - 1, channels first), the encoder and
   the code search (``vqvae.export.search``).
 - ``AudioEncoder``: float32 samples in [-1, 1] (N, T) at the run's rate -> codes (N, T / hop),
-  through the run's encoder, its front end included (``spectrogram1d``'s STFT and log power).
+  through the run's encoder, its front end included (``spectrogram1d``'s STFT and log power,
+  as a convolution: ``vqvae.export.spectral``).
 - ``ImageDecoder``: codes -> what ``decode_codes`` returns (N, C, *S), on the model's [-1, 1]
   scale, and the same as stored uint8 (N, *S, C) (``to_uint8_tensor``).
 - ``MelDecoder``: codes and speaker ids -> a mel run's log-mel frames, as ``decode_mel``.
@@ -19,6 +20,8 @@ from torch import nn
 
 from vqvae.data.transforms import to_model_input, to_uint8_tensor
 from vqvae.export.search import CodeLookup, CodeSearch
+from vqvae.export.spectral import ConvLogPower
+from vqvae.nets.spectrogram1d import SpectrogramEncoder
 
 
 class ImageEncoder(nn.Module):
@@ -32,8 +35,17 @@ class ImageEncoder(nn.Module):
 
 
 class AudioEncoder(ImageEncoder):
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__(model)
+        spectra = isinstance(self.encoder, SpectrogramEncoder)
+        self.front = ConvLogPower(self.encoder) if spectra else None
+
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
-        return self.search(self.encoder(audio.unsqueeze(1)))  # (N, T) -> (N, 1, T) -> (N, T')
+        x = audio.unsqueeze(1)  # (N, T) -> (N, 1, T)
+        if self.front is None:
+            return self.search(self.encoder(x))  # -> (N, T')
+        # SpectrogramEncoder.forward in eval mode, its log_power as a convolution
+        return self.search(self.encoder.norm(self.encoder.net(self.front(x))))
 
 
 class ImageDecoder(nn.Module):
