@@ -201,6 +201,10 @@ def test_bad_input_is_one_line_and_nothing_is_overwritten(tmp_path, capsys):
     assert main(["export", str(tmp_path / "nowhere"), "--out", str(out)]) != 0
     assert "already exists" in one_error_line(capsys)
     assert (out / "keep.txt").read_text() == "mine"
+    (out / "run").mkdir()
+    assert main(["export", str(out / "run"), "--out", str(out), "--force"]) != 0
+    assert "is the run or holds it" in one_error_line(capsys)
+    assert (out / "keep.txt").read_text() == "mine"
 
 
 def test_without_the_export_extra_the_command_says_what_to_install(monkeypatch, tmp_path, capsys):

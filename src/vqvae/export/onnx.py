@@ -66,9 +66,10 @@ def export_onnx(
     ``encoder_only``), ``vocoder.onnx`` for a mel run with its own trained vocoder, and
     ``manifest.json``. An existing ``out`` is replaced only with ``force``."""
     onnx = _onnx()
-    out = Path(out)
+    out, folder = Path(out), RunDir(run)
+    if out.resolve() in (folder.path.resolve(), *folder.path.resolve().parents):
+        raise RunError(f"{out}: is the run or holds it; export into another folder")
     refuse_overwrite(out, force)
-    folder = RunDir(run)
     model = load_run_model(folder)
     plan = graphs_of(model, folder.path, encoder_only)
     out.parent.mkdir(parents=True, exist_ok=True)
