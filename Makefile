@@ -10,7 +10,7 @@ $(BIN)/vqvae: pyproject.toml constraints.txt
 	$(BIN)/pip install --upgrade pip >/dev/null
 	# torch first, from the pinned version, so no other requirement pulls a different build
 	$(BIN)/pip install -c constraints.txt torch
-	$(BIN)/pip install -c constraints.txt -e ".[dev,serve]"
+	$(BIN)/pip install -c constraints.txt -e ".[dev,serve,export]"
 	touch $@
 
 demo: $(BIN)/vqvae

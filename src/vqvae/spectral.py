@@ -288,11 +288,11 @@ def griffin_lim(
     frames = Frames(n_fft, hop, magnitude.shape[-1], magnitude)
     target = magnitude.transpose(1, 2).contiguous()  # (B, T', F): the layout FFTs run in
     c = torch.polar(target, phase.to(magnitude.dtype).transpose(1, 2).contiguous())
-    previous = torch.zeros_like(c)
+    previous = None  # t_0 = 0; not a zeros_like(c), which ONNX export has no complex form of
     for _ in range(iterations):
         rebuilt = frames.analyse(frames.synthesise(c))  # P_C2: the nearest consistent one
         t = rebuilt * _over_magnitude(target, rebuilt)  # P_C1: the magnitude put back
-        c = t + momentum * (t - previous)
+        c = t + momentum * (t if previous is None else t - previous)  # t - 0 is exactly t
         previous = t
     return frames.synthesise(c * _over_magnitude(target, c))
 

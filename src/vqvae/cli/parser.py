@@ -12,6 +12,7 @@ from vqvae.cli import (
     demo,
     encode,
     evaluate,
+    export,
     listing,
     prior,
     probe,
@@ -29,7 +30,7 @@ from vqvae.cli import (
 
 COMMANDS = (
     demo, train, evaluate, encode, decode, reconstruct, convert, probe, prior, sample, report,
-    compare, data, stack, video, rollout, vocoder, verify, serve,
+    compare, data, stack, video, rollout, vocoder, verify, serve, export,
 )  # fmt: skip
 
 

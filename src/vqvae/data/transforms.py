@@ -48,8 +48,14 @@ def to_uint8_images(x: torch.Tensor) -> np.ndarray:
     if not isinstance(x, torch.Tensor) or x.ndim < 3 or not x.is_floating_point():
         got = f"{x.dtype} {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x)
         raise ValueError(f"expected a float tensor of shape (N, C, *spatial), got {got}")
-    u = x.detach().float().clamp(-1.0, 1.0).add(1.0).mul(127.5).round().to(torch.uint8)
-    return u.movedim(1, -1).cpu().numpy().copy()  # channels first -> last
+    return to_uint8_tensor(x.detach()).cpu().numpy().copy()
+
+
+def to_uint8_tensor(x: torch.Tensor) -> torch.Tensor:
+    """``to_uint8_images`` as a tensor where ``x`` is: float (N, C, *S) -> uint8 (N, *S, C)
+    (the form an exported decoder computes, vqvae.export)."""
+    u = x.float().clamp(-1.0, 1.0).add(1.0).mul(127.5).round().to(torch.uint8)
+    return u.movedim(1, -1)  # channels first -> last
 
 
 def resize_images(images: np.ndarray, size: tuple[int, int]) -> np.ndarray:

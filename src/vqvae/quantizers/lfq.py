@@ -169,6 +169,10 @@ class LookupFreeQuantizer(UpgradableModule):
             temperature=config.entropy_temperature,
         )
 
+    def bit_codes(self, bits: torch.Tensor) -> torch.Tensor:
+        """(N, d) bool, True where z > 0 -> (N,) code indices: bit i of the index is dimension i."""
+        return (bits.long() * self._powers).sum(1)  # (N,) binary number
+
     def codes_to_signs(self, codes: torch.Tensor) -> torch.Tensor:
         """(N,) code indices -> (N, d) in {-1, +1}: bit i of the index is dimension i."""
         bits = codes.long().unsqueeze(1).bitwise_and(self._powers) > 0  # (N, d)
@@ -190,7 +194,7 @@ class LookupFreeQuantizer(UpgradableModule):
             self._init_projection(flat.detach())
         z = self.project_in(flat)  # (N, D) -> (N, d)
         bits = z.detach() > 0  # (N, d): the paper's sign convention, 0 -> -1
-        codes = (bits.long() * self._powers).sum(1)  # (N,) binary number
+        codes = self.bit_codes(bits)  # (N,)
         q = bits.to(z.dtype) * 2 - 1  # (N, d) in {-1, +1}
         z_q = unflatten(self.project_out(straight_through(z, q)), z_e)  # -> (B, D, *S)
 
