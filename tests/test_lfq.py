@@ -227,7 +227,11 @@ def test_first_training_batch_balances_every_bit():
     out = quantizer(z_e)
     assert bool(quantizer.initialized)
     z = quantizer.project_in(z_e.movedim(1, -1).reshape(-1, 16)).detach()  # (N, d)
-    assert torch.allclose(z.median(0).values, torch.zeros(6), atol=1e-4)
+    # the init divides by the batch's spread (about 1e-3 here), so float32's rounding of the
+    # constant 0.5 (6e-8 relative) reaches the centred values amplified about a thousandfold:
+    # a median within 1e-3 of zero is centred; which side of 1e-4 it lands on depends on the
+    # summation order of the CPU's kernels (1.2e-4 seen on one machine, under 1e-4 on another)
+    assert torch.allclose(z.median(0).values, torch.zeros(6), atol=1e-3)
     assert torch.allclose(z.std(0), torch.ones(6), atol=1e-4)
     assert out.codes.unique().numel() > 32  # of 64
     weight = quantizer.project_in.weight.clone()
