@@ -31,7 +31,7 @@ LAYERS = [
     {"quantizers", "nets", "vocoders", "likelihoods", "data", "codefile"},
     {"models", "priors"},
     {"config", "bits", "runs", "inference"},
-    {"train", "report"},
+    {"train", "report", "serve", "export"},  # serve and export stand beside report
     {"experiments"},
     {"cli"},
     {"__init__", "__main__"},
