@@ -12,6 +12,7 @@ from vqvae.cli import (
     demo,
     encode,
     evaluate,
+    inpaint,
     listing,
     prior,
     probe,
@@ -26,8 +27,8 @@ from vqvae.cli import (
 )
 
 COMMANDS = (
-    demo, train, evaluate, encode, decode, reconstruct, convert, probe, prior, sample, report,
-    compare, data, stack, video, rollout, vocoder,
+    demo, train, evaluate, encode, decode, reconstruct, convert, probe, prior, sample, inpaint,
+    report, compare, data, stack, video, rollout, vocoder,
 )  # fmt: skip
 
 

@@ -247,6 +247,7 @@ def sample_speech(
     seed: int = 0,
     temperature: float = 1.0,
     top_k: int | None = None,
+    **options,
 ) -> SpeechSamples:
     """Stage 3 for speech: ``n`` code sequences from the prior (given the label and, for a
     prior conditioned on speakers, the speaker), cut at their trailing silence and spoken by
@@ -261,7 +262,9 @@ def sample_speech(
         vector = F.one_hot(torch.full((n,), spk, dtype=torch.long), c.cond_dim).float()
     generator = torch.Generator().manual_seed(seed)
     cond = Condition(labels=labels, vector=vector)
-    codes = prior.sample(n, cond, temperature=temperature, top_k=top_k, generator=generator)
+    codes = prior.sample(
+        n, cond, temperature=temperature, top_k=top_k, generator=generator, **options
+    )
     codes = codes.cpu().numpy()
     lengths = speech_lengths(codes, silence_codes(model))
     speakers = None if spk is None else np.full(n, spk, dtype=np.int64)
