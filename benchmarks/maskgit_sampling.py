@@ -18,21 +18,9 @@ import platform
 import time
 
 import torch
+from sampling import K, timed  # benchmarks/sampling.py: best of repeats, wall clock
 
 from vqvae.priors import MaskGITPrior, TransformerPrior
-
-K = 512
-
-
-def timed(prior, n: int, repeats: int, **options) -> float:
-    """Best wall-clock time of ``repeats`` draws of ``n`` grids (the least disturbed by
-    other work on the machine)."""
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        prior.sample(n, generator=torch.Generator().manual_seed(0), **options)
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def main() -> None:
@@ -66,8 +54,8 @@ def main() -> None:
             masked.sample(1, steps=steps)  # warm-up: first-call allocations, kernel choice
             cached.sample(1)
             for n in args.n:
-                t_masked = timed(masked, n, args.repeats, steps=steps)
-                t_cached = timed(cached, n, args.repeats)
+                t_masked, _ = timed(masked, n, 0, args.repeats, steps=steps)
+                t_cached, _ = timed(cached, n, 0, args.repeats)
                 row = (
                     f"| {threads} | {g}x{g} | {n} | {t_masked:.3f} (S={steps}) | "
                     f"{t_cached:.3f} | {t_cached / t_masked:.1f}x |"

@@ -14,15 +14,9 @@ from vqvae.priors import Condition, MaskGITConfig, MaskGITPrior, TransformerPrio
 from vqvae.priors.maskgit import masked_counts
 from vqvae.registry import PRIORS
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 TINY = dict(d_model=16, num_layers=2, num_heads=2)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def make(num_codes=5, shape=(3, 4), num_classes=0, seed=0, sharpen=True, **kw) -> MaskGITPrior:
