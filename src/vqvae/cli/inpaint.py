@@ -24,7 +24,7 @@ from vqvae.cli.common import (
 )
 from vqvae.data import save_png_grid
 from vqvae.errors import RunError
-from vqvae.inference import box_mask, encode, inpaint
+from vqvae.inference import box_mask, decode, encode, inpaint
 from vqvae.inference.audio import encode_audio, generate_audio, speaker_ids
 from vqvae.models import AudioVQVAE
 from vqvae.priors import Condition
@@ -108,7 +108,10 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         **options,
     )
-    row = np.concatenate([_rgb(original), _boxed(_rgb(original), args.box), _rgb(images)])
+    # the reconstruction is what the codes alone give: the completions differ from it only
+    # where the prior redrew codes
+    boxed = _boxed(_rgb(decode(model, codes)), args.box)
+    row = np.concatenate([_rgb(original), boxed, _rgb(images)])
     out.mkdir(parents=True, exist_ok=True)
     save_png_grid(row, out / "inpaint.png", nrow=len(row), scale=max(1, 64 // row.shape[1]))
     write_npz(
@@ -120,7 +123,10 @@ def run(args: argparse.Namespace) -> int:
         mask=mask,
         labels=np.full(args.n, -1 if labels is None else labels),
     )
-    print(f"wrote the original, the box and {args.n} completions to {out}/inpaint.png")
+    print(
+        f"wrote the original, its reconstruction with the box and {args.n} completions to "
+        f"{out}/inpaint.png"
+    )
     return 0
 
 
