@@ -145,10 +145,13 @@ def _judge_inpainting(args: argparse.Namespace, model, prior, net, test) -> None
             ("with its label", {}),
             ("label dropped (guidance 0)", {"guidance": 0.0}),
         ):
+            key = f"completions {name}, {_describe({**options, **extra})}"
+            if key in rows:  # the label dropped: the same whatever guidance was asked
+                continue
             drawn, _ = inpaint(
                 model, prior, codes, mask, truth, seed=args.seed, **{**options, **extra}
             )
-            rows[f"completions {name}, {_describe({**options, **extra})}"] = drawn
+            rows[key] = drawn
     p = np.bincount(labels) / len(labels)
     chance = float((p**2).sum())
     for name, data in rows.items():
