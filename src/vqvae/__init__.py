@@ -28,6 +28,8 @@ from vqvae.models import (
 from vqvae.nets import Decoder, Encoder, NetConfig, NetKind
 from vqvae.priors import (
     Condition,
+    MaskGITConfig,
+    MaskGITPrior,
     PixelCNNConfig,
     PixelCNNPrior,
     Prior,
@@ -75,6 +77,8 @@ __all__ = [
     "ImageDataset",
     "ModelConfig",
     "NetConfig",
+    "MaskGITConfig",
+    "MaskGITPrior",
     "NetKind",
     "PixelCNNConfig",
     "PixelCNNPrior",

@@ -29,7 +29,7 @@ from vqvae.data.base import SPLITS
 from vqvae.errors import RunError
 from vqvae.models import AudioVQVAE
 from vqvae.registry import DATASETS
-from vqvae.runs import RunDir, load_run_model
+from vqvae.runs import RunDir, load_run_model, prior_kind
 from vqvae.train import distributed
 from vqvae.train.checkpoint import last_good_note
 
@@ -160,6 +160,33 @@ def add_output(p: argparse.ArgumentParser, what: str = "the output file") -> Non
     """``--out`` (required) and ``--force`` (replace it if it exists)."""
     p.add_argument("--out", required=True, help=what)
     p.add_argument("--force", action="store_true", help="replace existing output")
+
+
+def add_prior_sampling_options(p: argparse.ArgumentParser) -> None:
+    """The options of a masked-token prior's sampler (docs/maskgit.md)."""
+    p.add_argument(
+        "--steps", type=int, help="maskgit prior: decoding passes (default: the prior's own)"
+    )
+    p.add_argument(
+        "--guidance",
+        type=float,
+        help="maskgit prior: classifier-free guidance scale, 1 = none (default: the prior's own)",
+    )
+
+
+def prior_sampling_options(args: argparse.Namespace, prior: Any) -> dict[str, Any]:
+    """``--steps`` / ``--guidance`` as keywords for ``prior.sample``; a prior that draws one
+    code per step has no such option, and giving it one is refused in one line."""
+    given = {k: getattr(args, k, None) for k in ("steps", "guidance")}
+    given = {k: v for k, v in given.items() if v is not None}
+    for name in given:
+        if name not in prior.sampling_options:
+            kind = prior_kind(RunDir(args.run).prior.read_config())
+            raise RunError(
+                f"--{name}: a {kind} prior draws its codes one per step and takes no "
+                f"--{name}; it applies to a maskgit prior"
+            )
+    return given
 
 
 def resize(args: argparse.Namespace, saved: dict[str, Any] | None = None) -> tuple[int, int] | None:

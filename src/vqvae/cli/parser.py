@@ -13,6 +13,7 @@ from vqvae.cli import (
     encode,
     evaluate,
     export,
+    inpaint,
     listing,
     prior,
     probe,
@@ -29,7 +30,7 @@ from vqvae.cli import (
 )
 
 COMMANDS = (
-    demo, train, evaluate, encode, decode, reconstruct, convert, probe, prior, sample, report,
+    demo, train, evaluate, encode, decode, reconstruct, convert, probe, prior, sample, inpaint, report,
     compare, data, stack, video, rollout, vocoder, verify, serve, export,
 )  # fmt: skip
 

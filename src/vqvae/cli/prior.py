@@ -183,9 +183,5 @@ def run(args: argparse.Namespace) -> int:
         resume=args.resume,
         progress=not args.no_progress,
     )
-    print(
-        f"{out.path}: test {evaluation.test_bits_per_code:.3f} bits/code "
-        f"(uniform {evaluation.uniform_bits_per_code:.3f}, "
-        f"unigram {evaluation.unigram_bits_per_code:.3f})"
-    )
+    print(f"{out.path}: {evaluation.describe()}")
     return 0

@@ -10,7 +10,14 @@ import numpy as np
 import torch
 
 from vqvae._io import write_npz
-from vqvae.cli.common import add_output, add_vocoder_option, write_samples, write_wavs
+from vqvae.cli.common import (
+    add_output,
+    add_prior_sampling_options,
+    add_vocoder_option,
+    prior_sampling_options,
+    write_samples,
+    write_wavs,
+)
 from vqvae.inference import sample
 from vqvae.inference.audio import sample_speech
 from vqvae.models import AudioVQVAE
@@ -26,6 +33,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--top-k", type=int)
     p.add_argument("--seed", type=int, default=0)
+    add_prior_sampling_options(p)
     add_vocoder_option(p)
     add_output(p, "a folder for grid.png and samples.npz (speech: WAVs and samples.npz)")
     p.set_defaults(func=run)
@@ -37,18 +45,28 @@ def run(args: argparse.Namespace) -> int:
     refuse_overwrite(out, args.force)
     model = load_run_model(folder, args.vocoder)
     prior = load_prior(folder)
+    options = prior_sampling_options(args, prior)
     if isinstance(model, AudioVQVAE):
-        return _sample_speech(model, prior, out, args)
+        return _sample_speech(model, prior, out, args, options)
     labels = None if args.label is None else torch.full((args.n,), args.label, dtype=torch.long)
     images, codes = sample(
-        model, prior, args.n, labels, temperature=args.temperature, top_k=args.top_k, seed=args.seed
+        model,
+        prior,
+        args.n,
+        labels,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        seed=args.seed,
+        **options,
     )
     write_samples(out, images, codes, None if labels is None else labels.numpy())
     print(f"wrote {args.n} samples to {out}/grid.png and {out}/samples.npz")
     return 0
 
 
-def _sample_speech(model: AudioVQVAE, prior, out: Path, args: argparse.Namespace) -> int:
+def _sample_speech(
+    model: AudioVQVAE, prior, out: Path, args: argparse.Namespace, options: dict[str, Any]
+) -> int:
     found = sample_speech(
         model,
         prior,
@@ -58,6 +76,7 @@ def _sample_speech(model: AudioVQVAE, prior, out: Path, args: argparse.Namespace
         seed=args.seed,
         temperature=args.temperature,
         top_k=args.top_k,
+        **options,
     )
     names = [f"{i:0{len(str(args.n - 1))}d}.wav" for i in range(args.n)]
     write_wavs(out, found.waveforms, names, model.config.sample_rate)

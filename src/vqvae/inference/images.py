@@ -146,6 +146,52 @@ def sample_codes(
     )
 
 
+def box_mask(model: Any, box: tuple[int, int, int, int]) -> np.ndarray:
+    """The codes covering a box ``(y0, x0, y1, x1)`` of an image's pixels (ends exclusive):
+    a boolean ``latent_shape`` mask, every code whose receptive cell overlaps the box."""
+    (h, w), (height, width) = model.latent_shape, model.config.input_size
+    y0, x0, y1, x1 = box
+    if not (0 <= y0 < y1 <= height and 0 <= x0 < x1 <= width):
+        raise ValueError(
+            f"box: expected 0 <= Y0 < Y1 <= {height} and 0 <= X0 < X1 <= {width} "
+            f"(pixels of a {height}x{width} image), got {y0} {x0} {y1} {x1}"
+        )
+    mask = np.zeros((h, w), dtype=bool)
+    # a code at row r stands for pixel rows [r * height / h, (r + 1) * height / h)
+    rows = slice(y0 * h // height, -(-y1 * h // height))
+    cols = slice(x0 * w // width, -(-x1 * w // width))
+    mask[rows, cols] = True
+    return mask
+
+
+def inpaint(
+    model: Any,
+    prior: Any,
+    codes: np.ndarray,
+    mask: np.ndarray,
+    cond: Condition | torch.Tensor | int | None = None,
+    *,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    seed: int = 0,
+    **options: Any,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Codes (N, *shape) with those under ``mask`` (bool, ``shape`` or ``(N, *shape)``)
+    redrawn by the prior given the others (``Prior.inpaint``), decoded -> uint8 data
+    (N, *S, C) and the codes (N, *shape)."""
+    generator = torch.Generator().manual_seed(seed)
+    drawn = prior.inpaint(
+        torch.as_tensor(codes, dtype=torch.long),
+        torch.as_tensor(mask, dtype=torch.bool),
+        cond,
+        temperature=temperature,
+        top_k=top_k,
+        generator=generator,
+        **options,
+    )
+    return decode(model, drawn), drawn.cpu().numpy()
+
+
 def score(model: Any, originals: np.ndarray, codes: np.ndarray, recons: np.ndarray) -> Evaluation:
     """Distortion, code statistics and rate of a set of reconstructions."""
     k = model.num_codes

@@ -125,6 +125,12 @@ class Prior(nn.Module, PretrainedMixin, metaclass=abc.ABCMeta):
     """
 
     config_class: type[PriorConfig] = PriorConfig
+    # False: ``nll`` is an upper bound, not the exact ``-log_prob`` (the masked-token prior)
+    exact_likelihood: ClassVar[bool] = True
+    # the keywords ``sample`` takes beyond the common ones (the masked-token prior's steps)
+    sampling_options: ClassVar[tuple[str, ...]] = ()
+    # whether ``inpaint`` can fill in a region given everything around it
+    can_inpaint: ClassVar[bool] = False
 
     def __init__(self, config: PriorConfig | None = None, **kwargs) -> None:
         super().__init__()
@@ -161,6 +167,28 @@ class Prior(nn.Module, PretrainedMixin, metaclass=abc.ABCMeta):
         logp = F.log_softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), dim=1)
         at_true = logp.gather(1, codes.unsqueeze(1)).squeeze(1)  # (B, 1, *shape) -> (B, *shape)
         return at_true.flatten(1).sum(dim=1)  # (B, *shape) -> (B, prod(shape)) -> (B,)
+
+    def nll(
+        self, codes: torch.Tensor, cond: CondLike = None, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """``-log p(codes | cond)`` in nats, (B,): exact here (``exact_likelihood``); a prior
+        without an exact likelihood returns an upper bound, which may use ``generator``."""
+        return -self.log_prob(codes, cond)
+
+    def training_loss(
+        self, codes: torch.Tensor, cond: CondLike = None, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """What fitting the prior minimises: the mean cross-entropy per code, in nats."""
+        logits = self(codes, cond)  # (B, K, *shape)
+        return F.cross_entropy(logits, codes.to(device=logits.device, dtype=torch.long))
+
+    def inpaint(self, codes: torch.Tensor, mask: torch.Tensor, cond: CondLike = None, **kwargs):
+        """Redraw the codes under ``mask`` given all the others: only a prior that reads the
+        whole grid can (``can_inpaint``)."""
+        raise ValueError(
+            f"a {type(self).__name__} draws codes in raster order and cannot fill in a region "
+            "given what surrounds it; train a maskgit prior (vqvae prior train RUN --kind maskgit)"
+        )
 
     def training_logits(self, codes: torch.Tensor, cond: Condition) -> tuple[torch.Tensor, ...]:
         """Checked codes (B, *shape) and condition -> the logits that training fits by

@@ -56,6 +56,27 @@ class TransformerConfig(PriorConfig):
             raise ValueError(f"dropout: expected a probability in [0, 1), got {self.dropout}")
 
 
+def grid_positions(axes: nn.ModuleList) -> torch.Tensor:
+    """The sum of one learned embedding per axis at every raster position of a grid:
+    (prod(shape), d)."""
+    n = len(axes)
+    pos: torch.Tensor | float = 0.0
+    for i, emb in enumerate(axes):
+        view = [1] * n + [emb.weight.shape[1]]
+        view[i] = emb.weight.shape[0]
+        pos = pos + emb.weight.view(view)  # broadcast to (s_0, ..., s_{n-1}, d)
+    assert isinstance(pos, torch.Tensor)
+    return pos.reshape(-1, pos.shape[-1])  # (*shape, d) -> (prod(shape), d)
+
+
+def init_gpt2_weights(m: nn.Module) -> None:
+    """GPT-2's N(0, 0.02): PyTorch's default N(0, 1) embeddings would swamp the LayerNorms."""
+    if isinstance(m, (nn.Linear, nn.Embedding)):
+        nn.init.normal_(m.weight, std=0.02)
+    if isinstance(m, nn.Linear) and m.bias is not None:
+        nn.init.zeros_(m.bias)
+
+
 @dataclass
 class KVCache:
     """Keys and values of one attention layer for every position so far: (B, H, T, d_head)."""
@@ -65,10 +86,14 @@ class KVCache:
 
 
 class CausalSelfAttention(nn.Module):
-    def __init__(self, d_model: int, num_heads: int, dropout: float) -> None:
+    """Multi-head self-attention, causal unless ``causal=False`` (the bidirectional
+    attention of the masked-token prior, ``maskgit.py``)."""
+
+    def __init__(self, d_model: int, num_heads: int, dropout: float, causal: bool = True) -> None:
         super().__init__()
         self.num_heads = num_heads
         self.dropout = dropout
+        self.causal = causal
         self.qkv = nn.Linear(d_model, 3 * d_model)
         self.proj = nn.Linear(d_model, d_model)
 
@@ -90,8 +115,9 @@ class CausalSelfAttention(nn.Module):
             cache.v[:, :, start : start + s] = v
             k, v = cache.k[:, :, : start + s], cache.v[:, :, : start + s]
         # a single new query may see every cached key: no mask needed then
+        causal = self.causal and s > 1
         y = F.scaled_dot_product_attention(
-            q, k, v, is_causal=s > 1, dropout_p=self.dropout if self.training else 0.0
+            q, k, v, is_causal=causal, dropout_p=self.dropout if self.training else 0.0
         )
         y = y.transpose(1, 2).reshape(b, s, d)  # (B, H, S, d/H) -> (B, S, d)
         return self.proj(y)
@@ -100,10 +126,12 @@ class CausalSelfAttention(nn.Module):
 class Block(nn.Module):
     """Pre-LayerNorm block: ``x + attn(ln(x))``, then ``x + mlp(ln(x))`` (GPT-2)."""
 
-    def __init__(self, d_model: int, num_heads: int, mlp_ratio: int, dropout: float) -> None:
+    def __init__(
+        self, d_model: int, num_heads: int, mlp_ratio: int, dropout: float, causal: bool = True
+    ) -> None:
         super().__init__()
         self.ln1 = nn.LayerNorm(d_model)
-        self.attn = CausalSelfAttention(d_model, num_heads, dropout)
+        self.attn = CausalSelfAttention(d_model, num_heads, dropout, causal)
         self.ln2 = nn.LayerNorm(d_model)
         self.mlp = nn.Sequential(
             nn.Linear(d_model, mlp_ratio * d_model),
@@ -153,25 +181,9 @@ class TransformerPrior(Prior):
         renames = {"row.weight": "axes.0.weight", "col.weight": "axes.1.weight"}
         return {renames.get(k, k): v for k, v in state.items()}
 
-    @staticmethod
-    def _init_weights(m: nn.Module) -> None:
-        # GPT-2's N(0, 0.02): PyTorch's default N(0, 1) embeddings would swamp the LayerNorms
-        if isinstance(m, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(m.weight, std=0.02)
-        if isinstance(m, nn.Linear) and m.bias is not None:
-            nn.init.zeros_(m.bias)
+    _init_weights = staticmethod(init_gpt2_weights)
 
-    @staticmethod
-    def _positions(axes: nn.ModuleList) -> torch.Tensor:
-        """The sum of the axis embeddings at every raster position: (prod(shape), d)."""
-        n = len(axes)
-        pos: torch.Tensor | float = 0.0
-        for i, emb in enumerate(axes):
-            view = [1] * n + [emb.weight.shape[1]]
-            view[i] = emb.weight.shape[0]
-            pos = pos + emb.weight.view(view)  # broadcast to (s_0, ..., s_{n-1}, d)
-        assert isinstance(pos, torch.Tensor)
-        return pos.reshape(-1, pos.shape[-1])  # (*shape, d) -> (prod(shape), d)
+    _positions = staticmethod(grid_positions)
 
     def _context_tokens(self, cond: Condition) -> torch.Tensor | None:
         """The context's codes as tokens with their positions: (B, m, d), or None."""

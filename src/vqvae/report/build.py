@@ -198,7 +198,10 @@ def _header(state: _Run) -> str:
         }
         cards = [(label, f.format(test[key])) for key, (label, f) in fmt.items() if key in test]
     if state.prior_metrics and "test_bits_per_code" in state.prior_metrics:
-        cards.append(("prior bits / code", f"{state.prior_metrics['test_bits_per_code']:.2f}"))
+        # a masked-token prior's figure is the order-agnostic upper bound (docs/maskgit.md)
+        bound = " (upper bound)" if state.prior_metrics.get("upper_bound") else ""
+        bits = state.prior_metrics["test_bits_per_code"]
+        cards.append((f"prior bits / code{bound}", f"{bits:.2f}"))
     model_rows, train_rows = _config_rows(state)
     return run_header(model_rows, train_rows, cards, test.get("step", "?") if test else None)
 
