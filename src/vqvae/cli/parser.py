@@ -30,8 +30,8 @@ from vqvae.cli import (
 )
 
 COMMANDS = (
-    demo, train, evaluate, encode, decode, reconstruct, convert, probe, prior, sample, inpaint, report,
-    compare, data, stack, video, rollout, vocoder, verify, serve, export,
+    demo, train, evaluate, encode, decode, reconstruct, convert, probe, prior, sample, inpaint,
+    report, compare, data, stack, video, rollout, vocoder, verify, serve, export,
 )  # fmt: skip
 
 
