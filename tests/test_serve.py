@@ -298,43 +298,36 @@ def test_inpaint_says_which_prior_can(images, prior_run):
     assert "pixelcnn" in message and "--kind maskgit" in message
 
 
-class _RedrawingPrior:
-    """A prior that can inpaint: it redraws every position as K-1 (masked or not), so that
-    the endpoint's promise, unmasked codes unchanged, is what this test checks."""
-
-    class config:  # noqa: N801 - the attribute a prior's config is read by
-        num_classes = 0
-
-    def __init__(self):
-        self.calls = []
-
-    def sample(self, n, cond=None, temperature=1.0, top_k=None, generator=None, steps=8):
-        self.steps = steps
-        return torch.zeros(n, 4, 4, dtype=torch.long)
-
-    def inpaint(self, codes, mask, cond, generator=None):
-        self.calls.append((codes.clone(), mask.clone(), cond))
-        return torch.full_like(codes, 15)
+@pytest.fixture(scope="module")
+def maskgit_run(image_run, tmp_path_factory) -> Path:
+    """The same run with a class-conditional masked-token (maskgit) prior."""
+    out = tmp_path_factory.mktemp("serve") / "digits-maskgit"
+    shutil.copytree(image_run, out)
+    assert main(["prior", "train", str(out), "--kind", "maskgit", "--class-conditional",
+                 "--steps", "3", "--batch-size", "16", "--no-progress"]) == 0  # fmt: skip
+    return out
 
 
-def test_inpaint_keeps_every_unmasked_code_with_a_prior_that_can(image_run):
-    served = ServedRun(image_run)
-    served.prior, served.prior_kind = _RedrawingPrior(), "maskgit"
-    app = TestClient(create_app([served]))
+def test_inpaint_keeps_every_unmasked_code_with_a_prior_that_can(maskgit_run):
+    app = client(maskgit_run)
+    info = app.get("/api/info").json()
+    assert info["prior"] == "maskgit" and info["can_inpaint"] is True and info["steps"] is True
     grid = np.arange(16).reshape(4, 4) % 7
     mask = np.zeros((4, 4), int)
     mask[1:3, 2:] = 1
-    r = app.post("/api/inpaint", json={"codes": grid.tolist(), "mask": mask.tolist()})
+    body = {"codes": grid.tolist(), "mask": mask.tolist(), "label": 3, "seed": 2}
+    r = app.post("/api/inpaint", json=body)
     assert r.status_code == 200
     out = np.array(r.json()["codes"])
-    assert np.array_equal(out[mask == 0], grid[mask == 0]) and (out[mask == 1] == 15).all()
-    codes, redraw, _ = served.prior.calls[0]
-    assert codes.shape == (1, 4, 4) and torch.equal(redraw[0], torch.from_numpy(mask == 1))
-    info = app.get("/api/info").json()
-    assert info["can_inpaint"] is True and info["steps"] is True
-    # a prior whose sample takes a number of steps gets the one asked for
-    r = app.post("/api/sample", json={"n": 2, "steps": 5})
-    assert r.status_code == 200 and served.prior.steps == 5
+    assert out.shape == (4, 4) and np.array_equal(out[mask == 0], grid[mask == 0])
+    assert ((out >= 0) & (out < 16)).all()
+    assert app.post("/api/inpaint", json=body).json()["codes"] == out.tolist()  # seeded
+    # the masked-token prior's number of passes is passed through, and the draw is seeded
+    body = {"n": 2, "label": 1, "seed": 4}
+    drawn = [app.post("/api/sample", json={**body, "steps": s}) for s in (2, 2, 3)]
+    assert [d.status_code for d in drawn] == [200] * 3, drawn[0].text
+    assert drawn[0].json()["codes"] == drawn[1].json()["codes"]
+    assert np.array(drawn[2].json()["codes"]).shape == (2, 4, 4)
     bad = app.post("/api/inpaint", json={"codes": grid.tolist(), "mask": [[2] * 4] * 4})
     assert "mask" in refused(bad, 422)
 

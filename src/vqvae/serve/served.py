@@ -11,7 +11,6 @@ codebook's picture, each filled once under a lock.
 from __future__ import annotations
 
 import contextlib
-import inspect
 import math
 import threading
 from dataclasses import dataclass
@@ -57,12 +56,6 @@ class Example:
     index: int
     label: str | None
     speaker: str | None
-
-
-def accepts(function: Any, name: str) -> bool:
-    """Whether ``function`` takes a keyword argument ``name`` (or any, by ``**kwargs``)."""
-    params = inspect.signature(function).parameters.values()
-    return any(p.name == name or p.kind is p.VAR_KEYWORD for p in params)
 
 
 class ServedRun:
@@ -129,8 +122,8 @@ class ServedRun:
             "actions": list(self.video_prior.config.action_names) if self.video_prior else None,
             "prior": self.prior_kind,
             "video_prior": self.video_prior.config.kind if self.video_prior else None,
-            "can_inpaint": self.prior is not None and hasattr(self.prior, "inpaint"),
-            "steps": self.prior is not None and accepts(self.prior.sample, "steps"),
+            "can_inpaint": self.prior is not None and self.prior.can_inpaint,
+            "steps": self.prior is not None and "steps" in self.prior.sampling_options,
         }
         if self.audio:
             info.update(sample_rate=c.sample_rate, hop=self.model.hop)
@@ -259,7 +252,7 @@ class ServedRun:
         check_temperature(temperature)
         options = {}
         if steps is not None:
-            if not accepts(prior.sample, "steps"):
+            if "steps" not in prior.sampling_options:
                 raise Refused(
                     f"steps: this run's prior ({self.prior_kind}) draws one code at a time and "
                     f"takes no number of steps; leave it out"
@@ -282,7 +275,7 @@ class ServedRun:
         prior's ``inpaint``); every code where it is 0 comes back unchanged."""
         command = f"vqvae prior train {self.run.path} --kind maskgit"
         prior = self._need_prior(command)
-        if not hasattr(prior, "inpaint"):
+        if not prior.can_inpaint:
             raise Refused(
                 f"this run's prior ({self.prior_kind}) draws codes in raster order and cannot "
                 f"redraw a region; a masked-token prior can: `{command}`",
