@@ -57,7 +57,7 @@ class MaskGITConfig(TransformerConfig):
     # condition, so that the same network also gives the unconditional logits that
     # classifier-free guidance needs (Muse: 0.1); only used by a conditional prior
     cond_dropout: float = 0.1
-    # sampling defaults, measured on MNIST (BENCHMARKS.md section 13): 8 passes judged as
+    # sampling defaults, measured on MNIST (BENCHMARKS.md section 16): 8 passes judged as
     # well as 10 and 12; guidance 2 lifted the samples judged as their class from 82% to 98%
     steps: int = 8
     guidance: float = 2.0  # classifier-free guidance scale (1 = none; unconditional: unused)
