@@ -163,7 +163,11 @@ def add_output(p: argparse.ArgumentParser, what: str = "the output file") -> Non
 
 
 def add_prior_sampling_options(p: argparse.ArgumentParser) -> None:
-    """The options of a masked-token prior's sampler (docs/maskgit.md)."""
+    """How a prior draws codes (``sample`` and ``inpaint``): temperature, top-k, seed, and
+    the options of a masked-token prior's sampler (docs/maskgit.md)."""
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--top-k", type=int)
+    p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--steps", type=int, help="maskgit prior: decoding passes (default: the prior's own)"
     )
