@@ -35,6 +35,7 @@ except ImportError:  # the serve extra: `make` and the CI script install it
 from conftest import RATE, TINY, TINY_MEL, error_line, tone, train_speech  # noqa: E402
 from vqvae.cli import main  # noqa: E402
 from vqvae.data import read_audio, write_wav  # noqa: E402
+from vqvae.priors import MaskGITPrior  # noqa: E402
 from vqvae.serve import Limits, ServedRun, create_app  # noqa: E402
 from vqvae.serve.app import listen  # noqa: E402
 from vqvae.serve.served import CONTEXT_FRAMES  # noqa: E402
@@ -328,6 +329,17 @@ def test_inpaint_keeps_every_unmasked_code_with_a_prior_that_can(maskgit_run):
     assert [d.status_code for d in drawn] == [200] * 3, drawn[0].text
     assert drawn[0].json()["codes"] == drawn[1].json()["codes"]
     assert np.array(drawn[2].json()["codes"]).shape == (2, 4, 4)
+    # without a label, a class-conditional prior redraws from its null condition (the label
+    # dropped), whatever label a guidance of 0 is given
+    unlabelled = app.post("/api/inpaint", json={"codes": grid.tolist(), "mask": mask.tolist()})
+    assert unlabelled.status_code == 200, unlabelled.text
+    free = np.array(unlabelled.json()["codes"])
+    assert np.array_equal(free[mask == 0], grid[mask == 0])
+    prior = MaskGITPrior.from_pretrained(maskgit_run / "prior")
+    drawn = [prior.inpaint(torch.as_tensor(grid)[None], torch.as_tensor(mask == 1)[None], c,
+                           generator=torch.Generator().manual_seed(0), guidance=0.0)
+             for c in (0, 7)]  # fmt: skip
+    assert torch.equal(drawn[0], drawn[1]) and drawn[0][0].tolist() == free.tolist()
     bad = app.post("/api/inpaint", json={"codes": grid.tolist(), "mask": [[2] * 4] * 4})
     assert "mask" in refused(bad, 422)
 

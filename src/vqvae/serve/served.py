@@ -283,10 +283,16 @@ class ServedRun:
             )
         keep = self._mask(mask, codes.shape)
         index = self.label(label)
+        options = {}
+        if index is None and prior.config.num_classes and "guidance" in prior.sampling_options:
+            # no label given to a class-conditional prior: its null condition, learned by
+            # dropping the label in training, which guidance 0 reads alone (docs/maskgit.md)
+            index, options = 0, {"guidance": 0.0}
         cond = None if index is None else Condition(labels=torch.tensor([index]))
         generator = torch.Generator().manual_seed(seed)
         with torch.inference_mode():
-            drawn = prior.inpaint(codes[None], ~keep[None], cond, generator=generator)[0]
+            drawn = prior.inpaint(codes[None], ~keep[None], cond, generator=generator, **options)
+        drawn = drawn[0]
         return torch.where(keep, codes, drawn.cpu()).tolist()
 
     def _mask(self, value: Any, shape: torch.Size) -> torch.Tensor:

@@ -319,6 +319,8 @@ function setUpSampling() {
   } else {
     option(select, "", "(the prior is unconditional)");
   }
+  // a masked-token prior draws a grid in a number of passes the user may choose
+  $("steps-label").hidden = !INFO.steps;
   $("temperature").oninput = () => {
     $("temperature-value").textContent = Number($("temperature").value).toFixed(1);
   };
@@ -337,6 +339,7 @@ async function sampleImages() {
     for (const row of rows) {
       const body = { n: rows.length > 1 || row !== null ? 8 : 32, temperature, seed };
       if (row !== null) body.label = row;
+      if (INFO.steps && Number($("sample-steps").value) > 0) body.steps = Number($("sample-steps").value);
       const { codes } = await api("/api/sample", { json: body });
       const blob = await api("/api/decode", { json: { codes }, as: "blob" });
       const line = document.createElement("div");
