@@ -1,6 +1,7 @@
 """Rollout speed of the video prior: 10 frames for 8 contexts, by kind and way of drawing,
-in the same run: the hybrid (the default) drawing every code of a frame at once and in
-raster order, and the PixelCNN with and without its copy path (raster order).
+in the same run: the maskgit kind in its default passes (and in 4 and 12), the hybrid
+drawing every code of a frame at once and in raster order, and the PixelCNN with and
+without its copy path (raster order). Also the time per generated frame of each.
 
 Default-sized ``VideoPrior``s (16x16 grids of K=512, k=3 context frames, 6 actions) with
 untrained weights (speed does not depend on them). Each is timed ``--repeats`` times, in
@@ -23,9 +24,12 @@ from vqvae.priors.video import VideoPrior, VideoPriorConfig
 ACTIONS = ("noop", "forward", "left", "right", "forward_left", "forward_right")
 
 
-def timed(prior: VideoPrior, method: str, context: torch.Tensor, actions: torch.Tensor) -> float:
+def timed(
+    prior: VideoPrior, method: str, options: dict, context: torch.Tensor, actions: torch.Tensor
+) -> float:
     start = time.perf_counter()
-    prior.rollout(context, actions, generator=torch.Generator().manual_seed(0), method=method)
+    generator = torch.Generator().manual_seed(0)
+    prior.rollout(context, actions, generator=generator, method=method, **options)
     return time.perf_counter() - start
 
 
@@ -38,31 +42,37 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     kinds = {
-        "hybrid, parallel": ({"kind": "hybrid"}, "parallel"),
-        "hybrid, raster": ({"kind": "hybrid"}, "fast"),
-        "pixelcnn, copy path": ({"kind": "pixelcnn"}, "fast"),
-        "pixelcnn, no copy": ({"kind": "pixelcnn", "copy_last": False}, "fast"),
+        "maskgit, 8 passes": ({"kind": "maskgit"}, "maskgit", {}),
+        "maskgit, 4 passes": ({"kind": "maskgit"}, "maskgit", {"steps": 4}),
+        "maskgit, 12 passes": ({"kind": "maskgit"}, "maskgit", {"steps": 12}),
+        "hybrid, parallel": ({"kind": "hybrid"}, "parallel", {}),
+        "hybrid, raster": ({"kind": "hybrid"}, "fast", {}),
+        "pixelcnn, copy path": ({"kind": "pixelcnn"}, "fast", {}),
+        "pixelcnn, no copy": ({"kind": "pixelcnn", "copy_last": False}, "fast", {}),
     }
     priors = {}
-    for name, (fields, method) in kinds.items():
+    for name, (fields, method, options) in kinds.items():
         torch.manual_seed(0)
         config = VideoPriorConfig(512, (16, 16), ACTIONS, **fields)
-        priors[name] = VideoPrior(config).eval(), method
+        priors[name] = VideoPrior(config).eval(), method, options
     g = torch.Generator().manual_seed(0)
     context = torch.randint(0, 512, (args.contexts, 3, 16, 16), generator=g)
     actions = torch.randint(0, len(ACTIONS), (args.contexts, args.frames), generator=g)
     best = dict.fromkeys(priors, float("inf"))
     for _ in range(args.repeats):
-        for name, (prior, method) in priors.items():
-            best[name] = min(best[name], timed(prior, method, context, actions))
+        for name, (prior, method, options) in priors.items():
+            best[name] = min(best[name], timed(prior, method, options, context, actions))
     print(
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
         f"{args.threads} thread(s), torch {torch.__version__}"
     )
     print(f"rollout of {args.frames} frames for {args.contexts} contexts (best of {args.repeats})")
+    per_frame = args.contexts * args.frames
     for name, seconds in best.items():
-        print(f"  {name:20s} {seconds:6.2f} s")
+        print(f"  {name:20s} {seconds:6.2f} s, {1000 * seconds / per_frame:7.1f} ms a frame")
     pixelcnn = best["pixelcnn, copy path"]
+    maskgit = best["maskgit, 8 passes"]
+    print(f"  ratio maskgit / hybrid parallel: {maskgit / best['hybrid, parallel']:.2f}")
     print(f"  ratio hybrid parallel / pixelcnn: {best['hybrid, parallel'] / pixelcnn:.3f}")
     print(f"  ratio pixelcnn copy / no copy: {pixelcnn / best['pixelcnn, no copy']:.2f}")
 

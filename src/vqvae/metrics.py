@@ -1,4 +1,4 @@
-"""Metrics: mse, psnr, perplexity, code usage, bits per image, bits/dim."""
+"""Metrics: mse, psnr, ssim, image gradient, perplexity, code usage, bits per image, bits/dim."""
 
 from __future__ import annotations
 
@@ -23,6 +23,55 @@ def psnr(originals: np.ndarray, reconstructions: np.ndarray) -> float:
 def psnr_of_mse(err: float) -> float:
     """10 log10(1 / MSE) in dB, for an MSE on the [0, 1] scale; inf for 0."""
     return float("inf") if err == 0 else 10.0 * math.log10(1.0 / err)
+
+
+def _gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    x = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+    g = torch.exp(-(x**2) / (2 * sigma**2))
+    g = g / g.sum()
+    return g[:, None] * g[None, :]  # (size, size), sums to 1
+
+
+def ssim(originals: np.ndarray, reconstructions: np.ndarray) -> float:
+    """Mean structural similarity of uint8 images (..., H, W, C) (Wang, Bovik, Sheikh,
+    Simoncelli 2004): an 11x11 Gaussian window of sigma 1.5, C1 = (0.01 L)^2 and
+    C2 = (0.03 L)^2 for L = 255, each channel apart, averaged over the valid windows of every
+    image and channel (as scikit-image's ``structural_similarity(gaussian_weights=True)``)."""
+    if originals.shape != reconstructions.shape or originals.ndim < 3:
+        raise ValueError(
+            f"ssim: expected two (..., H, W, C) arrays of one shape, got "
+            f"{originals.shape} and {reconstructions.shape}"
+        )
+    h, w, c = originals.shape[-3:]
+    window = _gaussian_window()
+    if min(h, w) < window.shape[0]:
+        raise ValueError(f"ssim: images of {h}x{w} are smaller than the 11x11 window")
+
+    def planes(a: np.ndarray) -> torch.Tensor:  # (..., H, W, C) -> (N * C, 1, H, W)
+        t = torch.from_numpy(np.ascontiguousarray(a.reshape(-1, h, w, c))).double()
+        return t.permute(0, 3, 1, 2).reshape(-1, 1, h, w)
+
+    x, y = planes(originals), planes(reconstructions)
+    k = window[None, None]  # (1, 1, 11, 11)
+
+    def mean(t: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.conv2d(t, k)
+
+    mx, my = mean(x), mean(y)
+    vx, vy, cxy = mean(x * x) - mx**2, mean(y * y) - my**2, mean(x * y) - mx * my
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2))
+    return float(s.mean())
+
+
+def image_gradient(images: np.ndarray) -> float:
+    """The mean absolute difference between neighbouring pixels (down and across), in uint8
+    levels, of images (..., H, W, C): how much detail a frame holds. A blurred or flat frame
+    scores low, speckle high; real frames set the level to compare with (docs/video.md)."""
+    a = images.astype(np.float64)
+    down = np.abs(np.diff(a, axis=-3)).mean()
+    across = np.abs(np.diff(a, axis=-2)).mean()
+    return float((down + across) / 2)
 
 
 def squared_error_sum(originals: np.ndarray, reconstructions: np.ndarray) -> int:

@@ -84,17 +84,29 @@ def add_parser(sub: Any) -> None:
 
 
 def add_sampling_options(p: argparse.ArgumentParser) -> None:
-    """--temperature, --top-k and --greedy: how a rollout draws each code (``Sampling``)."""
+    """--temperature, --top-k, --greedy, --draw, and a maskgit prior's --steps and
+    --guidance: how a rollout draws each frame (``Sampling``)."""
     p.add_argument("--temperature", type=float, default=1.0, help="of every draw (default: 1)")
     p.add_argument("--top-k", type=int, metavar="K", help="draw among the K likeliest codes")
     p.add_argument("--greedy", action="store_true", help="the likeliest code (argmax) each time")
     p.add_argument("--draw", choices=DRAWS, help="raster: each code of a frame given those "
                    "before it (a PixelCNN's or hybrid's); parallel: all at once from the "
-                   "context (a parallel or hybrid prior's). Default: the prior's own")  # fmt: skip
+                   "context (a parallel or hybrid prior's); passes: a maskgit prior's. "
+                   "Default: the prior's own")  # fmt: skip
+    p.add_argument(
+        "--steps",
+        type=int,
+        metavar="S",
+        help="maskgit prior: passes per frame (default: the prior's own)",
+    )
+    p.add_argument("--guidance", type=float, help="maskgit prior: classifier-free guidance "
+                   "on the action, 1 = none (default: the prior's own)")  # fmt: skip
 
 
 def sampling_of(args: argparse.Namespace) -> Sampling:
-    return Sampling.choose(args.temperature, args.top_k, args.greedy, args.draw)
+    return Sampling.choose(
+        args.temperature, args.top_k, args.greedy, args.draw, args.steps, args.guidance
+    )
 
 
 def add_episodes_option(p: argparse.ArgumentParser) -> None:
@@ -203,12 +215,18 @@ def print_table(r: dict[str, Any], name: str) -> None:
     draw = "greedy (argmax)" if r["top_k"] == 1 else f"temperature {r['temperature']:g}"
     if r["top_k"] and r["top_k"] > 1:
         draw += f", top-{r['top_k']}"
-    draw += ", every code of a frame at once" if r["method"] == "parallel" else ", raster order"
+    draw += {"parallel": ", every code of a frame at once", "fast": ", raster order"}.get(
+        r["method"], f", {r.get('steps')} passes, guidance {r.get('guidance')}"
+    )
     print(
         f"{name}: {r['num_examples']} next frames scored; {r['num_rollouts']} rollouts of "
         f"{r['context']} real + {r['frames']} generated frames ({draw})"
     )
-    print(f"  {'':28s} {'bits/frame':>10s} {'PSNR dB':>8s} {'MSE':>8s} {'codes =':>8s}")
+    bound = "" if r.get("bits_exact", True) else " (bits: upper bounds)"
+    print(
+        f"  {'':28s} {'bits/frame':>10s} {'PSNR dB':>8s} {'SSIM':>6s} {'codes =':>8s} "
+        f"{'detail':>6s}{bound}"
+    )
     rows = (
         ("recorded actions", "recorded"),
         ("shuffled actions", "shuffled"),
@@ -219,9 +237,14 @@ def print_table(r: dict[str, Any], name: str) -> None:
         bits = r.get(f"bits_per_frame_{key}")
         s = r[f"rollout_{key}"]
         b = f"{bits:10.1f}" if bits is not None else f"{'-':>10s}"
-        print(f"  {label:28s} {b} {s['psnr']:8.2f} {s['mse']:8.5f} {s['code_match']:8.1%}")
+        print(
+            f"  {label:28s} {b} {s['psnr']:8.2f} {s['ssim']:6.3f} {s['code_match']:8.1%} "
+            f"{s['gradient']:6.2f}"
+        )
     label = "another example's context"
     print(f"  {label:28s} {r['bits_per_frame_other_context']:10.1f}")
+    print(f"  {'real future frames':28s} {'-':>10s} {'':8s} {'':6s} {'':8s} "
+          f"{r['gradient_real']:6.2f}")  # fmt: skip
     o = r["one_step"]
     print(
         f"  one step, teacher-forced: {o['persist_fraction']:.1%} of the next codes persist "
@@ -230,7 +253,7 @@ def print_table(r: dict[str, Any], name: str) -> None:
         f"ones ({o['bits_change']:.2f} bits); {o['argmax_copies']:.1%} of argmax codes copy"
     )
     print(f"  by horizon {'':14s}" + "".join(f"{h:>7d}" for h in r["horizons"]))
-    for measure, fmt in (("psnr", "{:7.2f}"), ("code_agreement", "{:7.1%}")):
+    for measure, fmt in (("psnr", "{:7.2f}"), ("ssim", "{:7.3f}"), ("code_agreement", "{:7.1%}")):
         for key in CONDITIONS:
             values = "".join(fmt.format(v) for v in r["by_horizon"][measure][key])
             print(f"  {measure + ' ' + key:25s}{values}")

@@ -129,22 +129,24 @@ def bits_per_frame(
     """Mean ``-log2 p(next frame's codes | previous frames, action)`` over ``data``'s examples,
     or over ``limit`` of them evenly spaced (the periodic evaluation's quick look). With
     ``context_from`` (M,), example i is scored given the previous frames of example
-    ``context_from[i]``."""
+    ``context_from[i]``. For a prior without an exact likelihood (the maskgit kind), the
+    mean of its upper bound, drawn with a fixed seed so that two calls agree."""
     chosen = torch.arange(len(data))
     if limit is not None and limit < len(data):
         chosen = chosen[:: len(data) // limit][:limit]
     total = 0.0
+    generator = torch.Generator().manual_seed(0)
     with eval_mode(prior):
         for sl in batches(len(chosen), batch_size, "scoring"):
             previous, actions, nxt = data.take(chosen[sl])
             if context_from is not None:
                 previous = data.take(context_from[chosen[sl]])[0]
-            total -= float(prior.log_prob(nxt, previous, actions).sum())
+            total += float(prior.nll(nxt, previous, actions, generator).sum())
     return total / (len(chosen) * math.log(2))
 
 
 # --draw: how a frame's codes are drawn -> the frame prior's sampler
-DRAWS = {"raster": "fast", "parallel": "parallel"}
+DRAWS = {"raster": "fast", "parallel": "parallel", "passes": "maskgit"}
 
 
 @dataclass(frozen=True)
@@ -152,29 +154,64 @@ class Sampling:
     """How a rollout draws each code: from ``softmax(logits / temperature)``, among the
     ``top_k`` likeliest codes only when given; ``top_k=1`` is the greedy (argmax) rollout.
     ``method``: the frame prior's sampler ("fast": in raster order, each code given those
-    before it; "parallel": every code at once), None for the prior's own default."""
+    before it; "parallel": every code at once; "maskgit": in passes), None for the prior's
+    own default. ``steps`` and ``guidance``: a maskgit prior's passes and action guidance
+    (None: its config's)."""
 
     temperature: float = 1.0
     top_k: int | None = None
     method: str | None = None
+    steps: int | None = None
+    guidance: float | None = None
 
     def __post_init__(self) -> None:
         if not self.temperature > 0:
             raise DataError(f"--temperature {self.temperature}: expected a number > 0")
         if self.top_k is not None and self.top_k < 1:
             raise DataError(f"--top-k {self.top_k}: expected at least 1 code")
+        if self.steps is not None and self.steps < 1:
+            raise DataError(f"--steps {self.steps}: expected at least 1 pass")
+        if self.guidance is not None and not self.guidance >= 0:
+            raise DataError(f"--guidance {self.guidance}: expected a number >= 0")
 
     @classmethod
     def choose(
-        cls, temperature: float, top_k: int | None, greedy: bool, draw: str | None = None
+        cls,
+        temperature: float,
+        top_k: int | None,
+        greedy: bool,
+        draw: str | None = None,
+        steps: int | None = None,
+        guidance: float | None = None,
     ) -> Sampling:
-        """From the command line's --temperature, --top-k, --greedy (which wins) and --draw."""
+        """From the command line's --temperature, --top-k, --greedy (which wins), --draw,
+        --steps and --guidance."""
         method = DRAWS[draw] if draw else None
-        return cls(temperature, 1 if greedy else top_k, method)
+        return cls(temperature, 1 if greedy else top_k, method, steps, guidance)
+
+    def passes_for(self, prior: VideoPrior) -> dict[str, int | float]:
+        """``steps`` and ``guidance`` as given, for ``prior.rollout``; a one-line DataError
+        for a prior that does not draw in passes."""
+        given = {k: v for k, v in (("steps", self.steps), ("guidance", self.guidance))
+                 if v is not None}  # fmt: skip
+        if given and prior.config.kind != "maskgit":
+            raise DataError(
+                f"--{' and --'.join(given)}: only a maskgit video prior draws a frame in "
+                f"passes; this one is {prior.config.kind}"
+            )
+        return given
 
     def method_for(self, prior: VideoPrior) -> str:
         """The sampler used with ``prior``; a one-line DataError if it has none such."""
         method = self.method or prior.default_method
+        if (method == "maskgit") != (prior.config.kind == "maskgit"):
+            name = {m: d for d, m in DRAWS.items()}.get(method, method)
+            raise DataError(
+                f"--draw {name}: a maskgit video prior draws a frame in passes only"
+                if prior.config.kind == "maskgit"
+                else f"--draw {name}: this video prior is a {prior.config.kind}; a maskgit one "
+                "draws in passes (--set kind=maskgit)"
+            )
         if method == "parallel" and prior.config.kind == "pixelcnn":
             raise DataError(
                 "--draw parallel: this video prior is a PixelCNN, which draws in raster order "
@@ -214,7 +251,7 @@ def rollout(
     codes = prior.rollout(
         context, torch.as_tensor(actions), generator=generator,
         temperature=sampling.temperature, top_k=sampling.top_k,
-        method=sampling.method_for(prior),
+        method=sampling.method_for(prior), **sampling.passes_for(prior),
     ).cpu()  # fmt: skip
     b, c, f = context.shape[0], context.shape[1], codes.shape[1]
     both = decode(model, torch.cat([context, codes], dim=1).flatten(0, 1))  # (B*(c+F), H, W, 3)
@@ -227,6 +264,8 @@ class RolloutScore:
     mse: float  # per pixel on the [0, 1] scale, generated against the real future frames
     psnr: float  # dB
     code_match: float  # fraction of generated codes equal to the real future frame's
+    ssim: float  # mean structural similarity with the real future frames (metrics.ssim)
+    gradient: float  # the frames' own detail (metrics.image_gradient), uint8 levels
 
 
 # The evaluation's four futures (docs/video.md): rollouts under the recorded and the shuffled
@@ -265,8 +304,9 @@ class VideoEvaluation:
     rollout_held: RolloutScore  # the last real context frame held still
     one_step: OneStep
     horizons: tuple[int, ...]  # 1 .. F
-    # {"psnr": {condition: [F values]}, "code_agreement": {condition: [F values]}}
+    # {measure: {condition: [F values]}}, measures "psnr", "ssim", "code_agreement"
     by_horizon: dict[str, dict[str, list[float]]]
+    gradient_real: float  # the real future frames' detail, the level rollouts should keep
     num_examples: int  # held-out (previous, action, next) examples scored
     num_rollouts: int
     context: int
@@ -275,6 +315,10 @@ class VideoEvaluation:
     top_k: int | None
     method: str = "fast"  # the frame prior's sampler: "fast" (raster order) or "parallel"
     starts: int = 1  # rollouts begin at this many evenly spaced points of each episode
+    # False: the bits per frame are an upper bound (the maskgit kind), not exact figures
+    bits_exact: bool = True
+    steps: int | None = None  # a maskgit prior's passes and guidance, as drawn
+    guidance: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -285,15 +329,19 @@ def _score(real: np.ndarray, fake: np.ndarray, real_codes: np.ndarray, codes: np
         mse=metrics.mse(real, fake),
         psnr=metrics.psnr(real, fake),
         code_match=float((real_codes == codes).mean()),
+        ssim=metrics.ssim(real, fake),
+        gradient=metrics.image_gradient(fake),
     )
 
 
-def _horizon_scores(real, fake, real_codes, codes) -> tuple[list[float], list[float]]:
-    """PSNR and code agreement at each horizon: (B, F, ...) pairs -> two lists of F values."""
+def _horizon_scores(real, fake, real_codes, codes) -> dict[str, list[float]]:
+    """PSNR, SSIM and code agreement at each horizon: (B, F, ...) pairs -> F values each."""
     frames = range(real.shape[1])
-    psnr = [metrics.psnr(real[:, f], fake[:, f]) for f in frames]
-    agree = [float((real_codes[:, f] == codes[:, f]).mean()) for f in frames]
-    return psnr, agree
+    return {
+        "psnr": [metrics.psnr(real[:, f], fake[:, f]) for f in frames],
+        "ssim": [metrics.ssim(real[:, f], fake[:, f]) for f in frames],
+        "code_agreement": [float((real_codes[:, f] == codes[:, f]).mean()) for f in frames],
+    }
 
 
 @torch.no_grad()
@@ -377,11 +425,11 @@ def evaluate_video(
     futures["held"] = held, still  # the real frame's codes are the last context codes
     futures["copy"] = decode(model, still.reshape(-1, *still.shape[2:])).reshape(real.shape), still
     scores = {name: _score(real, f, real_codes, c) for name, (f, c) in futures.items()}
-    by_horizon: dict[str, dict[str, list[float]]] = {"psnr": {}, "code_agreement": {}}
+    by_horizon: dict[str, dict[str, list[float]]] = {}
     for name in CONDITIONS:
         fake, codes = futures[name]
-        psnr, agree = _horizon_scores(real, fake, real_codes, codes)
-        by_horizon["psnr"][name], by_horizon["code_agreement"][name] = psnr, agree
+        for measure, values in _horizon_scores(real, fake, real_codes, codes).items():
+            by_horizon.setdefault(measure, {})[name] = values
     return VideoEvaluation(
         bits_per_frame_recorded=bits_per_frame(prior, data),
         bits_per_frame_shuffled=bits_per_frame(prior, shuffled),
@@ -393,6 +441,7 @@ def evaluate_video(
         one_step=one_step_accuracy(prior, data),
         horizons=tuple(range(1, frames + 1)),
         by_horizon=by_horizon,
+        gradient_real=metrics.image_gradient(real),
         num_examples=len(data),
         num_rollouts=len(n),
         context=context,
@@ -401,7 +450,17 @@ def evaluate_video(
         top_k=sampling.top_k,
         method=sampling.method_for(prior),
         starts=len(offsets),
+        bits_exact=prior.exact_likelihood,
+        **_passes(prior, sampling),
     )
+
+
+def _passes(prior: VideoPrior, sampling: Sampling) -> dict[str, int | float]:
+    """The passes and guidance a maskgit prior drew with (given, else its config's)."""
+    given = sampling.passes_for(prior)
+    if prior.config.kind != "maskgit":
+        return given
+    return {"steps": prior.config.steps, "guidance": prior.config.guidance, **given}
 
 
 def check_rollout_length(prior: VideoPrior, context: int, frames: int, steps: int) -> None:

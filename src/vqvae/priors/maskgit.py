@@ -62,9 +62,22 @@ class MaskGITConfig(TransformerConfig):
     steps: int = 8
     guidance: float = 2.0  # classifier-free guidance scale (1 = none; unconditional: unused)
     noise: float = 4.5  # Gumbel noise on the log-confidences at pass 0 (MaskGIT's 4.5)
+    # A context of k frames of the grid's own shape, (k, *shape), read where it lies: at each
+    # position, the k context codes there are embedded, concatenated and projected into that
+    # position's token, and the last frame's code gets a copy logit (as the PixelCNN's copy
+    # path, pixelcnn.py). The sequence stays the grid's own length, where a prefix of k more
+    # grids of tokens (False: the Transformer prior's way) would make every pass (k + 1)^2
+    # times dearer in attention; the video prior's next frame (video.py) reads its previous
+    # frames this way.
+    context_aligned: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.context_aligned and self.context_shape[1:] != self.shape:
+            raise ValueError(
+                f"context_aligned: expected a context of frames of the grid's shape "
+                f"(k, {', '.join(map(str, self.shape))}), got {self.context_shape}"
+            )
         if not 0.0 <= self.cond_dropout < 1.0:
             raise ValueError(
                 f"cond_dropout: expected a probability in [0, 1), got {self.cond_dropout}"
@@ -142,7 +155,11 @@ class MaskGITPrior(Prior):
         # dropped for guidance), plus a projection of the global vector when given
         self.cond_tok = nn.Embedding(c.num_classes + 1, c.d_model)
         self.vec = nn.Linear(c.cond_dim, c.d_model) if c.cond_dim else None
-        if c.context_shape:
+        if c.context_aligned:
+            self.context_tok = nn.Embedding(c.context_codes, c.d_model)
+            self.context_mix = nn.Linear(c.context_shape[0] * c.d_model, c.d_model)
+            self.copy = nn.Linear(c.d_model, 1)
+        elif c.context_shape:
             self.context_tok = nn.Embedding(c.context_codes, c.d_model)
             self.context_axes = nn.ModuleList(nn.Embedding(s, c.d_model) for s in c.context_shape)
         self.drop = nn.Dropout(c.dropout)
@@ -153,6 +170,9 @@ class MaskGITPrior(Prior):
         self.ln_f = nn.LayerNorm(c.d_model)
         self.head = nn.Linear(c.d_model, c.num_codes)
         self.apply(init_gpt2_weights)
+        if c.context_aligned:
+            # starts where the copied code holds about half the probability among K codes
+            nn.init.constant_(self.copy.bias, math.log(c.num_codes))
 
     # -- the network ----------------------------------------------------------------------
 
@@ -176,13 +196,23 @@ class MaskGITPrior(Prior):
             g = g + (v if keep is None else v * keep[:, None].to(v.dtype))
         x = self.tok(tokens) + grid_positions(self.axes)  # (B, L, d)
         parts = [g[:, None], x]  # (B, 1, d), (B, L, d)
-        if cond.context is not None:
+        if self.config.context_aligned:
+            assert cond.context is not None
+            frames = cond.context.reshape(b, -1, length)  # (B, k, *shape) -> (B, k, L)
+            here = self.context_tok(frames.transpose(1, 2))  # (B, L, k, d)
+            parts[1] = x + self.context_mix(here.flatten(2))  # (B, L, k*d) -> (B, L, d)
+        elif cond.context is not None:
             flat = cond.context.reshape(b, -1)  # (B, *context_shape) -> (B, m)
             parts.insert(0, self.context_tok(flat) + grid_positions(self.context_axes))
         x = self.drop(torch.cat(parts, dim=1))  # (B, m + 1 + L, d)
         for block in self.blocks:
             x = block(x)
-        return self.head(self.ln_f(x[:, -length:]))  # (B, L, K)
+        x = self.ln_f(x[:, -length:])  # (B, L, d)
+        logits = self.head(x)  # (B, L, K)
+        if self.config.context_aligned:
+            last = frames[:, -1:].transpose(1, 2)  # (B, L, 1): the last frame's codes
+            logits = logits.scatter_add(2, last, self.copy(x).to(logits.dtype))
+        return logits
 
     def _logits(self, codes: torch.Tensor, cond: Condition) -> torch.Tensor:
         """Codes (B, *shape) in ``[0, K]``, [MASK] = K at hidden positions -> (B, K, *shape)

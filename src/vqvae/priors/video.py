@@ -5,7 +5,7 @@ Frames are encoded once by an image VQ-VAE into ``(h, w)`` code grids; this prio
 
     p(codes_{t+1} | codes_{t-k+1..t}, a_t)
 
-with one of three networks of a frame (``VideoPriorConfig.kind``), each conditioned on the
+with one of four networks of a frame (``VideoPriorConfig.kind``), each conditioned on the
 action as a global label (eq. 4 of van den Oord et al. 2016) and on the k previous frames as
 a context map (eq. 5):
 
@@ -13,7 +13,10 @@ a context map (eq. 5):
   frame; a frame costs one fast PixelCNN sample, drawn in raster order;
 - ``parallel``: every code from the context alone (``parallel.py``), drawn all at once;
 - ``hybrid``: the product of the two (``hybrid.py``), scored autoregressively and drawn by
-  either.
+  either;
+- ``maskgit``: a masked-token Transformer (``maskgit.py``, Chang et al. 2022), the frame
+  drawn in a few passes, each keeping its most confident codes given the context and the
+  codes already kept; it gives an upper bound on the bits per frame, not an exact figure.
 
 ``rollout`` generates video entirely in latent space, one frame at a time, each generated
 frame becoming context for the next; only the caller decodes, with the image VQ-VAE's
@@ -33,6 +36,7 @@ from torch import nn
 from vqvae.pretrained import PretrainedMixin
 from vqvae.priors.base import Condition, Prior, check_int_grid
 from vqvae.priors.hybrid import HybridFramePrior
+from vqvae.priors.maskgit import MaskGITConfig, MaskGITPrior
 from vqvae.priors.parallel import ParallelFrameConfig, ParallelFramePrior
 from vqvae.priors.pixelcnn import PixelCNNConfig, PixelCNNPrior
 from vqvae.registry import VIDEO_PRIORS
@@ -66,6 +70,18 @@ class VideoPriorConfig:
     # the parallel network: residual blocks of dilated 3x3 convolutions of this width
     parallel_channels: int = 128
     parallel_blocks: int = 8
+    # The masked-token kind (maskgit.py): a bidirectional Transformer over the next frame's
+    # codes, each position reading the k previous frames' codes where it lies, the whole frame
+    # drawn in ``steps`` passes, most confident codes first; the action is its label, dropped
+    # for ``cond_dropout`` of the training examples so that ``guidance`` can weigh it at
+    # sampling. Width, depth and heads are the Transformer prior's.
+    maskgit_width: int = 128
+    maskgit_layers: int = 6
+    maskgit_heads: int = 4
+    steps: int = 8
+    guidance: float = 1.0
+    noise: float = 4.5
+    cond_dropout: float = 0.1
     # saved video priors from before the copy path rebuild without it, and from before the
     # kinds as PixelCNNs
     ABSENT: ClassVar[dict[str, Any]] = {"copy_last": False, "kind": "pixelcnn"}
@@ -84,6 +100,7 @@ class VideoPriorConfig:
             raise ValueError(f"kind: expected one of {kinds}, got {self.kind!r}")
         self.pixelcnn_config()  # the networks' own checks
         self.parallel_config()
+        self.maskgit_config()
 
     @property
     def num_actions(self) -> int:
@@ -120,6 +137,20 @@ class VideoPriorConfig:
             head_channels=self.head_channels,
         )
 
+    def maskgit_config(self) -> MaskGITConfig:
+        """The masked-token Transformer of one frame, reading its context where it lies."""
+        return MaskGITConfig(
+            **self._frame_conditioning(),
+            d_model=self.maskgit_width,
+            num_layers=self.maskgit_layers,
+            num_heads=self.maskgit_heads,
+            context_aligned=True,
+            steps=self.steps,
+            guidance=self.guidance,
+            noise=self.noise,
+            cond_dropout=self.cond_dropout,
+        )
+
     def frame_prior(self) -> Prior:
         """A new network of one frame, of this kind."""
         return VIDEO_PRIORS.get(self.kind).build(self)
@@ -144,6 +175,11 @@ VIDEO_PRIORS.register(
     "parallel",
     FrameKind(lambda c: ParallelFramePrior(c.parallel_config()), "parallel"),
     about="every code of the frame from the context alone, drawn at once",
+)
+VIDEO_PRIORS.register(
+    "maskgit",
+    FrameKind(lambda c: MaskGITPrior(c.maskgit_config()), "maskgit"),
+    about="masked tokens (MaskGIT): the frame drawn in a few passes, most confident first",
 )
 VIDEO_PRIORS.register(
     "hybrid",
@@ -187,22 +223,43 @@ class VideoPrior(nn.Module, PretrainedMixin):
         """``log p(next frame's codes | previous, action)`` in nats, (B,)."""
         return self.frame.log_prob(codes, self.condition(previous, actions))
 
+    @property
+    def exact_likelihood(self) -> bool:
+        """False for the maskgit kind, whose ``nll`` is an upper bound (maskgit.py)."""
+        return self.frame.exact_likelihood
+
+    def nll(
+        self,
+        codes: torch.Tensor,
+        previous: torch.Tensor,
+        actions: torch.Tensor,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """``-log p(next frame's codes | previous, action)`` in nats, (B,): exact, or for the
+        maskgit kind the order-agnostic upper bound, drawn with ``generator``."""
+        return self.frame.nll(codes, self.condition(previous, actions), generator)
+
     def loss(
         self, codes: torch.Tensor, previous: torch.Tensor, actions: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The training loss and the NLL of the next frame's codes (B, h, w), both in nats per
         code: the cross-entropies of the frame prior's ``training_logits`` summed (for the
         hybrid kind, its parallel expert's too, so that it can draw frames by itself), and
-        that of its own logits."""
+        that of its own logits. The maskgit kind has no NLL to fit: both are its masked-token
+        cross-entropy (maskgit.py)."""
         codes = self.frame.check_codes(codes)
         cond = self.frame.check_condition(self.condition(previous, actions), len(codes))
+        if not self.exact_likelihood:
+            loss = self.frame.training_loss(codes, cond)
+            return loss, loss.detach()
         nats = [F.cross_entropy(x, codes) for x in self.frame.training_logits(codes, cond)]
         return sum(nats[1:], nats[0]), nats[0]
 
     @property
     def default_method(self) -> str:
         """How a rollout draws a frame unless told: "fast" (raster order) for the PixelCNN,
-        "parallel" (every code at once) for the parallel and hybrid kinds."""
+        "parallel" (every code at once) for the parallel and hybrid kinds, "maskgit" (in
+        passes) for the maskgit kind."""
         return VIDEO_PRIORS.get(self.config.kind).draw
 
     def sample_next(
@@ -214,10 +271,21 @@ class VideoPrior(nn.Module, PretrainedMixin):
         top_k: int | None = None,
         generator: torch.Generator | None = None,
         method: str | None = None,
+        steps: int | None = None,
+        guidance: float | None = None,
     ) -> torch.Tensor:
         """One next frame's codes (B, h, w) for each of B contexts (B, k, h, w) and actions;
         ``top_k=1`` draws the argmax code at every position (a greedy rollout); ``method``
-        (default ``default_method``): the frame prior's sampler."""
+        (default ``default_method``): the frame prior's sampler; ``steps`` and ``guidance``
+        (default: the config's): the maskgit kind's passes and action guidance."""
+        passes = {"steps": steps, "guidance": guidance}
+        given = [name for name, v in passes.items() if v is not None]
+        options = self.frame.sampling_options
+        if any(name not in options for name in given):
+            raise ValueError(
+                f"{', '.join(given)}: only a maskgit video prior draws a frame in passes; "
+                f"this one is {self.config.kind}"
+            )
         return self.frame.sample(
             len(previous),
             self.condition(previous, actions),
@@ -225,6 +293,7 @@ class VideoPrior(nn.Module, PretrainedMixin):
             top_k=top_k,
             generator=generator,
             method=method or self.default_method,
+            **{name: passes[name] for name in given},
         )
 
     @torch.no_grad()
@@ -237,10 +306,12 @@ class VideoPrior(nn.Module, PretrainedMixin):
         top_k: int | None = None,
         generator: torch.Generator | None = None,
         method: str | None = None,
+        steps: int | None = None,
+        guidance: float | None = None,
     ) -> torch.Tensor:
         """Generate frames in latent space: context (B, c, h, w) codes of c >= k real frames,
         actions (B, F) (or (F,) for every rollout), actions[:, i] leading to generated frame
-        i -> (B, F, h, w) codes of the F generated frames."""
+        i -> (B, F, h, w) codes of the F generated frames (``sample_next``'s options)."""
         c = self.config
         if not torch.is_tensor(context) or context.dim() != 4 or context.shape[2:] != c.shape:
             got = tuple(context.shape) if torch.is_tensor(context) else type(context).__name__
@@ -275,6 +346,8 @@ class VideoPrior(nn.Module, PretrainedMixin):
                         top_k=top_k,
                         generator=generator,
                         method=method,
+                        steps=steps,
+                        guidance=guidance,
                     )
                 )
         return torch.stack(frames[c.context_frames :], dim=1)  # (B, F, h, w)

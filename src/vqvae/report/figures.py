@@ -354,19 +354,21 @@ HORIZON_STYLES = {  # condition -> (colour, line style, label)
 def horizon_curves(
     horizons: Sequence[int], by_horizon: dict[str, dict[str, list[float]]], path: Path
 ) -> Path:
-    """Two panels of ``vqvae video eval``'s numbers by horizon: PSNR and the fraction of codes
-    equal to the real future's, one line per condition."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
-    for ax, (measure, title) in zip(
-        axes, (("psnr", "PSNR against the real future (dB)"),
-               ("code_agreement", "codes equal to the real future's")), strict=True,
-    ):  # fmt: skip
+    """A panel per measure of ``vqvae video eval``'s numbers by horizon: PSNR, SSIM (when
+    the evaluation has it) and the fraction of codes equal to the real future's, one line per
+    condition."""
+    panels = [(m, t) for m, t in (("psnr", "PSNR against the real future (dB)"),
+                                  ("ssim", "SSIM with the real future"),
+                                  ("code_agreement", "codes equal to the real future's"))
+              if m in by_horizon]  # fmt: skip
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 3.8))
+    for ax, (measure, title) in zip(axes, panels, strict=True):
         for name, values in by_horizon[measure].items():
             colour, ls, label = HORIZON_STYLES.get(name, (MUTED, "-", name))
             ax.plot(horizons, values, ls, color=colour, marker=".", label=label)
         ax.set_xlabel("horizon (frames after the context)")
         ax.set_title(title)
         ax.set_xticks(list(horizons))
-    axes[1].yaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:.0%}"))
+    axes[-1].yaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:.0%}"))
     axes[0].legend(frameon=False)
     return _save(fig, path)
