@@ -661,6 +661,11 @@ def test_video_train_and_eval_of_the_maskgit_kind(image_run, toy_maze, tmp_path,
     assert main([*args, *TINY_VIDEO[2:], *tiny, "--context-frames", "2"]) == 0
     saved = json.loads((run / "video" / "config.json").read_text())["config"]
     assert saved["kind"] == "maskgit" and saved["steps"] == 8
+    assert json.loads((run / "video" / "metrics.json").read_text())["upper_bound"] is True
+    records = [json.loads(r) for r in (run / "video" / "metrics.jsonl").read_text().splitlines()]
+    trained = [r for r in records if r["split"] == "train"]
+    assert trained and all("bits_per_frame" not in r for r in trained)  # no NLL to report
+    assert all(math.isfinite(r["masked_bits_per_code"]) for r in trained)
     out = tmp_path / "eval.json"
     evaluation = ["video", "eval", str(run), "--data", str(toy_maze), "--context", "3",
                   "--frames", "2", "--json", str(out)]  # fmt: skip
@@ -671,3 +676,6 @@ def test_video_train_and_eval_of_the_maskgit_kind(image_run, toy_maze, tmp_path,
     assert "upper bounds" in capsys.readouterr().out
     assert main([*evaluation, "--force", "--draw", "raster"]) == 2
     assert "--draw raster: a maskgit video prior" in capsys.readouterr().err
+    assert main(["report", str(run), "--data", str(toy_maze)]) == 0
+    page = (run / "report" / "index.html").read_text()
+    assert "most confident codes first" in page and "(upper bound)" in page

@@ -182,10 +182,11 @@ def run_train(args: argparse.Namespace) -> int:
         prior, out, train_set, test_set, train_config,
         resume=args.resume, progress=not args.no_progress,
     )  # fmt: skip
+    bound = " (upper bounds)" if result.upper_bound else ""
     print(
         f"{out.path}: held-out {result.test_bits_per_frame:.1f} bits/frame under the recorded "
         f"actions, {result.test_bits_per_frame_shuffled:.1f} under shuffled ones "
-        f"(uniform {result.uniform_bits_per_frame:.0f})"
+        f"(uniform {result.uniform_bits_per_frame:.0f}){bound}"
     )
     return 0
 
