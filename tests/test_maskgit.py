@@ -249,6 +249,25 @@ def test_one_dimensional_grids_with_a_vector_and_a_context():
         assert not torch.allclose(prior(codes, cond), prior(codes, other))
 
 
+def test_an_aligned_context_is_read_where_it_lies_and_keeps_the_sequence_short():
+    prior = make(shape=(3, 4), context_shape=(2, 3, 4), context_aligned=True)
+    context = torch.randint(0, 5, (2, 2, 3, 4), generator=gen())
+    codes = prior.sample(2, Condition(context=context), steps=3, generator=gen())
+    seen = []
+    hook = prior.blocks[0].register_forward_hook(lambda m, i, o: seen.append(i[0].shape))
+    with torch.no_grad():
+        base = prior(codes, Condition(context=context))
+        for frame in range(2):  # each frame, at the far corner, reaches position (0, 0)
+            other = context.clone()
+            other[:, frame, -1, -1] = (other[:, frame, -1, -1] + 1) % 5
+            assert not torch.allclose(prior(codes, Condition(context=other))[..., 0, 0],
+                                      base[..., 0, 0])  # fmt: skip
+    hook.remove()
+    assert seen[0] == (2, 1 + 12, 16)  # the condition token and the grid's 12: no prefix
+    with pytest.raises(ValueError, match="context_aligned: expected a context of frames"):
+        MaskGITConfig(num_codes=4, shape=(3, 4), context_shape=(2, 4, 3), context_aligned=True)
+
+
 def test_sampling_is_reproducible_and_save_load_round_trips(tmp_path):
     prior = make(num_classes=2, steps=5, guidance=1.5)
     prior.save_pretrained(tmp_path / "prior")
