@@ -36,7 +36,7 @@ def test_ssim_is_the_definition_averaged_over_windows_and_channels():
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (14, 13, 3), dtype=np.uint8)
     y = np.clip(x.astype(int) + rng.integers(-40, 41, x.shape), 0, 255).astype(np.uint8)
-    assert metrics.ssim(x, y) == pytest.approx(ssim_by_definition(x, y), rel=1e-9)
+    assert metrics.ssim(x, y) == pytest.approx(ssim_by_definition(x, y), rel=1e-5)
     assert metrics.ssim(x, x) == pytest.approx(1.0)
     assert metrics.ssim(x, y) == pytest.approx(metrics.ssim(y, x))  # symmetric
     assert metrics.ssim(x, y) < metrics.ssim(x, (x.astype(int) // 2 * 2).astype(np.uint8))

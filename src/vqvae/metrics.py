@@ -25,43 +25,43 @@ def psnr_of_mse(err: float) -> float:
     return float("inf") if err == 0 else 10.0 * math.log10(1.0 / err)
 
 
-def _gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
-    x = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+def _gaussian_taps(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    x = torch.arange(size, dtype=torch.float32) - (size - 1) / 2
     g = torch.exp(-(x**2) / (2 * sigma**2))
-    g = g / g.sum()
-    return g[:, None] * g[None, :]  # (size, size), sums to 1
+    return g / g.sum()  # (size,): the separable window's taps, summing to 1
 
 
 def ssim(originals: np.ndarray, reconstructions: np.ndarray) -> float:
     """Mean structural similarity of uint8 images (..., H, W, C) (Wang, Bovik, Sheikh,
     Simoncelli 2004): an 11x11 Gaussian window of sigma 1.5, C1 = (0.01 L)^2 and
     C2 = (0.03 L)^2 for L = 255, each channel apart, averaged over the valid windows of every
-    image and channel (as scikit-image's ``structural_similarity(gaussian_weights=True)``)."""
+    image and channel (as scikit-image's ``structural_similarity(gaussian_weights=True)``).
+    The window is applied as two 1-D passes in float32: uint8 moments lose nothing there
+    that matters beside C2 (tests/test_image_metrics.py checks it against the definition)."""
     if originals.shape != reconstructions.shape or originals.ndim < 3:
         raise ValueError(
             f"ssim: expected two (..., H, W, C) arrays of one shape, got "
             f"{originals.shape} and {reconstructions.shape}"
         )
     h, w, c = originals.shape[-3:]
-    window = _gaussian_window()
-    if min(h, w) < window.shape[0]:
+    taps = _gaussian_taps()
+    if min(h, w) < len(taps):
         raise ValueError(f"ssim: images of {h}x{w} are smaller than the 11x11 window")
 
     def planes(a: np.ndarray) -> torch.Tensor:  # (..., H, W, C) -> (N * C, 1, H, W)
-        t = torch.from_numpy(np.ascontiguousarray(a.reshape(-1, h, w, c))).double()
+        t = torch.from_numpy(np.ascontiguousarray(a.reshape(-1, h, w, c))).float()
         return t.permute(0, 3, 1, 2).reshape(-1, 1, h, w)
 
+    def mean(t: torch.Tensor) -> torch.Tensor:  # the window's weighted mean, valid positions
+        t = torch.nn.functional.conv2d(t, taps.view(1, 1, -1, 1))
+        return torch.nn.functional.conv2d(t, taps.view(1, 1, 1, -1))
+
     x, y = planes(originals), planes(reconstructions)
-    k = window[None, None]  # (1, 1, 11, 11)
-
-    def mean(t: torch.Tensor) -> torch.Tensor:
-        return torch.nn.functional.conv2d(t, k)
-
     mx, my = mean(x), mean(y)
     vx, vy, cxy = mean(x * x) - mx**2, mean(y * y) - my**2, mean(x * y) - mx * my
     c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
     s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2))
-    return float(s.mean())
+    return float(s.double().mean())
 
 
 def image_gradient(images: np.ndarray) -> float:
