@@ -266,6 +266,24 @@ def test_an_aligned_context_is_read_where_it_lies_and_keeps_the_sequence_short()
     assert seen[0] == (2, 1 + 12, 16)  # the condition token and the grid's 12: no prefix
     with pytest.raises(ValueError, match="context_aligned: expected a context of frames"):
         MaskGITConfig(num_codes=4, shape=(3, 4), context_shape=(2, 4, 3), context_aligned=True)
+    with pytest.raises(ValueError, match="context_blocks: expected 0, or blocks over an aligned"):
+        MaskGITConfig(num_codes=4, shape=(3, 4), context_shape=(2, 3, 4), context_blocks=2)
+
+
+def test_convolutions_over_the_aligned_context_read_the_label_and_its_null():
+    prior = make(shape=(3, 4), num_classes=2, context_shape=(1, 3, 4), context_aligned=True,
+                 context_blocks=2)  # fmt: skip
+    context = torch.randint(0, 5, (2, 1, 3, 4), generator=gen())
+    codes = torch.randint(0, 5, (2, 3, 4), generator=gen())
+    cond = Condition(labels=torch.tensor([0, 1]), context=context)
+    with torch.no_grad():
+        base = prior(codes, cond)
+        labels = prior.context_net[0].label.weight
+        labels[-1] += 1.0  # the null label's bias: unread when every label is given
+        assert torch.equal(prior(codes, cond), base)
+        labels[0] += 1.0  # the first grid's label: read by the convolutions
+        changed = prior(codes, cond)
+    assert not torch.allclose(changed[0], base[0]) and torch.equal(changed[1], base[1])
 
 
 def test_sampling_is_reproducible_and_save_load_round_trips(tmp_path):

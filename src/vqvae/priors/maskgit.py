@@ -47,6 +47,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vqvae.priors.base import Condition, CondLike, Draw, Prior
+from vqvae.priors.parallel import DilatedBlock
 from vqvae.priors.transformer import Block, TransformerConfig, grid_positions, init_gpt2_weights
 from vqvae.registry import PRIORS
 
@@ -70,6 +71,12 @@ class MaskGITConfig(TransformerConfig):
     # times dearer in attention; the video prior's next frame (video.py) reads its previous
     # frames this way.
     context_aligned: bool = False
+    # An aligned 2-D context through this many residual blocks of dilated 3x3 convolutions
+    # (the parallel video prior's, parallel.py; dilations 1, 2, 4, 8, ...) before it joins
+    # the tokens: what lies near a position in the context (a turn shifts the view) reaches
+    # it through translation-equivariant convolutions rather than learnt attention. Each
+    # block reads the label (the null one where guidance drops it). 0: none.
+    context_blocks: int = 0
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -77,6 +84,13 @@ class MaskGITConfig(TransformerConfig):
             raise ValueError(
                 f"context_aligned: expected a context of frames of the grid's shape "
                 f"(k, {', '.join(map(str, self.shape))}), got {self.context_shape}"
+            )
+        if self.context_blocks < 0 or (
+            self.context_blocks and not (self.context_aligned and len(self.shape) == 2)
+        ):
+            raise ValueError(
+                f"context_blocks: expected 0, or blocks over an aligned context of 2-D "
+                f"frames, got {self.context_blocks}"
             )
         if not 0.0 <= self.cond_dropout < 1.0:
             raise ValueError(
@@ -158,6 +172,10 @@ class MaskGITPrior(Prior):
         if c.context_aligned:
             self.context_tok = nn.Embedding(c.context_codes, c.d_model)
             self.context_mix = nn.Linear(c.context_shape[0] * c.d_model, c.d_model)
+            self.context_net = nn.ModuleList(
+                DilatedBlock(c.d_model, 2 ** (i % 4), c.num_classes + 1)
+                for i in range(c.context_blocks)
+            )
             self.copy = nn.Linear(c.d_model, 1)
         elif c.context_shape:
             self.context_tok = nn.Embedding(c.context_codes, c.d_model)
@@ -200,7 +218,13 @@ class MaskGITPrior(Prior):
             assert cond.context is not None
             frames = cond.context.reshape(b, -1, length)  # (B, k, *shape) -> (B, k, L)
             here = self.context_tok(frames.transpose(1, 2))  # (B, L, k, d)
-            parts[1] = x + self.context_mix(here.flatten(2))  # (B, L, k*d) -> (B, L, d)
+            z = self.context_mix(here.flatten(2))  # (B, L, k*d) -> (B, L, d)
+            if self.context_net:
+                z = z.transpose(1, 2).reshape(b, -1, *self.config.shape)  # -> (B, d, h, w)
+                for block in self.context_net:
+                    z = block(z, labels)
+                z = z.flatten(2).transpose(1, 2)  # (B, d, h, w) -> (B, L, d)
+            parts[1] = x + z
         elif cond.context is not None:
             flat = cond.context.reshape(b, -1)  # (B, *context_shape) -> (B, m)
             parts.insert(0, self.context_tok(flat) + grid_positions(self.context_axes))

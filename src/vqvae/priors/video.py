@@ -78,6 +78,7 @@ class VideoPriorConfig:
     maskgit_width: int = 128
     maskgit_layers: int = 6
     maskgit_heads: int = 4
+    maskgit_context_blocks: int = 0  # dilated convolutions over the context (maskgit.py)
     steps: int = 8
     guidance: float = 1.0
     noise: float = 4.5
@@ -145,6 +146,7 @@ class VideoPriorConfig:
             num_layers=self.maskgit_layers,
             num_heads=self.maskgit_heads,
             context_aligned=True,
+            context_blocks=self.maskgit_context_blocks,
             steps=self.steps,
             guidance=self.guidance,
             noise=self.noise,
