@@ -393,7 +393,7 @@ def test_eval_compares_recorded_and_shuffled_actions_and_the_report_shows_it(
     assert result["bits_per_frame_other_context"] > 0
     assert result["horizons"] == [1, 2, 3, 4]
     by = result["by_horizon"]
-    assert set(by) == {"psnr", "ssim", "code_agreement"}
+    assert set(by) == {"psnr", "ssim", "code_agreement", "detail"}
     conditions = {"recorded", "shuffled", "held", "copy"}
     assert set(by["psnr"]) == set(by["ssim"]) == set(by["code_agreement"]) == conditions
     assert all(len(v) == 4 for m in by.values() for v in m.values())

@@ -254,7 +254,9 @@ def print_table(r: dict[str, Any], name: str) -> None:
         f"ones ({o['bits_change']:.2f} bits); {o['argmax_copies']:.1%} of argmax codes copy"
     )
     print(f"  by horizon {'':14s}" + "".join(f"{h:>7d}" for h in r["horizons"]))
-    for measure, fmt in (("psnr", "{:7.2f}"), ("ssim", "{:7.3f}"), ("code_agreement", "{:7.1%}")):
+    measures = (("psnr", "{:7.2f}"), ("ssim", "{:7.3f}"), ("code_agreement", "{:7.1%}"),
+                ("detail", "{:7.2f}"))  # fmt: skip
+    for measure, fmt in measures:
         for key in CONDITIONS:
             values = "".join(fmt.format(v) for v in r["by_horizon"][measure][key])
             print(f"  {measure + ' ' + key:25s}{values}")

@@ -304,7 +304,7 @@ class VideoEvaluation:
     rollout_held: RolloutScore  # the last real context frame held still
     one_step: OneStep
     horizons: tuple[int, ...]  # 1 .. F
-    # {measure: {condition: [F values]}}, measures "psnr", "ssim", "code_agreement"
+    # {measure: {condition: [F values]}}, measures "psnr", "ssim", "code_agreement", "detail"
     by_horizon: dict[str, dict[str, list[float]]]
     gradient_real: float  # the real future frames' detail, the level rollouts should keep
     num_examples: int  # held-out (previous, action, next) examples scored
@@ -335,12 +335,14 @@ def _score(real: np.ndarray, fake: np.ndarray, real_codes: np.ndarray, codes: np
 
 
 def _horizon_scores(real, fake, real_codes, codes) -> dict[str, list[float]]:
-    """PSNR, SSIM and code agreement at each horizon: (B, F, ...) pairs -> F values each."""
+    """PSNR, SSIM, code agreement and the frames' own detail at each horizon: (B, F, ...)
+    pairs -> F values each."""
     frames = range(real.shape[1])
     return {
         "psnr": [metrics.psnr(real[:, f], fake[:, f]) for f in frames],
         "ssim": [metrics.ssim(real[:, f], fake[:, f]) for f in frames],
         "code_agreement": [float((real_codes[:, f] == codes[:, f]).mean()) for f in frames],
+        "detail": [metrics.image_gradient(fake[:, f]) for f in frames],
     }
 
 
