@@ -249,6 +249,26 @@ def test_a_video_prior_saved_before_the_kinds_loads_as_a_pixelcnn(tmp_path):
     assert loaded.config.kind == "pixelcnn" and isinstance(loaded.frame, PixelCNNPrior)
 
 
+def test_a_prior_draws_as_its_config_says_unless_told(tmp_path):
+    prior = tiny_prior(k=2, kind="hybrid", top_k=1)  # greedy unless told
+    _, previous, actions = batch(prior)
+
+    def draw(**kw):
+        return prior.sample_next(previous, actions, generator=torch.Generator().manual_seed(1),
+                                 **kw)  # fmt: skip
+
+    assert prior.draw_settings() == (1.0, 1) and prior.draw_settings(0.5) == (0.5, None)
+    assert torch.equal(draw(), draw(top_k=1))
+    assert not torch.equal(draw(temperature=1.0), draw())  # told: every code, temperature 1
+    prior.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    del saved["config"]["temperature"], saved["config"]["top_k"]  # as an older release wrote it
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    assert VideoPrior.from_pretrained(tmp_path).draw_settings() == (1.0, None)  # as before
+    with pytest.raises(ValueError, match="temperature, top_k: expected"):
+        VideoPriorConfig(16, (4, 5), ACTIONS, top_k=-1)
+
+
 def test_rollout_refuses_a_context_shorter_than_k():
     prior = tiny_prior(k=3)
     with pytest.raises(ValueError, match="reads 3 previous frames, got 2"):

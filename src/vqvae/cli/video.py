@@ -86,8 +86,10 @@ def add_parser(sub: Any) -> None:
 def add_sampling_options(p: argparse.ArgumentParser) -> None:
     """--temperature, --top-k, --greedy, --draw, and a maskgit prior's --steps and
     --guidance: how a rollout draws each frame (``Sampling``)."""
-    p.add_argument("--temperature", type=float, default=1.0, help="of every draw (default: 1)")
-    p.add_argument("--top-k", type=int, metavar="K", help="draw among the K likeliest codes")
+    p.add_argument("--temperature", type=float, help="of every draw (default: the prior's own; "
+                   "1 when only --top-k is given)")  # fmt: skip
+    p.add_argument("--top-k", type=int, metavar="K", help="draw among the K likeliest codes "
+                   "(default: the prior's own; all when only --temperature is given)")  # fmt: skip
     p.add_argument("--greedy", action="store_true", help="the likeliest code (argmax) each time")
     p.add_argument("--draw", choices=DRAWS, help="raster: each code of a frame given those "
                    "before it (a PixelCNN's or hybrid's); parallel: all at once from the "

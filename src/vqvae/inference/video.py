@@ -152,20 +152,21 @@ DRAWS = {"raster": "fast", "parallel": "parallel", "passes": "maskgit"}
 @dataclass(frozen=True)
 class Sampling:
     """How a rollout draws each code: from ``softmax(logits / temperature)``, among the
-    ``top_k`` likeliest codes only when given; ``top_k=1`` is the greedy (argmax) rollout.
+    ``top_k`` likeliest codes only when given; ``top_k=1`` is the greedy (argmax) rollout;
+    neither: the prior's own (``VideoPrior.draw_settings``).
     ``method``: the frame prior's sampler ("fast": in raster order, each code given those
     before it; "parallel": every code at once; "maskgit": in passes), None for the prior's
     own default. ``steps`` and ``guidance``: a maskgit prior's passes and action guidance
     (None: its config's)."""
 
-    temperature: float = 1.0
+    temperature: float | None = None
     top_k: int | None = None
     method: str | None = None
     steps: int | None = None
     guidance: float | None = None
 
     def __post_init__(self) -> None:
-        if not self.temperature > 0:
+        if self.temperature is not None and not self.temperature > 0:
             raise DataError(f"--temperature {self.temperature}: expected a number > 0")
         if self.top_k is not None and self.top_k < 1:
             raise DataError(f"--top-k {self.top_k}: expected at least 1 code")
@@ -177,7 +178,7 @@ class Sampling:
     @classmethod
     def choose(
         cls,
-        temperature: float,
+        temperature: float | None,
         top_k: int | None,
         greedy: bool,
         draw: str | None = None,
@@ -432,6 +433,7 @@ def evaluate_video(
         fake, codes = futures[name]
         for measure, values in _horizon_scores(real, fake, real_codes, codes).items():
             by_horizon.setdefault(measure, {})[name] = values
+    drawn = prior.draw_settings(sampling.temperature, sampling.top_k)
     return VideoEvaluation(
         bits_per_frame_recorded=bits_per_frame(prior, data),
         bits_per_frame_shuffled=bits_per_frame(prior, shuffled),
@@ -448,8 +450,8 @@ def evaluate_video(
         num_rollouts=len(n),
         context=context,
         frames=frames,
-        temperature=sampling.temperature,
-        top_k=sampling.top_k,
+        temperature=drawn[0],
+        top_k=drawn[1],
         method=sampling.method_for(prior),
         starts=len(offsets),
         bits_exact=prior.exact_likelihood,

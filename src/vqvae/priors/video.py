@@ -83,9 +83,16 @@ class VideoPriorConfig:
     guidance: float = 1.0
     noise: float = 4.5
     cond_dropout: float = 0.1
+    # How a rollout draws each code unless told (``sample_next``; ``vqvae rollout`` and
+    # ``vqvae video eval`` without --temperature, --top-k or --greedy): from
+    # softmax(logits / temperature) among the top_k likeliest (0: all; 1: the argmax).
+    temperature: float = 1.0
+    top_k: int = 0
     # saved video priors from before the copy path rebuild without it, and from before the
     # kinds as PixelCNNs
-    ABSENT: ClassVar[dict[str, Any]] = {"copy_last": False, "kind": "pixelcnn"}
+    ABSENT: ClassVar[dict[str, Any]] = {
+        "copy_last": False, "kind": "pixelcnn", "temperature": 1.0, "top_k": 0,
+    }  # fmt: skip
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "shape", tuple(self.shape))
@@ -96,6 +103,11 @@ class VideoPriorConfig:
             raise ValueError("action_names: expected at least one action")
         if self.context_frames < 1:
             raise ValueError(f"context_frames: expected >= 1, got {self.context_frames}")
+        if not self.temperature > 0 or self.top_k < 0:
+            raise ValueError(
+                f"temperature, top_k: expected a temperature > 0 and top_k >= 0 (0: all "
+                f"codes), got {self.temperature!r} and {self.top_k!r}"
+            )
         if self.kind not in VIDEO_PRIORS:
             kinds = ", ".join(VIDEO_PRIORS)
             raise ValueError(f"kind: expected one of {kinds}, got {self.kind!r}")
@@ -264,12 +276,21 @@ class VideoPrior(nn.Module, PretrainedMixin):
         passes) for the maskgit kind."""
         return VIDEO_PRIORS.get(self.config.kind).draw
 
+    def draw_settings(
+        self, temperature: float | None = None, top_k: int | None = None
+    ) -> tuple[float, int | None]:
+        """The temperature and top-k a draw uses: the config's when neither is given, else
+        the given ones (temperature 1 and every code where one is left out)."""
+        if temperature is None and top_k is None:
+            return self.config.temperature, self.config.top_k or None
+        return (1.0 if temperature is None else temperature), top_k
+
     def sample_next(
         self,
         previous: torch.Tensor,
         actions: torch.Tensor,
         *,
-        temperature: float = 1.0,
+        temperature: float | None = None,
         top_k: int | None = None,
         generator: torch.Generator | None = None,
         method: str | None = None,
@@ -277,9 +298,11 @@ class VideoPrior(nn.Module, PretrainedMixin):
         guidance: float | None = None,
     ) -> torch.Tensor:
         """One next frame's codes (B, h, w) for each of B contexts (B, k, h, w) and actions;
-        ``top_k=1`` draws the argmax code at every position (a greedy rollout); ``method``
+        ``top_k=1`` draws the argmax code at every position (a greedy rollout); neither
+        ``temperature`` nor ``top_k``: the config's (``draw_settings``); ``method``
         (default ``default_method``): the frame prior's sampler; ``steps`` and ``guidance``
         (default: the config's): the maskgit kind's passes and action guidance."""
+        temperature, top_k = self.draw_settings(temperature, top_k)
         passes = {"steps": steps, "guidance": guidance}
         given = [name for name, v in passes.items() if v is not None]
         options = self.frame.sampling_options
@@ -304,7 +327,7 @@ class VideoPrior(nn.Module, PretrainedMixin):
         context: torch.Tensor,
         actions: torch.Tensor,
         *,
-        temperature: float = 1.0,
+        temperature: float | None = None,
         top_k: int | None = None,
         generator: torch.Generator | None = None,
         method: str | None = None,
