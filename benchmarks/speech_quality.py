@@ -16,7 +16,8 @@
    literature does.
 4. The probe (``vqvae.experiments.probe``): digit and speaker from code histograms.
 5. With a trained prior in RUN/prior: ``--samples`` utterances per digit drawn for each
-   digit (speakers in turn) and the fraction judged as the digit they were drawn for.
+   digit (speakers in turn) and the fraction judged as the digit they were drawn for
+   (a maskgit prior at its own passes and guidance, or ``--steps`` / ``--guidance``).
 
 Prints a table of each figure against its bar, with timings; ``--json`` writes them too.
 """
@@ -85,6 +86,8 @@ def main() -> None:
         help="which measurements, comma-separated (default: all)",
     )  # fmt: skip
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, help="a maskgit prior's passes (default: its own)")
+    p.add_argument("--guidance", type=float, help="a maskgit prior's guidance (default: its own)")
     p.add_argument("--json", help="write the figures to this file")
     args = p.parse_args()
     parts = set(args.parts.split(","))
@@ -178,11 +181,14 @@ def main() -> None:
 
     if "samples" in parts and run.prior.weights_file.is_file():
         prior = load_prior(run)
+        passes = {k: v for k, v in (("steps", args.steps), ("guidance", args.guidance))
+                  if v is not None}  # fmt: skip
         waves, digits = [], []
         start = time.perf_counter()
         for digit in range(10):
             speaker = model.speakers[digit % len(model.speakers)]
-            got = sample_speech(model, prior, args.samples, digit, speaker, seed=args.seed + digit)
+            got = sample_speech(model, prior, args.samples, digit, speaker,
+                                seed=args.seed + digit, **passes)  # fmt: skip
             waves += got.waveforms
             digits += [digit] * args.samples
         seconds["prior samples"] = time.perf_counter() - start
