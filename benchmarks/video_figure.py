@@ -3,7 +3,7 @@ the real future: the figure that shows whether generated frames look like the ma
 (docs/video.md), and each row's detail (``metrics.image_gradient``) beside the real frames'.
 
     python benchmarks/video_figure.py --run hybrid=RUN_A --run maskgit=RUN_B \\
-        --data maze.npz --episodes 0 5 --start 20 --out docs/maze-rollouts-kinds.png
+        --data maze.npz --contexts 2:12 3:36 --out docs/maze-rollouts-kinds.png
 
 Every run must hold the same image VQ-VAE (the same codes); each ``RUN/video`` is its prior.
 """
@@ -36,8 +36,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--run", action="append", required=True, metavar="NAME=RUN")
     p.add_argument("--data", required=True, help="the episodes .npz the runs trained on")
-    p.add_argument("--episodes", type=int, nargs="+", default=[0], help="test episodes")
-    p.add_argument("--start", type=int, default=0, help="first context frame in each")
+    p.add_argument("--contexts", nargs="+", default=["0:0"], metavar="EPISODE:FRAME",
+                   help="test episodes and the first context frame in each")  # fmt: skip
     p.add_argument("--context", type=int, default=4)
     p.add_argument("--frames", type=int, default=6)
     p.add_argument("--seed", type=int, default=0)
@@ -50,10 +50,11 @@ def main() -> None:
     priors = {name: load_video_prior(RunDir(path)) for name, path in runs.items()}
     k = max(prior.context_frames for prior in priors.values())
     codes = encode_episodes(model, episodes, k).codes  # (N, T, h, w)
-    t0, c, f = args.start, args.context, args.frames
+    c, f = args.context, args.frames
     strips, detail = [], {}
     with tempfile.TemporaryDirectory() as tmp:
-        for e in args.episodes:
+        for spec in args.contexts:
+            e, t0 = (int(x) for x in spec.split(":"))
             context = codes[e : e + 1, t0 : t0 + c]  # (1, c, h, w)
             actions = episodes.actions[e, t0 + c - 1 : t0 + c - 1 + f]  # lead to frames c..
             rows = {}
@@ -65,7 +66,7 @@ def main() -> None:
                     detail.setdefault(f"{name} {how}", []).append(out.frames[0])
             real = episodes.frames[e, t0 + c : t0 + c + f]
             detail.setdefault("real", []).append(real)
-            path = Path(tmp) / f"{e}.png"
+            path = Path(tmp) / f"{e}-{t0}.png"
             rollout_strip(out.context_frames[0], rows, path, real=real)
             strips.append(np.asarray(Image.open(path).convert("RGB")))
     width = max(s.shape[1] for s in strips)
@@ -77,7 +78,7 @@ def main() -> None:
         parts += [padded, gap]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.concatenate(parts[:-1])).save(args.out)
-    print(f"wrote {args.out}: episodes {args.episodes}, frames {t0}..{t0 + c + f - 1}")
+    print(f"wrote {args.out}: contexts {' '.join(args.contexts)}, {c} + {f} frames each")
     for name, frames in detail.items():
         gradient = metrics.image_gradient(np.stack(frames))
         print(f"  detail (mean image gradient) {name:20s} {gradient:.2f}")

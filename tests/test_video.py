@@ -32,9 +32,11 @@ ACTIONS = ("noop", "forward", "left", "right")
 
 
 def tiny_prior(k: int = 2, **kw) -> VideoPrior:
+    """A tiny video prior drawing at temperature 1, which the tests' draws compare with."""
     torch.manual_seed(0)
     fields = dict(channels=8, num_layers=2, head_channels=16, context_layers=3,
-                  parallel_channels=8, parallel_blocks=2, kind="pixelcnn")  # fmt: skip
+                  parallel_channels=8, parallel_blocks=2, kind="pixelcnn",
+                  temperature=1.0)  # fmt: skip
     return VideoPrior(VideoPriorConfig(16, (4, 5), ACTIONS, context_frames=k, **(fields | kw)))
 
 
@@ -407,6 +409,7 @@ def test_eval_compares_recorded_and_shuffled_actions_and_the_report_shows_it(
     assert main([*args, "--frames", "4", "--json", str(out)]) == 0
     result = json.loads(out.read_text())
     assert result["context"] == 3 and result["frames"] == 4 and result["num_rollouts"] >= 2
+    assert (result["temperature"], result["top_k"]) == (0.5, None)  # a new prior's own draw
     for key in ("recorded", "shuffled", "copy_last", "held"):
         assert 0 <= result[f"rollout_{key}"]["code_match"] <= 1
     assert result["bits_per_frame_recorded"] > 0 and result["bits_per_frame_shuffled"] > 0

@@ -86,7 +86,9 @@ class VideoPriorConfig:
     # How a rollout draws each code unless told (``sample_next``; ``vqvae rollout`` and
     # ``vqvae video eval`` without --temperature, --top-k or --greedy): from
     # softmax(logits / temperature) among the top_k likeliest (0: all; 1: the argmax).
-    temperature: float = 1.0
+    # 0.5: on the maze the hybrid's frames then hold the real frames' detail, where
+    # temperature 1 turns them to speckle and the argmax smooths them (docs/video.md)
+    temperature: float = 0.5
     top_k: int = 0
     # saved video priors from before the copy path rebuild without it, and from before the
     # kinds as PixelCNNs
