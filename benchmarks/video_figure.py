@@ -1,4 +1,5 @@
-"""Rollouts of several video priors from the same held-out contexts, greedy and sampled, above
+"""Rollouts of several video priors from the same held-out contexts, greedy and sampled at
+temperatures 0.5 and 1, above
 the real future: the figure that shows whether generated frames look like the maze
 (docs/video.md), and each row's detail (``metrics.image_gradient``) beside the real frames'.
 
@@ -29,7 +30,8 @@ from vqvae.inference.video import (
 from vqvae.report.video import rollout_strip
 from vqvae.runs import RunDir, load_frame_model
 
-SAMPLINGS = {"greedy": Sampling(top_k=1), "sampled": Sampling()}
+SAMPLINGS = {"greedy": Sampling(top_k=1), "T 0.5": Sampling(temperature=0.5),
+             "T 1": Sampling(temperature=1.0)}  # fmt: skip
 
 
 def main() -> None:
