@@ -581,7 +581,8 @@ def test_a_short_fit_learns_that_the_actions_matter(tmp_path, one_thread):
 
 
 # -- the masked-token (maskgit) kind --------------------------------------------------------------
-TINY_MASKGIT = dict(kind="maskgit", maskgit_width=16, maskgit_layers=2, maskgit_heads=2)
+TINY_MASKGIT = dict(kind="maskgit", maskgit_width=16, maskgit_layers=2, maskgit_heads=2,
+                    maskgit_context_blocks=2)  # fmt: skip
 
 
 def test_the_maskgit_kind_reads_every_context_frame_where_it_lies_and_the_action():
@@ -623,7 +624,7 @@ def test_the_maskgit_kind_trains_on_masked_tokens_and_scores_a_seeded_upper_boun
 
 
 def test_a_maskgit_frame_is_drawn_in_its_passes_seeded_and_refuses_passes_elsewhere():
-    prior = tiny_prior(k=2, **TINY_MASKGIT)
+    prior = tiny_prior(k=2, **(TINY_MASKGIT | {"maskgit_context_blocks": 0}))
     _, previous, actions = batch(prior)
     with torch.no_grad():
         prior.frame.head.weight.mul_(100.0)  # logits far from uniform, as a trained prior's
@@ -650,6 +651,17 @@ def test_a_maskgit_frame_is_drawn_in_its_passes_seeded_and_refuses_passes_elsewh
         Sampling(method="fast").method_for(prior)
     with pytest.raises(DataError, match="--steps 0: expected at least 1 pass"):
         Sampling(steps=0)
+
+
+def test_a_maskgit_prior_saved_before_the_context_convolutions_loads_without_them(tmp_path):
+    prior = tiny_prior(k=2, **(TINY_MASKGIT | {"maskgit_context_blocks": 0}))
+    prior.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    del saved["config"]["maskgit_context_blocks"]  # as this kind was first written
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    loaded = VideoPrior.from_pretrained(tmp_path)
+    assert loaded.config.maskgit_context_blocks == 0 and len(loaded.frame.context_net) == 0
+    assert VideoPriorConfig(16, (4, 5), ACTIONS).maskgit_context_blocks == 8  # new priors
 
 
 def test_a_short_maskgit_fit_learns_that_the_actions_matter(tmp_path, one_thread):

@@ -78,7 +78,9 @@ class VideoPriorConfig:
     maskgit_width: int = 128
     maskgit_layers: int = 6
     maskgit_heads: int = 4
-    maskgit_context_blocks: int = 0  # dilated convolutions over the context (maskgit.py)
+    # dilated convolutions over the context (maskgit.py): with them the maze's maskgit
+    # prior reads the action (docs/video.md); saved maskgit priors without the field had none
+    maskgit_context_blocks: int = 8
     steps: int = 8
     guidance: float = 1.0
     noise: float = 4.5
@@ -94,6 +96,7 @@ class VideoPriorConfig:
     # kinds as PixelCNNs
     ABSENT: ClassVar[dict[str, Any]] = {
         "copy_last": False, "kind": "pixelcnn", "temperature": 1.0, "top_k": 0,
+        "maskgit_context_blocks": 0,
     }  # fmt: skip
 
     def __post_init__(self) -> None:
