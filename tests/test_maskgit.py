@@ -69,9 +69,9 @@ def test_sampling_runs_the_schedule_pass_by_pass():
     seen: list[int] = []
     network = prior._network
 
-    def counting(tokens, cond, keep=None):
+    def counting(tokens, cond, keep=None, aligned=None):
         seen.append(int((tokens == prior.mask_id).sum()))
-        return network(tokens, cond, keep)
+        return network(tokens, cond, keep, aligned)
 
     prior._network = counting  # type: ignore[method-assign]
     codes = prior.sample(2, steps=8, generator=gen())
@@ -268,6 +268,24 @@ def test_an_aligned_context_is_read_where_it_lies_and_keeps_the_sequence_short()
         MaskGITConfig(num_codes=4, shape=(3, 4), context_shape=(2, 4, 3), context_aligned=True)
     with pytest.raises(ValueError, match="context_blocks: expected 0, or blocks over an aligned"):
         MaskGITConfig(num_codes=4, shape=(3, 4), context_shape=(2, 3, 4), context_blocks=2)
+
+
+@pytest.mark.parametrize("guidance", [1.0, 2.0])
+def test_an_aligned_context_is_computed_once_a_draw_and_read_as_at_every_pass(guidance):
+    prior = make(shape=(3, 4), num_classes=2, context_shape=(2, 3, 4), context_aligned=True,
+                 context_blocks=2)  # fmt: skip
+    cond = Condition(labels=torch.tensor([0, 1]), context=torch.randint(0, 5, (2, 2, 3, 4)))
+    calls = []
+    hook = prior.context_net[0].register_forward_hook(lambda m, i, o: calls.append(len(i[0])))
+    prior.sample(2, cond, steps=4, guidance=guidance, generator=gen())
+    hook.remove()
+    assert calls == [2 if guidance == 1.0 else 4]  # once, for the guided batch if any
+    checked = prior.check_condition(cond, 2)
+    batch, keep = prior._guided_batch(checked, 2, guidance)
+    tokens = torch.randint(0, 6, (len(batch.labels), 12), generator=gen(2))  # [MASK] = 5
+    with torch.no_grad():
+        once = prior._network(tokens, batch, keep, prior._aligned_context(batch, keep))
+        torch.testing.assert_close(once, prior._network(tokens, batch, keep))
 
 
 def test_convolutions_over_the_aligned_context_read_the_label_and_its_null():

@@ -198,33 +198,48 @@ class MaskGITPrior(Prior):
         """Whether ``cond`` holds a global condition that guidance can drop."""
         return cond.labels is not None or cond.vector is not None
 
+    def _labels(self, cond: Condition, keep: torch.Tensor | None, b: int) -> torch.Tensor:
+        """(B,) label ids, the null one where there is none or ``keep`` drops it."""
+        null = self.config.num_classes
+        device = self.cond_tok.weight.device
+        labels = cond.labels if cond.labels is not None else torch.full((b,), null, device=device)
+        return labels if keep is None else torch.where(keep, labels, null)
+
+    def _aligned_context(self, cond: Condition, keep: torch.Tensor | None) -> torch.Tensor:
+        """An aligned context's contribution to each position's token, (B, L, d): the same at
+        every pass of a draw, so ``_decode`` computes it once."""
+        assert cond.context is not None
+        b, length = cond.context.shape[0], math.prod(self.config.shape)
+        frames = cond.context.reshape(b, -1, length)  # (B, k, *shape) -> (B, k, L)
+        here = self.context_tok(frames.transpose(1, 2))  # (B, L, k, d)
+        z = self.context_mix(here.flatten(2))  # (B, L, k*d) -> (B, L, d)
+        if self.context_net:
+            labels = self._labels(cond, keep, b)
+            z = z.transpose(1, 2).reshape(b, -1, *self.config.shape)  # -> (B, d, h, w)
+            for block in self.context_net:
+                z = block(z, labels)
+            z = z.flatten(2).transpose(1, 2)  # (B, d, h, w) -> (B, L, d)
+        return z
+
     def _network(
-        self, tokens: torch.Tensor, cond: Condition, keep: torch.Tensor | None = None
+        self,
+        tokens: torch.Tensor,
+        cond: Condition,
+        keep: torch.Tensor | None = None,
+        aligned: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Tokens (B, L) in ``[0, K]`` ([MASK] = K) -> logits (B, L, K). ``keep`` (B,) bool:
-        which grids see their global condition (the others the null); None: all."""
+        which grids see their global condition (the others the null); None: all.
+        ``aligned``: ``_aligned_context(cond, keep)`` when already computed."""
         b, length = tokens.shape
-        null = self.config.num_classes
-        labels = cond.labels if cond.labels is not None else tokens.new_full((b,), null)
-        if keep is not None:
-            labels = torch.where(keep, labels, null)
-        g = self.cond_tok(labels)  # (B, d)
+        g = self.cond_tok(self._labels(cond, keep, b))  # (B, d)
         if self.vec is not None and cond.vector is not None:
             v = self.vec(cond.vector)  # (B, d)
             g = g + (v if keep is None else v * keep[:, None].to(v.dtype))
         x = self.tok(tokens) + grid_positions(self.axes)  # (B, L, d)
         parts = [g[:, None], x]  # (B, 1, d), (B, L, d)
         if self.config.context_aligned:
-            assert cond.context is not None
-            frames = cond.context.reshape(b, -1, length)  # (B, k, *shape) -> (B, k, L)
-            here = self.context_tok(frames.transpose(1, 2))  # (B, L, k, d)
-            z = self.context_mix(here.flatten(2))  # (B, L, k*d) -> (B, L, d)
-            if self.context_net:
-                z = z.transpose(1, 2).reshape(b, -1, *self.config.shape)  # -> (B, d, h, w)
-                for block in self.context_net:
-                    z = block(z, labels)
-                z = z.flatten(2).transpose(1, 2)  # (B, d, h, w) -> (B, L, d)
-            parts[1] = x + z
+            parts[1] = x + (self._aligned_context(cond, keep) if aligned is None else aligned)
         elif cond.context is not None:
             flat = cond.context.reshape(b, -1)  # (B, *context_shape) -> (B, m)
             parts.insert(0, self.context_tok(flat) + grid_positions(self.context_axes))
@@ -234,7 +249,8 @@ class MaskGITPrior(Prior):
         x = self.ln_f(x[:, -length:])  # (B, L, d)
         logits = self.head(x)  # (B, L, K)
         if self.config.context_aligned:
-            last = frames[:, -1:].transpose(1, 2)  # (B, L, 1): the last frame's codes
+            assert cond.context is not None
+            last = cond.context[:, -1].reshape(b, length, 1)  # the last frame's codes (B, L, 1)
             logits = logits.scatter_add(2, last, self.copy(x).to(logits.dtype))
         return logits
 
@@ -387,13 +403,28 @@ class MaskGITPrior(Prior):
         start = torch.full((n, *self.config.shape), self.mask_id, device=self.device)
         return self._decode(start, cond, draw, steps, guidance, generator)
 
-    def _guided_logits(self, tokens: torch.Tensor, cond: Condition, guidance: float):
-        """(n, L) tokens -> (n, L, K) logits, ``uncond + guidance * (cond - uncond)``."""
+    def _guided_batch(
+        self, cond: Condition, n: int, guidance: float
+    ) -> tuple[Condition, torch.Tensor | None]:
+        """The condition and ``keep`` of a pass's batch: n grids, or with guidance 2n, the
+        first half conditioned and the second given the null condition."""
         if guidance == 1.0 or not self._global(cond):
-            return self._network(tokens, cond)
-        n = tokens.shape[0]
-        keep = torch.arange(2 * n, device=tokens.device) < n  # first half conditioned
-        both = self._network(tokens.repeat(2, 1), _repeat(cond, 2), keep)  # (2n, L, K)
+            return cond, None
+        return _repeat(cond, 2), torch.arange(2 * n, device=self.device) < n
+
+    def _guided_logits(
+        self,
+        tokens: torch.Tensor,
+        cond: Condition,
+        guidance: float,
+        aligned: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """(n, L) tokens -> (n, L, K) logits, ``uncond + guidance * (cond - uncond)``;
+        ``aligned``: the aligned context of ``_guided_batch``'s batch, when computed."""
+        batch, keep = self._guided_batch(cond, tokens.shape[0], guidance)
+        if keep is None:
+            return self._network(tokens, batch, aligned=aligned)
+        both = self._network(tokens.repeat(2, 1), batch, keep, aligned)  # (2n, L, K)
         conditioned, unconditioned = both.float().chunk(2)
         return unconditioned + guidance * (conditioned - unconditioned)
 
@@ -413,11 +444,14 @@ class MaskGITPrior(Prior):
         n = start.shape[0]
         tokens = start.reshape(n, -1).clone()  # (n, *shape) -> (n, L)
         counts = masked_counts((tokens == self.mask_id).sum(dim=1), steps)  # (S, n)
+        aligned = None  # the aligned context does not change between passes: computed once
+        if c.context_aligned:
+            aligned = self._aligned_context(*self._guided_batch(cond, n, guidance))
         for s in range(steps):
             unknown = tokens == self.mask_id  # (n, L)
             if not unknown.any():
                 break
-            logits = self._guided_logits(tokens, cond, guidance)  # (n, L, K)
+            logits = self._guided_logits(tokens, cond, guidance, aligned)  # (n, L, K)
             drawn = draw(logits[unknown])  # (u, K) -> (u,)
             logp = F.log_softmax(logits[unknown].float(), dim=-1)
             confidence = torch.full(tokens.shape, math.inf, device=tokens.device)
