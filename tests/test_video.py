@@ -310,6 +310,18 @@ def test_one_step_accuracy_splits_persisting_and_changing_codes():
     assert total == pytest.approx(bits_per_frame(prior, data), rel=1e-6)
 
 
+def test_overall_ssim_and_detail_are_the_means_of_the_horizons():
+    from vqvae import metrics
+    from vqvae.inference.video import _horizon_scores, _score
+
+    rng = np.random.default_rng(0)
+    real, fake = rng.integers(0, 256, (2, 2, 3, 16, 16, 3), dtype=np.uint8)  # (B, F, H, W, 3)
+    codes = rng.integers(0, 4, (2, 2, 3, 4, 4))
+    score = _score(real, fake, codes[0], codes[1], _horizon_scores(real, fake, *codes))
+    assert score.ssim == pytest.approx(metrics.ssim(real, fake), rel=1e-6)
+    assert score.gradient == pytest.approx(metrics.image_gradient(fake), rel=1e-12)
+
+
 # -- examples and the shuffled control ----------------------------------------------------------
 def test_examples_are_the_previous_k_frames_the_action_and_the_next_frame():
     codes = torch.arange(2 * 5).reshape(2, 5, 1, 1).expand(2, 5, 2, 2).contiguous()

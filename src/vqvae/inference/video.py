@@ -325,13 +325,16 @@ class VideoEvaluation:
         return asdict(self)
 
 
-def _score(real: np.ndarray, fake: np.ndarray, real_codes: np.ndarray, codes: np.ndarray):
+def _score(real, fake, real_codes, codes, by_horizon: dict[str, list[float]]) -> RolloutScore:
+    """The overall scores of (B, F, ...) rollouts. SSIM and detail are means over windows and
+    pixel pairs, and every horizon holds as many of them: the mean of the horizons' values
+    (``_horizon_scores``), not computed again."""
     return RolloutScore(
         mse=metrics.mse(real, fake),
         psnr=metrics.psnr(real, fake),
         code_match=float((real_codes == codes).mean()),
-        ssim=metrics.ssim(real, fake),
-        gradient=metrics.image_gradient(fake),
+        ssim=float(np.mean(by_horizon["ssim"])),
+        gradient=float(np.mean(by_horizon["detail"])),
     )
 
 
@@ -427,11 +430,12 @@ def evaluate_video(
     )
     futures["held"] = held, still  # the real frame's codes are the last context codes
     futures["copy"] = decode(model, still.reshape(-1, *still.shape[2:])).reshape(real.shape), still
-    scores = {name: _score(real, f, real_codes, c) for name, (f, c) in futures.items()}
-    by_horizon: dict[str, dict[str, list[float]]] = {}
+    scores, by_horizon = {}, {}  # condition -> RolloutScore; measure -> condition -> values
     for name in CONDITIONS:
         fake, codes = futures[name]
-        for measure, values in _horizon_scores(real, fake, real_codes, codes).items():
+        horizons = _horizon_scores(real, fake, real_codes, codes)
+        scores[name] = _score(real, fake, real_codes, codes, horizons)
+        for measure, values in horizons.items():
             by_horizon.setdefault(measure, {})[name] = values
     drawn = prior.draw_settings(sampling.temperature, sampling.top_k)
     return VideoEvaluation(

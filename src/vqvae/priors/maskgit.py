@@ -201,8 +201,9 @@ class MaskGITPrior(Prior):
     def _labels(self, cond: Condition, keep: torch.Tensor | None, b: int) -> torch.Tensor:
         """(B,) label ids, the null one where there is none or ``keep`` drops it."""
         null = self.config.num_classes
-        device = self.cond_tok.weight.device
-        labels = cond.labels if cond.labels is not None else torch.full((b,), null, device=device)
+        labels = cond.labels
+        if labels is None:
+            labels = torch.full((b,), null, device=self.device)
         return labels if keep is None else torch.where(keep, labels, null)
 
     def _aligned_context(self, cond: Condition, keep: torch.Tensor | None) -> torch.Tensor:

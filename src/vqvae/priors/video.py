@@ -308,12 +308,10 @@ class VideoPrior(nn.Module, PretrainedMixin):
         (default ``default_method``): the frame prior's sampler; ``steps`` and ``guidance``
         (default: the config's): the maskgit kind's passes and action guidance."""
         temperature, top_k = self.draw_settings(temperature, top_k)
-        passes = {"steps": steps, "guidance": guidance}
-        given = [name for name, v in passes.items() if v is not None]
-        options = self.frame.sampling_options
-        if any(name not in options for name in given):
+        passes = {k: v for k, v in (("steps", steps), ("guidance", guidance)) if v is not None}
+        if any(name not in self.frame.sampling_options for name in passes):
             raise ValueError(
-                f"{', '.join(given)}: only a maskgit video prior draws a frame in passes; "
+                f"{', '.join(passes)}: only a maskgit video prior draws a frame in passes; "
                 f"this one is {self.config.kind}"
             )
         return self.frame.sample(
@@ -323,7 +321,7 @@ class VideoPrior(nn.Module, PretrainedMixin):
             top_k=top_k,
             generator=generator,
             method=method or self.default_method,
-            **{name: passes[name] for name in given},
+            **passes,
         )
 
     @torch.no_grad()
